@@ -1,0 +1,71 @@
+"""Checkpoints: everything a run needs to resume or to be evaluated, in one file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from posekit.codecs import build_codec
+from posekit.errors import PosekitError
+from posekit.models import build_model, model_options
+from posekit.utils import atomic_torch_save
+
+FORMAT = "posekit-checkpoint-v1"
+
+
+def model_kwargs(cfg: dict) -> dict:
+    """Model options from a config: ``model`` minus ``name``, with the input size filled in
+    from ``data.input_size`` when the model takes one."""
+    name = cfg["model"]["name"]
+    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
+    valid = model_options(name)
+    if (valid is None or "input_size" in valid) and "input_size" not in opts:
+        opts["input_size"] = cfg["data"]["input_size"]
+    return opts
+
+
+def model_from_config(cfg: dict) -> torch.nn.Module:
+    try:
+        return build_model(cfg["model"]["name"], **model_kwargs(cfg))
+    except ValueError as e:
+        raise PosekitError(str(e)) from None
+
+
+def save_checkpoint(path: str | os.PathLike, **payload) -> None:
+    atomic_torch_save({"format": FORMAT, **payload}, path)
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise PosekitError(f"{p}: no best.pt or last.pt in this run folder")
+    if not p.is_file():
+        raise PosekitError(f"{p}: model file not found")
+    return p
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    p = resolve_checkpoint_path(path)
+    try:
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise PosekitError(f"{p}: cannot read checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise PosekitError(f"{p}: not a posekit checkpoint")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(model in eval mode, codec, checkpoint dict) from a checkpoint file or run folder."""
+    ckpt = read_checkpoint(path)
+    cfg = ckpt["config"]
+    model = model_from_config(cfg)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
+    return model, codec, ckpt

@@ -1,0 +1,166 @@
+"""``posekit train|evaluate|data ...``: a thin command line over the library.
+
+Bad input (missing data, corrupt image, wrong ``joints.mat``, unknown config key or model) ends
+with one line ``posekit: error: ...`` on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from posekit.errors import PosekitError
+
+
+def _cmd_train(args) -> int:
+    from posekit.checkpoint import read_checkpoint
+    from posekit.config import apply_overrides, load_config, validate
+    from posekit.train import train
+
+    overrides = list(args.overrides or [])
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    resume = None
+    if args.resume:
+        ckpt = read_checkpoint(Path(args.resume) / "last.pt" if Path(args.resume).is_dir() else args.resume)
+        resume = ckpt["path"]
+        cfg = apply_overrides(ckpt["config"], overrides)
+        validate(cfg, f"{resume} (+ overrides)")
+        out = Path(args.out) if args.out else Path(resume).parent
+    else:
+        if not args.config:
+            raise PosekitError("train needs --config FILE (or --resume RUN)")
+        cfg = load_config(args.config, overrides)
+        out = Path(args.out) if args.out else Path("runs") / cfg["name"]
+        if (out / "last.pt").exists() and not args.force:
+            raise PosekitError(f"{out}: a run already exists here; use --resume {out}, another --out, or --force")
+    summary = train(cfg, out, resume=resume, progress=not args.no_progress)
+    best = summary["best"]
+    print(f"done: {summary['epochs_done']} epochs, best epoch {best['epoch']} val_loss {best['val_loss']:.5g}"
+          f"; checkpoints in {out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from posekit.evaluate import evaluate, markdown_table, write_report
+
+    metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
+                               device=args.device, limit=args.limit)
+    if metrics["train_overlap"]:
+        print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
+              "model's training split", file=sys.stderr)
+    if args.out:
+        for p in write_report(metrics, extras, args.out):
+            print(f"wrote {p}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(markdown_table(metrics), end="")
+    return 0
+
+
+def _cmd_data_check(args) -> int:
+    from posekit.data.check import check_root
+    from posekit.data.lsp import resolve_data_root
+
+    root = resolve_data_root(args.data)
+    ok, bad = check_root(root, args.sets, hashes=not args.no_hashes)
+    for line in ok:
+        print(f"ok: {line}")
+    for line in bad:
+        print(f"PROBLEM: {line}")
+    print(f"{root}: {'intact' if not bad else f'{len(bad)} problem(s) found'}")
+    return 0 if not bad else 1
+
+
+def _cmd_data_show(args) -> int:
+    from posekit.data.images import read_image
+    from posekit.data.lsp import load_sets
+    from posekit.data.transforms import PoseTransform, to_image
+    from posekit.viz import draw_pose, make_grid, save_rgb
+
+    s = load_sets(args.data, [args.set])[args.set]
+    i = args.index
+    if not 0 <= i < len(s):
+        raise PosekitError(f"--index {i} out of range: {args.set} has images 0..{len(s) - 1}")
+    image = read_image(s.image_paths[i])
+    tiles = [draw_pose(image, s.keypoints[i], s.annotated[i])]
+    if args.size:
+        r = PoseTransform(args.size, args.resize_mode)(image, s.keypoints[i], s.annotated[i])
+        tiles.append(draw_pose(to_image(r["image"]), r["keypoints"].numpy(), r["mask"].numpy() > 0))
+    out = Path(args.out or f"{args.set}_{i:05d}.png")
+    save_rgb(out, make_grid(tiles, ncols=len(tiles), cell=320))
+    print(f"wrote {out} ({s.sample_id(i)}, {int(s.annotated[i].sum())} annotated / "
+          f"{int(s.visible[i].sum())} visible joints)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posekit", description="Single-image human pose estimation (14 LSP joints).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a recipe", description="Train a recipe. Any config key can be "
+                       "overridden as section.key=value, e.g. train.lr=0.001 data.input_size=128.")
+    t.add_argument("--config", help="recipe YAML (configs/*.yaml)")
+    t.add_argument("--resume", help="run folder or last.pt to continue")
+    t.add_argument("--data", help=f"dataset root (default ${'POSEKIT_DATA'})")
+    t.add_argument("--out", help="run folder (default runs/<name>)")
+    t.add_argument("--epochs", type=int, help="total epochs (overrides train.epochs)")
+    t.add_argument("--force", action="store_true", help="train into a folder that already holds a run")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
+    e.add_argument("--model", required=True, help="checkpoint file or run folder")
+    e.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
+    e.add_argument("--split", default="lsp-test", choices=["lsp-test", "paper-test", "val"])
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--out", help="also write metrics.md, predictions.png and loss_curve.png here")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="verify a dataset copy (counts, visible joints, checksums)")
+    c.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
+    c.add_argument("--sets", nargs="*", choices=["lsp", "lspet"])
+    c.add_argument("--no-hashes", action="store_true", help="skip per-image checksums")
+    c.set_defaults(func=_cmd_data_check)
+    s = dsub.add_parser("show", help="draw a sample with its joints")
+    s.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
+    s.add_argument("--set", default="lsp", choices=["lsp", "lspet"])
+    s.add_argument("--index", type=int, required=True, help="0-based image index")
+    s.add_argument("--size", type=int, default=224, help="also show the preprocessed input at this size (0: off)")
+    s.add_argument("--resize-mode", default="stretch", choices=["stretch", "letterbox"])
+    s.add_argument("--out", help="output PNG")
+    s.set_defaults(func=_cmd_data_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PosekitError as e:
+        print(f"posekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posekit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # errors re-raised from DataLoader workers carry a traceback text
+        msg = str(e)
+        if "DataError:" in msg or "PosekitError:" in msg:
+            last = [ln for ln in msg.splitlines() if "Error:" in ln][-1]
+            print(f"posekit: error: {last.split('Error:', 1)[1].strip()}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

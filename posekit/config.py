@@ -1,0 +1,167 @@
+"""Recipe configs: YAML files validated against one schema of defaults.
+
+Every key a recipe may set is in :data:`DEFAULTS`; an unknown key (in a file or a command-line
+override ``section.key=value``) is an error naming the file and the key, so a typo never turns
+into a silently ignored setting. ``model`` holds the registry name plus the model's own options,
+which the registry validates."""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+
+from posekit.errors import ConfigError
+
+DEFAULTS: dict = {
+    "name": "run",
+    "model": {"name": "poster_cnn"},  # + model options, checked by the registry
+    "codec": "regression",
+    "loss": "mse",
+    "data": {
+        "root": None,  # dataset root; None = $POSEKIT_DATA
+        "sets": ["lsp", "lspet"],
+        "split": "lsp-standard",  # paper | lsp-standard
+        "split_seed": 0,
+        "fractions": [0.7, 0.15, 0.15],  # paper split
+        "val_fraction": 0.1,  # lsp-standard: validation carved from train
+        "input_size": 96,
+        "resize_mode": "stretch",  # stretch | letterbox (whole image, both invertible)
+        "cache": True,  # decode every image once into memory
+        "cache_max_side": 256,
+        "limit_train": None,  # use only the first N training samples (quick runs)
+        "limit_val": None,
+    },
+    "augment": {
+        "flip": 0.0,
+        "rotate": 0.0,
+        "scale": [1.0, 1.0],
+        "shift": 0.0,
+        "crop_padding": 0,
+        "color": 0.0,
+        "person_crop": None,
+    },
+    "train": {
+        "epochs": 30,
+        "batch_size": 32,
+        "optimizer": "sgd",  # sgd | adam | adamw
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "scheduler": "none",  # none | cosine | step
+        "step_size": 10,
+        "gamma": 0.1,
+        "warmup_epochs": 0,
+        "early_stopping_patience": None,  # epochs without val-loss improvement; None = off
+        "num_workers": 2,
+        "seed": 0,
+        "amp": True,  # CUDA only (bfloat16 autocast)
+        "device": "auto",
+        "log_images": 8,  # sample predictions drawn to TensorBoard per epoch
+        "grad_clip": None,
+        "max_steps_per_epoch": None,  # cap steps per epoch (quick runs)
+        "deterministic": False,
+    },
+}
+
+
+def _suggest(key: str, options) -> str:
+    m = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean '{m[0]}'?)" if m else ""
+
+
+def _merge(base: dict, new: dict, where: str, prefix: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (new or {}).items():
+        full = f"{prefix}{k}"
+        if prefix == "" and k == "model":
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: 'model' must be a mapping with a 'name'")
+            out["model"] = {**out["model"], **v}
+            continue
+        if k not in base:
+            raise ConfigError(f"{where}: unknown config key '{full}'{_suggest(k, base)}")
+        if isinstance(base[k], dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: '{full}' must be a mapping")
+            out[k] = _merge(base[k], v, where, full + ".")
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, val = text.split("=", 1)
+    try:
+        value = yaml.safe_load(val) if val != "" else None
+    except yaml.YAMLError:
+        value = val
+    return key.strip().split("."), value
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (values parsed as YAML)."""
+    for o in overrides:
+        path, value = parse_override(o)
+        nested: dict = {}
+        cur = nested
+        for p in path[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[path[-1]] = value
+        cfg = _merge(cfg, nested, f"override '{o}'")
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
+    """Load a YAML recipe over :data:`DEFAULTS`, then apply ``section.key=value`` overrides."""
+    raw: dict = {}
+    where = "defaults"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            at = f" at line {line + 1}" if line is not None else ""
+            raise ConfigError(f"{p}: invalid YAML{at}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: a config must be a YAML mapping")
+    cfg = _merge(DEFAULTS, raw, where)
+    cfg = apply_overrides(cfg, overrides or [])
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: dict, where: str = "config") -> None:
+    """Value checks that do not need the data or the model."""
+    from posekit.data.splits import SPLITS
+    from posekit.data.transforms import RESIZE_MODES
+
+    d, t = cfg["data"], cfg["train"]
+    checks = [
+        (d["split"] in SPLITS, f"data.split must be one of {', '.join(SPLITS)}, got {d['split']!r}"),
+        (d["resize_mode"] in RESIZE_MODES, f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}"),
+        (isinstance(d["input_size"], int) and d["input_size"] >= 8, "data.input_size must be an integer >= 8"),
+        (isinstance(d["sets"], list) and d["sets"], "data.sets must be a non-empty list"),
+        (t["optimizer"] in ("sgd", "adam", "adamw"), f"train.optimizer must be sgd, adam or adamw, got {t['optimizer']!r}"),
+        (t["scheduler"] in ("none", "cosine", "step"), f"train.scheduler must be none, cosine or step, got {t['scheduler']!r}"),
+        (isinstance(t["epochs"], int) and t["epochs"] >= 1, "train.epochs must be an integer >= 1"),
+        (isinstance(t["batch_size"], int) and t["batch_size"] >= 1, "train.batch_size must be an integer >= 1"),
+        (isinstance(t["lr"], (int, float)) and t["lr"] > 0, "train.lr must be a positive number"),
+        (isinstance(cfg["model"].get("name"), str), "model.name must be a string"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {msg}")
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Data: LSP loading, datasets, transforms, splits, checks."""

@@ -1,0 +1,114 @@
+"""``PoseLandmarksDataset`` (the paper's name) and an in-memory decoded-image cache."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from posekit.data.images import read_image
+from posekit.data.lsp import PoseSet
+from posekit.data.transforms import PoseTransform, scale_matrix
+from posekit.errors import DataError
+
+
+class ImageCache:
+    """Decodes every image once (threads; OpenCV releases the GIL) and keeps a copy whose longer
+    side is at most ``max_side`` pixels, with the affine that maps original pixels onto it. The
+    JPEG decoding then happens once per run rather than once per sample per epoch."""
+
+    def __init__(self, paths: list[Path], max_side: int = 256, threads: int = 2, progress: bool = False):
+        self.max_side = int(max_side)
+        self.images: list[np.ndarray] = [None] * len(paths)  # type: ignore[list-item]
+        self.pre = np.zeros((len(paths), 2, 3), np.float64)
+        self.sizes = np.zeros((len(paths), 2), np.int64)
+        self.index = {str(p): i for i, p in enumerate(paths)}
+
+        def load(i: int) -> None:
+            im = read_image(paths[i])
+            h, w = im.shape[:2]
+            f = min(1.0, self.max_side / max(w, h))
+            if f < 1.0:
+                sw, sh = max(1, round(w * f)), max(1, round(h * f))
+                im = cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA)
+            self.images[i] = im
+            self.pre[i] = scale_matrix(im.shape[1] / w, im.shape[0] / h)
+            self.sizes[i] = (w, h)
+
+        it = range(len(paths))
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
+            futures = ex.map(load, it)
+            if progress:
+                from tqdm import tqdm
+
+                futures = tqdm(futures, total=len(paths), desc="decoding images", unit="img", leave=False)
+            for _ in futures:
+                pass
+
+    def get(self, path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        i = self.index[str(path)]
+        w, h = self.sizes[i]
+        return self.images[i], self.pre[i], (int(w), int(h))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(im.nbytes for im in self.images)
+
+
+class PoseLandmarksDataset(Dataset):
+    """Samples of one or more :class:`PoseSet` selected by sample ids, after a transform.
+
+    Each item is a dict: ``image`` (3, S, S), ``keypoints`` (14, 2) in input pixels, ``mask`` (14,)
+    annotated joints, ``matrix`` (2, 3) original -> input affine, ``gt`` (14, 2) and ``gt_mask`` in
+    original pixels, ``size`` (w, h) of the original image, ``index``.
+
+    Augmentation is seeded from (``seed``, epoch, index), so a run is reproducible whatever the
+    number of loader workers; call :meth:`set_epoch` at each epoch."""
+
+    def __init__(self, sets: dict[str, PoseSet], ids: list[str], transform: PoseTransform,
+                 cache: ImageCache | None = None, seed: int = 0):
+        self.transform = transform
+        self.cache = cache
+        self.seed = int(seed)
+        self.epoch = 0
+        lookup = {}
+        for s in sets.values():
+            for i in range(len(s)):
+                lookup[s.sample_id(i)] = (s, i)
+        missing = [sid for sid in ids if sid not in lookup]
+        if missing:
+            raise DataError(f"sample {missing[0]!r} (and {len(missing) - 1} more) not in the loaded data sets")
+        self.ids = list(ids)
+        self.items = [lookup[sid] for sid in ids]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def paths(self) -> list[Path]:
+        return [s.image_paths[i] for s, i in self.items]
+
+    def __getitem__(self, idx: int) -> dict:
+        s, i = self.items[idx]
+        path = s.image_paths[i]
+        kp, mask = s.keypoints[i], s.annotated[i]
+        seed = (self.seed * 1_000_003 + self.epoch * 100_003 + idx) if self.transform.train else None
+        if self.cache is not None:
+            image, pre, (w, h) = self.cache.get(path)
+            out = self.transform(image, kp, mask, seed=seed, orig_size=(w, h), pre=pre)
+        else:
+            image = read_image(path)
+            h, w = image.shape[:2]
+            out = self.transform(image, kp, mask, seed=seed)
+        out.update(
+            gt=torch.from_numpy(kp.astype(np.float32)),
+            gt_mask=torch.from_numpy(mask.astype(np.float32)),
+            size=torch.tensor([w, h], dtype=torch.float32),
+            index=idx,
+        )
+        return out

@@ -1,0 +1,214 @@
+"""Image + keypoint transforms.
+
+Geometry is split in two:
+
+1. A deterministic **base affine** ``M`` (2x3) that maps original-image pixels to the network's
+   input frame: the paper's *resize* of the whole image (``stretch`` to a square, as the poster
+   does, or ``letterbox``: keep the aspect ratio and pad), or, for training only, a
+   person-centred crop from the annotated joints' box with a margin. It is applied with one
+   ``cv2.warpAffine`` and is exactly invertible, so predictions map back to original pixels.
+2. **Random augmentation** at input resolution with albumentations (keypoint-aware): horizontal
+   flip (left/right joints are swapped afterwards, see :data:`posekit.skeleton.FLIP_PERM`),
+   rotation / scale / shift (``A.Affine``), the paper's random *crop* (pad + random crop), and
+   colour jitter. These are used for training only.
+
+Then the paper's *to tensor* and *normalise* (ImageNet mean/std).
+
+Coordinates are 0-based pixel positions (pixel centres at integers), the convention of
+``cv2.warpAffine``, ``A.HorizontalFlip`` (x -> W-1-x) and ``A.Affine`` (centre (W-1)/2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from posekit.skeleton import FLIP_PERM
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+RESIZE_MODES = ("stretch", "letterbox")
+
+
+def resize_matrix(width: int, height: int, size: int, mode: str = "stretch") -> np.ndarray:
+    """Affine (2x3) mapping a whole width x height image onto a size x size input."""
+    if mode == "stretch":
+        sx, sy = size / width, size / height
+        ox = oy = 0.0
+    elif mode == "letterbox":
+        sx = sy = size / max(width, height)
+        ox, oy = (size - width * sx) / 2.0, (size - height * sy) / 2.0
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    # continuous coordinates: pixel i covers [i, i+1); 0-based centres sit at i + 0.5
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]], np.float64)
+
+
+def box_matrix(box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """Affine mapping the square box (x0, y0, side, side) in image pixels onto a size x size input."""
+    x0, y0, w, h = box
+    s = size / max(w, h)
+    return np.array([[s, 0.0, 0.5 * s - 0.5 - x0 * s], [0.0, s, 0.5 * s - 0.5 - y0 * s]], np.float64)
+
+
+def person_box(keypoints: np.ndarray, mask: np.ndarray, margin: float = 0.25,
+               width: int | None = None, height: int | None = None) -> tuple[float, float, float, float]:
+    """A square box around the annotated joints, enlarged by ``margin`` of its side on each side.
+    Falls back to the whole image when fewer than two joints are annotated."""
+    pts = keypoints[mask.astype(bool)]
+    if len(pts) < 2:
+        if width is None or height is None:
+            raise ValueError("person_box needs at least two annotated joints or the image size")
+        side = float(max(width, height))
+        return (width - side) / 2.0, (height - side) / 2.0, side, side
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * margin)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return cx - side / 2.0 + 0.5, cy - side / 2.0 + 0.5, side, side
+
+
+def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to (..., 2) points."""
+    p = np.asarray(points, np.float64)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(m, np.float64))
+
+
+def compose_affine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The affine ``a`` after ``b`` (both 2x3)."""
+    return a @ np.vstack([b, [0.0, 0.0, 1.0]])
+
+
+def scale_matrix(fx: float, fy: float) -> np.ndarray:
+    """Affine of a plain resize by (fx, fy) in pixel-centre coordinates."""
+    return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]], np.float64)
+
+
+def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """``cv2.warpAffine`` to a size x size output; a large downscale is first done by area
+    averaging (then the exact remaining affine), which avoids aliasing."""
+    h, w = image.shape[:2]
+    s = min(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
+    if s < 0.5:
+        f = min(1.0, s * 2.0)
+        sw, sh = max(1, round(w * f)), max(1, round(h * f))
+        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        m = compose_affine(m, invert_affine(scale_matrix(sw / w, sh / h)))
+        image = small
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> normalised float tensor (3, H, W)."""
+    x = (image.astype(np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`to_tensor` (for drawing)."""
+    x = tensor.detach().cpu().float().numpy().transpose(1, 2, 0) * STD + MEAN
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class AugmentConfig:
+    """Random training augmentation. All off by default (the paper's eval pipeline)."""
+
+    flip: float = 0.0  # probability of a horizontal flip (left/right joints swapped)
+    rotate: float = 0.0  # max |degrees|
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range
+    shift: float = 0.0  # max translation as a fraction of the input size
+    crop_padding: int = 0  # the paper's random crop: pad by this many pixels, crop back
+    color: float = 0.0  # colour-jitter strength (brightness/contrast/saturation), 0 = off
+    person_crop: float | None = None  # margin of a person-centred crop, None = whole image
+
+    @property
+    def geometric(self) -> bool:
+        return self.rotate > 0 or tuple(self.scale) != (1.0, 1.0) or self.shift > 0
+
+
+class PoseTransform:
+    """Maps (image, keypoints, mask) to the network's input.
+
+    ``__call__`` returns a dict: ``image`` (3, S, S) tensor, ``keypoints`` (14, 2) float32 in input
+    pixels, ``mask`` (14,) float32, ``matrix`` (2, 3) base affine original -> input (identity of
+    the random part: only meaningful when ``train`` is False), ``flipped`` bool."""
+
+    def __init__(self, input_size: int, resize_mode: str = "stretch", train: bool = False,
+                 augment: AugmentConfig | None = None):
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {resize_mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+        self.size = int(input_size)
+        self.resize_mode = resize_mode
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self._album = self._build_album() if train else None
+
+    def _build_album(self):
+        import albumentations as A
+
+        a = self.augment
+        ts = []
+        if a.flip > 0:
+            ts.append(A.HorizontalFlip(p=a.flip))
+        if a.geometric:
+            ts.append(A.Affine(scale=tuple(a.scale), translate_percent=(-a.shift, a.shift),
+                               rotate=(-a.rotate, a.rotate), border_mode=cv2.BORDER_CONSTANT,
+                               fill=0, p=1.0))
+        if a.crop_padding > 0:
+            s, pad = self.size, int(a.crop_padding)
+            ts += [A.PadIfNeeded(s + 2 * pad, s + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                   A.RandomCrop(s, s)]
+        if a.color > 0:
+            c = a.color
+            ts.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.1, c / 4), p=0.8))
+        if not ts:
+            return None
+        return A.Compose(ts, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+                         save_applied_params=True)
+
+    def base_matrix(self, width: int, height: int, keypoints=None, mask=None) -> np.ndarray:
+        if self.train and self.augment.person_crop is not None and keypoints is not None:
+            box = person_box(keypoints, mask, self.augment.person_crop, width, height)
+            return box_matrix(box, self.size)
+        return resize_matrix(width, height, self.size, self.resize_mode)
+
+    def __call__(self, image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray,
+                 seed: int | None = None, orig_size: tuple[int, int] | None = None,
+                 pre: np.ndarray | None = None) -> dict:
+        """``keypoints``/``mask`` are in original-image pixels. When ``image`` is a rescaled copy
+        (an image cache), ``pre`` maps original pixels to it and ``orig_size`` is (w, h) of the
+        original, so the base affine and the returned ``matrix`` stay in original pixels."""
+        if pre is None:
+            h, w = image.shape[:2]
+        else:
+            w, h = orig_size
+        m = self.base_matrix(w, h, keypoints, mask)
+        m_img = m if pre is None else compose_affine(m, invert_affine(pre))
+        out = warp(image, m_img, self.size)
+        kp = apply_affine(keypoints, m)
+        mask = np.asarray(mask, np.float32).copy()
+        flipped = False
+        if self._album is not None:
+            if seed is not None:
+                self._album.set_random_seed(int(seed) % (2**32))
+            r = self._album(image=out, keypoints=kp.astype(np.float32))
+            out = r["image"]
+            kp = np.asarray(r["keypoints"], np.float64).reshape(-1, 2)
+            flipped = any(name == "HorizontalFlip" for name, _ in r.get("applied_transforms", []))
+            if flipped:
+                kp = kp[FLIP_PERM]
+                mask = mask[FLIP_PERM]
+        return {
+            "image": to_tensor(out),
+            "keypoints": torch.from_numpy(kp.astype(np.float32)),
+            "mask": torch.from_numpy(mask),
+            "matrix": torch.from_numpy(m.astype(np.float64)),
+            "flipped": flipped,
+        }

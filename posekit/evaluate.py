@@ -1,0 +1,158 @@
+"""Evaluation: the model sees each whole test image (never a box derived from the ground truth),
+its output is mapped back to original-image pixels, then metrics.py scores it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from posekit.checkpoint import load_model
+from posekit.data.dataset import PoseLandmarksDataset
+from posekit.data.lsp import load_sets
+from posekit.data.splits import lsp_test_ids, make_split
+from posekit.data.transforms import PoseTransform
+from posekit.errors import PosekitError
+from posekit.metrics import evaluate_keypoints
+from posekit.skeleton import JOINT_NAMES
+from posekit.utils import atomic_write_text, select_device
+
+EVAL_SPLITS = ("lsp-test", "paper-test", "val")
+
+
+def to_original(kp_input: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Map (B, J, 2) input-frame keypoints back through each sample's (B, 2, 3) affine."""
+    m = matrix.double()
+    a, b = m[:, :, :2], m[:, :, 2]
+    inv = torch.linalg.inv(a)
+    return torch.einsum("bij,bkj->bki", inv, kp_input.double() - b[:, None, :])
+
+
+@torch.no_grad()
+def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, loss_fn=None,
+                   keep_first: bool = True) -> dict:
+    """Run a model over an evaluation loader. Returns numpy ``pred``/``gt`` (N, 14, 2) in original
+    pixels, ``mask``, ``sizes``, ``scores``, the mean ``loss`` when ``loss_fn`` is given, and the
+    first batch's input-frame tensors (for drawing)."""
+    model.eval()
+    preds, gts, masks, sizes, scores = [], [], [], [], []
+    total, count = 0.0, 0
+    first = None
+    for batch in loader:
+        x = batch["image"].to(device)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else torch.no_grad()
+        with ctx:
+            out = model(x)
+        out = out.float()
+        kp, sc = codec.decode(out)
+        if loss_fn is not None:
+            target = codec.encode(batch["keypoints"].to(device))
+            loss = loss_fn(codec.loss_target(out), target, batch["mask"].to(device))
+            total += loss.item() * len(x)
+            count += len(x)
+        kp = kp.cpu()
+        if keep_first and first is None:
+            first = {"image": batch["image"][:16], "pred": kp[:16].numpy(),
+                     "keypoints": batch["keypoints"][:16].numpy(), "mask": batch["mask"][:16].numpy()}
+        preds.append(to_original(kp, batch["matrix"]).numpy())
+        gts.append(batch["gt"].numpy())
+        masks.append(batch["gt_mask"].numpy() > 0)
+        sizes.append(batch["size"].numpy())
+        scores.append(sc.cpu().numpy())
+    res = {"pred": np.concatenate(preds), "gt": np.concatenate(gts).astype(np.float64),
+           "mask": np.concatenate(masks), "sizes": np.concatenate(sizes), "scores": np.concatenate(scores),
+           "first": first}
+    if loss_fn is not None:
+        res["loss"] = total / max(count, 1)
+    return res
+
+
+def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
+    cfg = ckpt["config"]
+    if split_name == "lsp-test":
+        return lsp_test_ids(sets)
+    if split_name == "val":
+        return list(ckpt["split"]["val"])
+    if split_name == "paper-test":
+        d = cfg["data"]
+        split = make_split("paper", sets, seed=d["split_seed"], fractions=tuple(d["fractions"]))
+        return split["test"]
+    raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
+
+
+def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
+             device: str | None = None, limit: int | None = None, workers: int = 0) -> tuple[dict, dict]:
+    """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing)."""
+    if split_name not in EVAL_SPLITS:
+        raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
+    dev = select_device(device)
+    model, codec, ckpt = load_model(model_path, dev)
+    cfg = ckpt["config"]
+    needed = ["lsp"] if split_name == "lsp-test" else list(ckpt["split"].get("sets", cfg["data"]["sets"]))
+    sets = load_sets(data_root, needed)
+    ids = eval_ids(split_name, ckpt, sets)
+    if limit:
+        ids = ids[:limit]
+    overlap = sorted(set(ids) & set(ckpt["split"]["train"]))
+    tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"], train=False)
+    ds = PoseLandmarksDataset(sets, ids, tf)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    res = predict_loader(model, codec, loader, dev)
+    metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
+    metrics.update(split=split_name, model=cfg["model"]["name"], checkpoint=ckpt["path"],
+                   epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap))
+    extras = {"res": res, "ds": ds, "ckpt": ckpt, "ids": ids}
+    return metrics, extras
+
+
+def markdown_table(metrics: dict) -> str:
+    lines = [f"# Evaluation: {metrics['model']} on {metrics['split']} ({metrics['n']} images)", "",
+             "| metric | value |", "|---|---|"]
+    for k, label in (("pck", "PCK@0.2"), ("pcp", "PCP@0.5 (strict)"), ("mse", "MSE (normalised coords)"),
+                     ("mse_px96", "MSE ×96² (poster units)"), ("mean_px_error", "mean error (px)")):
+        v = metrics.get(k)
+        lines.append(f"| {label} | {v:.4f} |" if v is not None else f"| {label} | – |")
+    lines += ["", "| joint | PCK@0.2 |", "|---|---|"]
+    for name in JOINT_NAMES:
+        v = metrics["per_joint_pck"].get(name)
+        lines.append(f"| {name} | {v:.3f} |" if v is not None else f"| {name} | – |")
+    lines += ["", "| part | PCP@0.5 |", "|---|---|"]
+    for name, v in metrics["per_part_pcp"].items():
+        lines.append(f"| {name} | {v:.3f} |" if v is not None else f"| {name} | – |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(metrics: dict, extras: dict, out_dir: str | Path, n_images: int = 16) -> list[Path]:
+    """metrics.json, metrics.md, predictions.png (predicted vs true on test images, the paper's
+    Fig. 3/5) and loss_curve.png (from the run's history, Fig. 4)."""
+    from posekit.data.images import read_image
+    from posekit.viz import draw_comparison, make_grid, plot_loss_curves, save_rgb
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write_text(out / "metrics.md", markdown_table(metrics))
+    written += [out / "metrics.json", out / "metrics.md"]
+    res, ds = extras["res"], extras["ds"]
+    tiles = []
+    for i in range(min(n_images, len(ds))):
+        im = read_image(ds.paths()[i])
+        tiles.append(draw_comparison(im, res["pred"][i], res["gt"][i], res["mask"][i]))
+    if tiles:
+        save_rgb(out / "predictions.png", make_grid(tiles, ncols=4, cell=256))
+        written.append(out / "predictions.png")
+    history = extras["ckpt"].get("history") or []
+    hist_file = Path(extras["ckpt"]["path"]).parent / "history.json"
+    if hist_file.is_file():
+        try:
+            history = json.loads(hist_file.read_text())
+        except json.JSONDecodeError:
+            pass
+    if history:
+        plot_loss_curves(history, out / "loss_curve.png", title=f"{metrics['model']} training",
+                         ylabel="masked MSE (normalised coordinates)")
+        written.append(out / "loss_curve.png")
+    return written

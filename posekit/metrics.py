@@ -1,0 +1,171 @@
+"""Keypoint metrics for 14-joint LSP poses (pure numpy, no I/O).
+
+Conventions: ``pred``/``gt`` are float arrays (N, 14, 2) of x, y in 0-based original-image
+pixels (a single (14, 2) pose is accepted as N = 1); ``mask`` (N, 14) bool marks annotated
+joints (default: all), unannotated joints are excluded from every metric; ``sizes`` (N, 2)
+is the image (width, height). Values where ``mask`` is false are ignored, even NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR
+
+# Relative slack so a distance exactly at the threshold counts as correct despite rounding.
+_REL_TOL = 1e-9
+PCK_CURVE_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 11))
+
+
+def _check(pred, gt, mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and return (pred, gt, mask) as (N,14,2) float64, (N,14,2) float64, (N,14) bool,
+    with unannotated entries of pred/gt set to 0."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.ndim == 2:
+        pred = pred[None]
+    if gt.ndim == 2:
+        gt = gt[None]
+    if gt.ndim != 3 or gt.shape[1:] != (NUM_JOINTS, 2):
+        raise ValueError(f"gt must have shape (N, {NUM_JOINTS}, 2), got {gt.shape}")
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred shape {pred.shape} does not match gt shape {gt.shape}")
+    if mask is None:
+        mask = np.ones(gt.shape[:2], dtype=bool)
+    else:
+        mask = np.asarray(mask)
+        if mask.ndim == 1:
+            mask = mask[None]
+        if mask.shape != gt.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} does not match (N, {NUM_JOINTS}) = {gt.shape[:2]}")
+        mask = mask.astype(bool)
+    for name, a in (("pred", pred), ("gt", gt)):
+        bad = mask & ~np.isfinite(a).all(axis=-1)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"{name} has {int(bad.sum())} non-finite annotated joint(s), "
+                             f"first at image {i}, joint {JOINT_NAMES[j]}")
+    m3 = mask[..., None]
+    return np.where(m3, pred, 0.0), np.where(m3, gt, 0.0), mask
+
+
+def _ratio(num, den) -> np.ndarray | float:
+    """num / den with NaN where den == 0."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out if out.ndim else float(out)
+
+
+def _pck_counts(pred, gt, mask, thr):
+    """(correct, counted) bool arrays (N, 14) for validated inputs."""
+    a, b = TORSO_PAIR
+    torso = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    valid_img = mask[:, a] & mask[:, b] & (torso > 0)
+    counted = mask & valid_img[:, None]
+    dist = np.linalg.norm(pred - gt, axis=-1)
+    correct = counted & (dist <= thr * torso[:, None] * (1 + _REL_TOL))
+    return correct, counted
+
+
+def pck(pred, gt, mask=None, thr: float = 0.2) -> tuple[float, np.ndarray]:
+    """Percentage of Correct Keypoints (LSP / Sapp & Taskar): a joint is correct when its
+    distance to the truth is <= ``thr`` x torso, torso = ||gt[left_shoulder] - gt[right_hip]||.
+
+    Images whose torso is 0 or whose torso joints are unannotated are excluded entirely.
+    Returns (overall fraction over all counted joints, per-joint fractions (14,)); entries
+    with nothing to count are NaN.
+    """
+    pred, gt, mask = _check(pred, gt, mask)
+    correct, counted = _pck_counts(pred, gt, mask, thr)
+    return _ratio(correct.sum(), counted.sum()), _ratio(correct.sum(0), counted.sum(0))
+
+
+def _endpoints(kp: np.ndarray, ends: tuple[int, ...]) -> np.ndarray:
+    return kp[:, list(ends)].mean(axis=1)
+
+
+def pcp(pred, gt, mask=None, thr: float = 0.5) -> tuple[float, np.ndarray]:
+    """Strict Percentage of Correct Parts over the 10 ``PCP_PARTS``: a part is correct when
+    BOTH predicted end points lie within ``thr`` x the ground-truth part length of the true
+    end points (an end point is the mean of its joints, e.g. the torso runs hip centre to
+    shoulder centre). Parts with any unannotated joint, or of zero length, are excluded.
+    Returns (overall fraction, per-part fractions (10,), NaN where nothing counted).
+    """
+    pred, gt, mask = _check(pred, gt, mask)
+    n = gt.shape[0]
+    correct = np.zeros((n, len(PCP_PARTS)), dtype=bool)
+    counted = np.zeros_like(correct)
+    for k, (_, ea, eb) in enumerate(PCP_PARTS):
+        ga, gb = _endpoints(gt, ea), _endpoints(gt, eb)
+        length = np.linalg.norm(ga - gb, axis=-1)
+        ok = mask[:, list(ea + eb)].all(axis=1) & (length > 0)
+        lim = thr * length * (1 + _REL_TOL)
+        da = np.linalg.norm(_endpoints(pred, ea) - ga, axis=-1)
+        db = np.linalg.norm(_endpoints(pred, eb) - gb, axis=-1)
+        counted[:, k] = ok
+        correct[:, k] = ok & (da <= lim) & (db <= lim)
+    return _ratio(correct.sum(), counted.sum()), _ratio(correct.sum(0), counted.sum(0))
+
+
+def _check_sizes(sizes, n: int) -> np.ndarray:
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.ndim == 1:
+        sizes = sizes[None]
+    if sizes.shape != (n, 2):
+        raise ValueError(f"sizes must have shape ({n}, 2) of (width, height), got {sizes.shape}")
+    if not (np.isfinite(sizes).all() and (sizes > 0).all()):
+        raise ValueError("sizes must be finite and positive (width, height)")
+    return sizes
+
+
+def mse(pred, gt, sizes, mask=None) -> float:
+    """The paper's MSE: mean, over annotated joints and both coordinates, of the squared error
+    after dividing x by the image width and y by the image height, i.e. what
+    ``torch.nn.MSELoss()`` gives on coordinates normalised to [0, 1]. NaN if nothing annotated.
+    """
+    pred, gt, mask = _check(pred, gt, mask)
+    sizes = _check_sizes(sizes, gt.shape[0])
+    err = ((pred - gt) / sizes[:, None, :]) ** 2
+    return _ratio(err.sum(-1)[mask].sum(), 2 * mask.sum())
+
+
+def mean_px_error(pred, gt, mask=None) -> float:
+    """Mean Euclidean distance in pixels over annotated joints (NaN if none)."""
+    pred, gt, mask = _check(pred, gt, mask)
+    dist = np.linalg.norm(pred - gt, axis=-1)
+    return _ratio(dist[mask].sum(), mask.sum())
+
+
+def _num(x) -> float | None:
+    """Plain Python float, or None for NaN (keeps the result strict-JSON serialisable)."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def evaluate_keypoints(pred, gt, sizes, mask=None) -> dict:
+    """All metrics as a JSON-serialisable dict of plain floats (fractions in [0, 1]); any
+    metric with nothing to count is None.
+
+    Keys: ``n`` (images), ``pck`` (thr 0.2 x torso), ``pcp`` (strict, thr 0.5), ``mse``
+    (see :func:`mse`), ``mse_px96`` (= mse x 96^2: the mean squared error per coordinate in
+    pixels of a 96x96 rescaled image, directly comparable with the poster's loss measured on
+    96x96 inputs), ``mean_px_error`` (original pixels), ``per_joint_pck`` (joint name -> value),
+    ``per_part_pcp`` (part name -> value), ``pck_curve`` ("0.05", "0.1", ..., "0.5" -> pck).
+    """
+    pred, gt, mask = _check(pred, gt, mask)
+    p_all, p_joint = pck(pred, gt, mask)
+    c_all, c_part = pcp(pred, gt, mask)
+    m = mse(pred, gt, sizes, mask)
+    return {
+        "n": int(gt.shape[0]),
+        "pck": _num(p_all),
+        "pcp": _num(c_all),
+        "mse": _num(m),
+        "mse_px96": _num(m * 96.0 ** 2),
+        "mean_px_error": _num(mean_px_error(pred, gt, mask)),
+        "per_joint_pck": {name: _num(v) for name, v in zip(JOINT_NAMES, p_joint)},
+        "per_part_pcp": {part[0]: _num(v) for part, v in zip(PCP_PARTS, c_part)},
+        "pck_curve": {f"{t:g}": _num(pck(pred, gt, mask, thr=t)[0]) for t in PCK_CURVE_THRESHOLDS},
+    }

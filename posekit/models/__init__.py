@@ -1,0 +1,99 @@
+"""Model registry: the one place that maps model names to constructors."""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a model class/factory to ``MODELS`` under ``name``."""
+    def deco(ctor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS and MODELS[name] is not ctor:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = ctor
+        return ctor
+    return deco
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(MODELS)
+
+
+def model_options(name: str) -> list[str] | None:
+    """Sorted keyword options the constructor accepts, or None if it takes **kwargs."""
+    params = inspect.signature(MODELS[name]).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def build_model(name: str, **options) -> nn.Module:
+    """Construct a registered model; one-line ValueError for unknown names or options."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    valid = model_options(name)
+    if valid is not None:
+        bad = sorted(k for k in options if k not in valid)
+        if bad:
+            raise ValueError(f"model {name!r} got unknown option(s) {', '.join(map(repr, bad))}; "
+                             f"valid: {', '.join(valid)}")
+    return MODELS[name](**options)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_flops(model: nn.Module, input_size: int | None = None) -> float:
+    """GFLOPs of one (1,3,S,S) forward pass, counted as 2 x multiply-adds of Conv2d/Linear.
+
+    Bias adds, BN, activations and pooling are not counted. ``input_size`` defaults to
+    ``model.input_size``.
+    """
+    size = input_size or model.input_size
+    macs = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        kh, kw = m.kernel_size
+        macs += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        macs += (out[0].numel() // m.out_features) * m.in_features * m.out_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, 3, size, size, device=param.device if param is not None else "cpu")
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return 2 * macs / 1e9
+
+
+from posekit.models.paper_vgg import PaperVGG  # noqa: E402
+from posekit.models.poster_cnn import PosterCNN  # noqa: E402
+
+register_model("paper_vgg")(PaperVGG)
+register_model("poster_cnn")(PosterCNN)
+
+__all__ = ["MODELS", "PaperVGG", "PosterCNN", "build_model", "count_parameters", "list_models",
+           "model_flops", "model_options", "register_model"]

@@ -1,0 +1,114 @@
+"""The 14-joint Leeds Sports Pose skeleton: the single source of truth for joint order,
+left/right flip pairs and limbs. No other module hard-codes a joint index."""
+from __future__ import annotations
+
+import numpy as np
+
+# LSP order (both LSP and LSP-extended). Left/right are the person's own.
+JOINT_NAMES: tuple[str, ...] = (
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "neck",
+    "head_top",
+)
+NUM_JOINTS = len(JOINT_NAMES)
+JOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(JOINT_NAMES)}
+
+
+def idx(name: str) -> int:
+    """Index of a joint by name; raises a one-line error for an unknown name."""
+    try:
+        return JOINT_INDEX[name]
+    except KeyError:
+        raise ValueError(f"unknown joint {name!r}; expected one of {', '.join(JOINT_NAMES)}") from None
+
+
+def _pairs() -> tuple[tuple[int, int], ...]:
+    out = []
+    for n in JOINT_NAMES:
+        if n.startswith("left_"):
+            out.append((idx(n), idx("right_" + n[5:])))
+    return tuple(out)
+
+
+# (left, right) index pairs swapped by a horizontal flip.
+FLIP_PAIRS: tuple[tuple[int, int], ...] = _pairs()
+
+
+def _flip_perm() -> np.ndarray:
+    perm = np.arange(NUM_JOINTS)
+    for a, b in FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+# keypoints_flipped = keypoints[FLIP_PERM] after mirroring x.
+FLIP_PERM: np.ndarray = _flip_perm()
+
+# The 10 body parts ("sticks") of the standard LSP strict-PCP evaluation. Each is
+# (name, end_a, end_b) where an end is a tuple of joint indices whose mean is the end point
+# (the torso runs from the hip centre to the shoulder centre).
+PCP_PARTS: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = tuple(
+    (name, tuple(idx(j) for j in a), tuple(idx(j) for j in b))
+    for name, a, b in (
+        ("right_lower_leg", ("right_ankle",), ("right_knee",)),
+        ("right_upper_leg", ("right_knee",), ("right_hip",)),
+        ("left_upper_leg", ("left_hip",), ("left_knee",)),
+        ("left_lower_leg", ("left_knee",), ("left_ankle",)),
+        ("right_lower_arm", ("right_wrist",), ("right_elbow",)),
+        ("right_upper_arm", ("right_elbow",), ("right_shoulder",)),
+        ("left_upper_arm", ("left_shoulder",), ("left_elbow",)),
+        ("left_lower_arm", ("left_elbow",), ("left_wrist",)),
+        ("head", ("neck",), ("head_top",)),
+        ("torso", ("right_hip", "left_hip"), ("right_shoulder", "left_shoulder")),
+    )
+)
+
+# Limbs for drawing: every stick of the skeleton.
+LIMBS: tuple[tuple[int, int], ...] = tuple(
+    (idx(a), idx(b))
+    for a, b in (
+        ("right_ankle", "right_knee"),
+        ("right_knee", "right_hip"),
+        ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"),
+        ("right_hip", "left_hip"),
+        ("right_wrist", "right_elbow"),
+        ("right_elbow", "right_shoulder"),
+        ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"),
+        ("right_shoulder", "left_shoulder"),
+        ("right_shoulder", "right_hip"),
+        ("left_shoulder", "left_hip"),
+        ("neck", "head_top"),
+        ("right_shoulder", "neck"),
+        ("left_shoulder", "neck"),
+    )
+)
+
+# Torso size for PCK, as in the LSP evaluation code: left shoulder to right hip.
+TORSO_PAIR: tuple[int, int] = (idx("left_shoulder"), idx("right_hip"))
+
+
+def side(j: int) -> str:
+    """'left', 'right' or 'center' for drawing colours."""
+    n = JOINT_NAMES[j]
+    return "left" if n.startswith("left_") else "right" if n.startswith("right_") else "center"
+
+
+def flip_keypoints(kpts: np.ndarray, width: int) -> np.ndarray:
+    """Mirror (..., 14, >=2) keypoints in 0-based pixel coordinates across an image of `width`
+    pixels and swap left/right joints so each row still names the person's own joint."""
+    out = np.array(kpts, dtype=np.float64, copy=True)
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out[..., FLIP_PERM, :]

@@ -1,0 +1,257 @@
+"""Training: a thin loop over the data, model, codec and loss modules.
+
+A run folder holds ``config.yaml``, ``split.json``, ``history.json`` (one record per epoch),
+``tb/`` (TensorBoard), and ``last.pt`` + ``best.pt`` (written atomically, each with the config,
+split, history and metrics inside). ``resume`` continues exactly where ``last.pt`` stopped: every
+epoch re-seeds the model's RNG, the shuffling and the augmentation from (seed, epoch), so a
+resumed run takes the same steps as an uninterrupted one."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
+from posekit.codecs import build_codec
+from posekit.config import dump_config
+from posekit.data.dataset import ImageCache, PoseLandmarksDataset
+from posekit.data.lsp import load_sets
+from posekit.data.splits import make_split, save_split, split_summary
+from posekit.data.transforms import AugmentConfig, PoseTransform
+from posekit.errors import ConfigError, PosekitError
+from posekit.losses import build_loss
+from posekit.utils import atomic_write_text, select_device
+
+
+def augment_config(cfg: dict) -> AugmentConfig:
+    a = dict(cfg["augment"])
+    a["scale"] = tuple(a["scale"])
+    return AugmentConfig(**a)
+
+
+def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False):
+    """(sets, split, train dataset, val dataset) for a config. ``split`` reuses a saved split."""
+    d = cfg["data"]
+    sets = load_sets(d["root"], d["sets"])
+    if split is None:
+        split = make_split(d["split"], sets, seed=d["split_seed"], fractions=tuple(d["fractions"]),
+                           val_fraction=d["val_fraction"])
+    train_ids = split["train"][: d["limit_train"]] if d["limit_train"] else split["train"]
+    val_ids = split["val"][: d["limit_val"]] if d["limit_val"] else split["val"]
+    cache = None
+    if d["cache"]:
+        by_id = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
+        paths = sorted({by_id[i] for i in train_ids + val_ids})
+        cache = ImageCache(paths, max_side=d["cache_max_side"], threads=2, progress=progress)
+    seed = cfg["train"]["seed"]
+    train_tf = PoseTransform(d["input_size"], d["resize_mode"], train=True, augment=augment_config(cfg))
+    eval_tf = PoseTransform(d["input_size"], d["resize_mode"], train=False)
+    train_ds = PoseLandmarksDataset(sets, train_ids, train_tf, cache=cache, seed=seed)
+    val_ds = PoseLandmarksDataset(sets, val_ids, eval_tf, cache=cache, seed=seed)
+    return sets, split, train_ds, val_ds
+
+
+def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg["train"]
+    if t["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=t["momentum"],
+                               weight_decay=t["weight_decay"], nesterov=t["nesterov"])
+    if t["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    return torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+
+
+def lr_at(cfg: dict, epoch: float) -> float:
+    """Learning rate at a (fractional) epoch: optional linear warm-up, then none/step/cosine."""
+    t = cfg["train"]
+    base, warm = t["lr"], t["warmup_epochs"]
+    if warm and epoch < warm:
+        return base * (epoch + 1e-3) / warm
+    if t["scheduler"] == "step":
+        return base * t["gamma"] ** int(epoch // t["step_size"])
+    if t["scheduler"] == "cosine":
+        span = max(1e-9, t["epochs"] - warm)
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
+    return base
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _loader(ds, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(seed * 7919 + epoch)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=g,
+                      drop_last=False, persistent_workers=False, pin_memory=False)
+
+
+@torch.no_grad()
+def validate(model, codec, loss_fn, loader, device, amp: bool) -> dict:
+    """Validation loss (encoded space) and metrics in original-image pixels."""
+    from posekit.evaluate import predict_loader
+    from posekit.metrics import evaluate_keypoints
+
+    model.eval()
+    res = predict_loader(model, codec, loader, device, amp, loss_fn=loss_fn)
+    metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
+    return {"val_loss": res["loss"], **{k: metrics[k] for k in ("pck", "pcp", "mse", "mean_px_error")},
+            "_first": res.get("first")}
+
+
+def _log_images(writer, first: dict | None, epoch: int, n: int) -> None:
+    if writer is None or not first or n <= 0:
+        return
+    from posekit.data.transforms import to_image
+    from posekit.viz import draw_comparison, make_grid
+
+    ims = [draw_comparison(to_image(first["image"][i]), first["pred"][i], first["keypoints"][i], first["mask"][i] > 0)
+           for i in range(min(n, len(first["image"])))]
+    writer.add_image("val/predictions", make_grid(ims, ncols=4, cell=160), epoch, dataformats="HWC")
+
+
+def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
+          log=print) -> dict:
+    """Train a recipe; returns the final summary (also in ``last.pt``)."""
+    out = Path(out_dir)
+    t = cfg["train"]
+    start_epoch, history, best, bad_epochs = 0, [], {"val_loss": math.inf, "epoch": None}, 0
+    state = None
+    split = None
+    if resume is not None:
+        state = read_checkpoint(resume)
+        split = state["split"]
+        start_epoch = state["epoch"] + 1
+        history = state["history"]
+        best = state["best"]
+        bad_epochs = state["bad_epochs"]
+
+    device = select_device(t["device"])
+    sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
+    if len(train_ds) == 0:
+        raise PosekitError("the training split is empty")
+    model = model_from_config(cfg).to(device)
+    codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
+    try:
+        loss_fn = build_loss(cfg["loss"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    opt = build_optimizer(cfg, model)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+
+    # Only now, with data and model known to be good, touch the output folder.
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    save_split(split, out / "split.json")
+    writer = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch if start_epoch else None)
+    except Exception as e:  # tensorboard missing: train anyway, say so
+        log(f"warning: TensorBoard logging off ({type(e).__name__}: {e})")
+
+    counts = split_summary(split)
+    log(f"run {out}: {cfg['model']['name']} on {device}, split {split['name']} "
+        f"(train {len(train_ds)}, val {len(val_ds)}, test {counts['test']}), epochs {start_epoch + 1}..{t['epochs']}")
+    amp = bool(t["amp"]) and device.type == "cuda"
+    seed = int(t["seed"])
+    epoch = start_epoch - 1
+    stopped_early = False
+    for epoch in range(start_epoch, t["epochs"]):
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        np.random.seed((seed * 1_000_003 + epoch) % 2**32)
+        train_ds.set_epoch(epoch)
+        loader = _loader(train_ds, t["batch_size"], True, t["num_workers"], seed, epoch)
+        steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
+        model.train()
+        total, count, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
+        for step, batch in enumerate(loader):
+            if step >= steps:
+                break
+            lr = lr_at(cfg, epoch + step / steps)
+            for gparam in opt.param_groups:
+                gparam["lr"] = lr
+            x = batch["image"].to(device, non_blocking=True)
+            target = codec.encode(batch["keypoints"].to(device))
+            mask = batch["mask"].to(device)
+            with _autocast(device, amp):
+                outp = model(x)
+            loss = loss_fn(codec.loss_target(outp.float()), target, mask)
+            if not torch.isfinite(loss):
+                raise PosekitError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step + 1} "
+                                   "(lower train.lr)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if t["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+            opt.step()
+            total += loss.item() * len(x)
+            count += len(x)
+            seen += len(x)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / count:.5f}", lr=f"{lr:.2e}")
+        if bar is not None:
+            bar.close()
+        train_time = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
+               "images_per_s": seen / max(train_time, 1e-9), "train_time_s": train_time}
+        if len(val_ds):
+            vl = _loader(val_ds, t["batch_size"], False, t["num_workers"], seed, 0)
+            v = validate(model, codec, loss_fn, vl, device, amp)
+            first = v.pop("_first")
+            rec.update({k: float(val) for k, val in v.items()})
+            _log_images(writer, first, epoch + 1, t["log_images"])
+        monitor = rec.get("val_loss", rec["train_loss"])
+        improved = monitor < best["val_loss"]
+        if improved:
+            best = {"val_loss": monitor, "epoch": epoch + 1, **{k: rec[k] for k in ("pck", "pcp", "mse") if k in rec}}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        rec["best_epoch"] = best["epoch"]
+        history.append(rec)
+        if writer is not None:
+            writer.add_scalar("loss/train", rec["train_loss"], epoch + 1)
+            if "val_loss" in rec:
+                writer.add_scalar("loss/val", rec["val_loss"], epoch + 1)
+                for k in ("pck", "pcp", "mse", "mean_px_error"):
+                    writer.add_scalar(f"val/{k}", rec[k], epoch + 1)
+            writer.add_scalar("lr", lr, epoch + 1)
+            writer.add_scalar("speed/images_per_s", rec["images_per_s"], epoch + 1)
+            writer.flush()
+        patience = t["early_stopping_patience"]
+        stopped_early = bool(patience) and bad_epochs >= patience
+        payload = dict(config=cfg, split=split, epoch=epoch, history=history, best=best, bad_epochs=bad_epochs,
+                       model=model.state_dict(), optimizer=opt.state_dict(), metrics=rec,
+                       stopped_early=stopped_early)
+        save_checkpoint(out / "last.pt", **payload)
+        if improved:
+            save_checkpoint(out / "best.pt", **payload)
+        atomic_write_text(out / "history.json", json.dumps(history, indent=1))
+        msg = " ".join(f"{k}={rec[k]:.4g}" for k in ("train_loss", "val_loss", "pck", "pcp", "images_per_s") if k in rec)
+        log(f"epoch {epoch + 1}/{t['epochs']} {msg}{' *' if improved else ''}")
+        if stopped_early:
+            log(f"early stopping: no val-loss improvement for {patience} epochs (best epoch {best['epoch']})")
+            break
+    if writer is not None:
+        writer.close()
+    return {"out": str(out), "epochs_done": epoch + 1, "best": best, "stopped_early": stopped_early,
+            "history": history}

@@ -1,0 +1,199 @@
+"""Drawing helpers: skeletons, comparisons, image grids, loss curves, saliency overlays.
+
+Images are RGB uint8 (H, W, 3) numpy arrays (grayscale (H, W) is accepted); keypoints are
+(14, 2) x, y in 0-based pixels. No training logic here.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import cv2
+import numpy as np
+
+from .skeleton import LIMBS, NUM_JOINTS, side
+from .utils import atomic_write_bytes
+
+SIDE_COLORS: dict[str, tuple[int, int, int]] = {  # RGB
+    "left": (30, 144, 255),
+    "right": (255, 110, 0),
+    "center": (255, 215, 0),
+}
+GT_COLOR = (0, 200, 0)
+PRED_COLOR = (230, 20, 20)
+
+_SHIFT = 4  # sub-pixel bits for cv2 drawing
+_SCALE = 1 << _SHIFT
+_COORD_LIMIT = 1e5  # far-away points are clamped to keep cv2's int coordinates in range
+
+
+def _as_rgb(image) -> np.ndarray:
+    """Contiguous RGB uint8 copy of ``image``."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {img.dtype}")
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) RGB or (H, W), got shape {img.shape}")
+    return np.ascontiguousarray(img).copy()
+
+
+def _pt(p) -> tuple[int, int]:
+    """Fixed-point cv2 coordinate (with ``_SHIFT`` fractional bits)."""
+    x, y = np.clip(p, -_COORD_LIMIT, _COORD_LIMIT)
+    return int(round(x * _SCALE)), int(round(y * _SCALE))
+
+
+def _visible(kpts, mask) -> tuple[np.ndarray, np.ndarray]:
+    kpts = np.asarray(kpts, dtype=np.float64)
+    if kpts.shape != (NUM_JOINTS, 2):
+        raise ValueError(f"kpts must have shape ({NUM_JOINTS}, 2), got {kpts.shape}")
+    vis = np.isfinite(kpts).all(axis=1)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (NUM_JOINTS,):
+            raise ValueError(f"mask must have shape ({NUM_JOINTS},), got {mask.shape}")
+        vis &= mask
+    return kpts, vis
+
+
+def _default_sizes(shape) -> tuple[int, int]:
+    s = max(shape[:2])
+    return max(1, round(s / 200)), max(2, round(s / 100))
+
+
+def draw_pose(image, kpts, mask=None, color=None, thickness=None, radius=None) -> np.ndarray:
+    """Copy of ``image`` with LIMBS as anti-aliased lines and joints as dots, coloured by side
+    (left / right / center) unless ``color`` (RGB) is given. Line thickness and dot radius scale
+    with the image size. Unannotated (``mask`` false) or non-finite joints and their limbs are
+    skipped; points outside the image are clipped by cv2."""
+    out = _as_rgb(image)
+    kpts, vis = _visible(kpts, mask)
+    t, r = _default_sizes(out.shape)
+    t = t if thickness is None else int(thickness)
+    r = r if radius is None else int(radius)
+    for a, b in LIMBS:
+        if vis[a] and vis[b]:
+            c = color if color is not None else SIDE_COLORS[side(a) if side(a) == side(b) else "center"]
+            cv2.line(out, _pt(kpts[a]), _pt(kpts[b]), tuple(map(int, c)), t, cv2.LINE_AA, _SHIFT)
+    for j in np.flatnonzero(vis):
+        c = color if color is not None else SIDE_COLORS[side(j)]
+        cv2.circle(out, _pt(kpts[j]), r * _SCALE, tuple(map(int, c)), -1, cv2.LINE_AA, _SHIFT)
+    return out
+
+
+def _legend(img: np.ndarray, entries) -> None:
+    """Tiny legend (coloured square + label per entry) in the top-left corner, in place."""
+    s = max(img.shape[:2])
+    scale = max(0.3, s / 900)
+    th = max(1, round(s / 450))
+    (tw, tht), base = cv2.getTextSize(max((e[0] for e in entries), key=len), cv2.FONT_HERSHEY_SIMPLEX, scale, th)
+    box, gap = tht, max(2, tht // 2)
+    w = gap * 3 + box + tw
+    h = gap + len(entries) * (tht + base + gap)
+    cv2.rectangle(img, (0, 0), (w, h), (255, 255, 255), -1)
+    for i, (label, col) in enumerate(entries):
+        y = gap + i * (tht + base + gap)
+        cv2.rectangle(img, (gap, y), (gap + box, y + box), col, -1)
+        cv2.putText(img, label, (2 * gap + box, y + tht), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th, cv2.LINE_AA)
+
+
+def draw_comparison(image, pred, gt, mask=None) -> np.ndarray:
+    """Ground truth in green, prediction in red (drawn on top), with a small legend. ``mask``
+    hides unannotated ground-truth joints; the prediction is drawn for all finite joints."""
+    out = draw_pose(image, gt, mask, color=GT_COLOR)
+    out = draw_pose(out, pred, None, color=PRED_COLOR)
+    _legend(out, (("GT", GT_COLOR), ("pred", PRED_COLOR)))
+    return out
+
+
+def make_grid(images, ncols: int = 4, cell: int = 256, pad: int = 4) -> np.ndarray:
+    """Letterbox each RGB image into a ``cell`` x ``cell`` tile (aspect kept, centred) and tile
+    them, ``ncols`` per row, with ``pad`` pixels of white between and around tiles."""
+    images = list(images)
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    ncols = max(1, min(int(ncols), len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    grid = np.full((nrows * cell + (nrows + 1) * pad, ncols * cell + (ncols + 1) * pad, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        im = _as_rgb(im)
+        h, w = im.shape[:2]
+        f = cell / max(h, w)
+        nw, nh = max(1, round(w * f)), max(1, round(h * f))
+        im = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        r, c = divmod(i, ncols)
+        y0 = pad + r * (cell + pad) + (cell - nh) // 2
+        x0 = pad + c * (cell + pad) + (cell - nw) // 2
+        grid[y0:y0 + nh, x0:x0 + nw] = im
+    return grid
+
+
+def save_rgb(path, image) -> None:
+    """Write an RGB uint8 image as PNG/JPEG (format from the extension), creating parent
+    folders, atomically."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"save_rgb supports .png, .jpg, .jpeg; got {ext or 'no extension'!r}")
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cv2 could not encode image as {ext}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def plot_loss_curves(history, path, title=None, ylabel=None, best_epoch=None) -> None:
+    """Line plot of ``train_loss`` and ``val_loss`` (entries missing/None are skipped) against
+    ``epoch`` for a list of dicts, saved atomically (format from the extension, PNG by default).
+    The best epoch (``best_epoch`` argument, else the last ``best_epoch`` found in the history)
+    is marked with a dashed line. Uses the Agg canvas directly; the global backend is untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    def series(key):
+        pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        return [p[0] for p in pts], [float(p[1]) for p in pts]
+
+    if best_epoch is None:
+        marks = [h["best_epoch"] for h in history if h.get("best_epoch") is not None]
+        best_epoch = marks[-1] if marks else None
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        x, y = series(key)
+        if x:
+            ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=label)
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel or "loss")
+    if title:
+        ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def saliency_overlay(image, saliency, alpha: float = 0.5, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+    """Blend a [0, 1] float saliency map (resized to the image if needed; values clipped, NaN
+    -> 0) as a colormap heat overlay: (1 - alpha) * image + alpha * heat. Returns RGB uint8."""
+    img = _as_rgb(image)
+    s = np.nan_to_num(np.asarray(saliency, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    if s.ndim != 2:
+        raise ValueError(f"saliency must be a 2-D map, got shape {s.shape}")
+    if s.shape != img.shape[:2]:
+        s = cv2.resize(s, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.round(np.clip(s, 0, 1) * 255).astype(np.uint8), colormap)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(img, 1 - alpha, heat, alpha, 0)

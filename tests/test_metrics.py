@@ -1,0 +1,181 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from posekit.metrics import evaluate_keypoints, mean_px_error, mse, pck, pcp
+from posekit.skeleton import JOINT_NAMES, NUM_JOINTS, PCP_PARTS, idx
+
+# A standing figure in a 100x200 image: torso ||left_shoulder - right_hip|| = ||(30, 40)|| = 50.
+POSE = {
+    "head_top": (50, 10), "neck": (50, 30),
+    "right_shoulder": (35, 40), "left_shoulder": (65, 40),
+    "right_elbow": (35, 70), "left_elbow": (65, 70),
+    "right_wrist": (35, 100), "left_wrist": (65, 100),
+    "right_hip": (35, 80), "left_hip": (65, 80),
+    "right_knee": (35, 120), "left_knee": (65, 120),
+    "right_ankle": (35, 160), "left_ankle": (65, 160),
+}
+TORSO = 50.0
+SIZE = (100, 200)
+
+
+def gt1():
+    return np.array([[POSE[n] for n in JOINT_NAMES]], dtype=float)
+
+
+def part(name):
+    return [p[0] for p in PCP_PARTS].index(name)
+
+
+def test_perfect_prediction():
+    gt = gt1()
+    r = evaluate_keypoints(gt.copy(), gt, [SIZE])
+    assert r["pck"] == 1.0 and r["pcp"] == 1.0 and r["mse"] == 0.0 and r["mean_px_error"] == 0.0
+    assert all(v == 1.0 for v in r["per_joint_pck"].values())
+
+
+@pytest.mark.parametrize("shift, ok", [((0.2 * TORSO, 0), True), ((6, 8), True),
+                                       ((0.2 * TORSO + 1e-6, 0), False)])
+def test_pck_threshold_flip(shift, ok):
+    gt = gt1()
+    pred = gt.copy()
+    j = idx("left_wrist")
+    pred[0, j] += shift
+    overall, per_joint = pck(pred, gt)
+    assert overall == pytest.approx(1.0 if ok else 13 / 14)
+    assert per_joint[j] == (1.0 if ok else 0.0)
+    assert np.all(np.delete(per_joint, j) == 1.0)
+
+
+def test_pck_per_joint_two_images_and_thr():
+    gt = np.concatenate([gt1(), gt1()])
+    pred = gt.copy()
+    pred[1, idx("head_top"), 1] -= 20  # 0.4 x torso
+    overall, per_joint = pck(pred, gt)
+    assert overall == pytest.approx(27 / 28)
+    assert per_joint[idx("head_top")] == 0.5
+    assert pck(pred, gt, thr=0.4)[0] == 1.0
+
+
+def test_pck_excludes_images_without_torso():
+    gt = np.concatenate([gt1(), gt1()])
+    pred = gt.copy()
+    pred[1] += 1000  # garbage in image 1 ...
+    mask = np.ones((2, NUM_JOINTS), bool)
+    mask[1, idx("left_shoulder")] = False  # ... which has no torso, so it is excluded
+    assert pck(pred, gt, mask)[0] == 1.0
+    gt0 = gt.copy()
+    gt0[1, idx("left_shoulder")] = gt0[1, idx("right_hip")]  # zero torso: excluded too
+    assert pck(pred, gt0)[0] == 1.0
+    overall, per_joint = pck(pred[1:], gt[1:], mask[1:])
+    assert math.isnan(overall) and np.isnan(per_joint).all()
+
+
+def test_pck_per_joint_nan_when_never_annotated():
+    gt = gt1()
+    mask = np.ones((1, NUM_JOINTS), bool)
+    mask[0, idx("left_ankle")] = False
+    overall, per_joint = pck(gt, gt, mask)
+    assert overall == 1.0 and np.isnan(per_joint[idx("left_ankle")])
+    r = evaluate_keypoints(gt, gt, [SIZE], mask)
+    assert r["per_joint_pck"]["left_ankle"] is None
+
+
+@pytest.mark.parametrize("frac, ok", [(0.49, True), (0.51, False)])
+def test_pcp_strict_endpoint(frac, ok):
+    gt = gt1()
+    pred = gt.copy()
+    pred[0, idx("right_wrist"), 0] += frac * 30  # right lower arm is 30 px long
+    overall, per_part = pcp(pred, gt)
+    k = part("right_lower_arm")
+    assert per_part[k] == (1.0 if ok else 0.0)
+    assert overall == pytest.approx(1.0 if ok else 9 / 10)
+    assert np.all(np.delete(per_part, k) == 1.0)
+
+
+def test_pcp_both_endpoints_needed():
+    gt = gt1()
+    pred = gt.copy()
+    pred[0, idx("head_top"), 1] -= 11  # head is 20 px long: the neck end is fine, this end is not
+    assert pcp(pred, gt)[1][part("head")] == 0.0
+
+
+@pytest.mark.parametrize("dx, ok", [(38, True), (42, False)])
+def test_pcp_torso_uses_mid_hip(dx, ok):
+    gt = gt1()
+    pred = gt.copy()
+    pred[0, idx("right_hip"), 0] += dx  # mid-hip moves dx/2; torso (mid-hip to mid-shoulder) is 40 px
+    per_part = pcp(pred, gt)[1]
+    assert per_part[part("torso")] == (1.0 if ok else 0.0)
+    assert per_part[part("right_upper_leg")] == 0.0  # the hip itself is far off its 40 px limb
+
+
+def test_pcp_mask_excludes_part():
+    gt = gt1()
+    pred = gt.copy()
+    pred[0, idx("left_hip")] = np.nan
+    mask = np.ones((1, NUM_JOINTS), bool)
+    mask[0, idx("left_hip")] = False
+    overall, per_part = pcp(pred, gt, mask)
+    assert overall == 1.0
+    assert np.isnan(per_part[part("torso")]) and np.isnan(per_part[part("left_upper_leg")])
+    assert np.sum(~np.isnan(per_part)) == 8
+
+
+def test_mse_known_offset():
+    gt = gt1()
+    pred = gt.copy()
+    pred[..., 0] += 10  # x off by 10 px in a 100 px wide image
+    assert mse(pred, gt, [SIZE]) == pytest.approx((0.1 ** 2 + 0) / 2)
+    pred = gt.copy()
+    pred[0, 0, 1] += 20  # one joint, y off 20 px of 200
+    assert mse(pred, gt, [SIZE]) == pytest.approx(0.1 ** 2 / (2 * NUM_JOINTS))
+    r = evaluate_keypoints(pred, gt, [SIZE])
+    assert r["mse_px96"] == pytest.approx(r["mse"] * 96 ** 2)
+
+
+def test_mean_px_error_and_mask():
+    gt = gt1()
+    pred = gt.copy()
+    pred[0, :, 0] += 3
+    pred[0, :, 1] += 4
+    pred[0, idx("neck")] = [1e6, np.inf]
+    mask = np.ones((1, NUM_JOINTS), bool)
+    mask[0, idx("neck")] = False
+    assert mean_px_error(pred, gt, mask) == pytest.approx(5.0)
+    assert mse(pred, gt, [SIZE], mask) == pytest.approx((0.03 ** 2 + 0.02 ** 2) / 2)
+
+
+def test_invalid_inputs_raise():
+    gt = gt1()
+    bad = gt.copy()
+    bad[0, idx("neck"), 0] = np.nan
+    with pytest.raises(ValueError, match="pred"):
+        pck(bad, gt)
+    with pytest.raises(ValueError, match="gt"):
+        evaluate_keypoints(gt, bad, [SIZE])
+    with pytest.raises(ValueError, match="shape"):
+        pck(gt[:, :13], gt)
+    with pytest.raises(ValueError, match="mask"):
+        pck(gt, gt, np.ones((1, 13), bool))
+    with pytest.raises(ValueError, match="sizes"):
+        mse(gt, gt, [(0, 10)])
+
+
+def test_evaluate_keypoints_json():
+    rng = np.random.default_rng(0)
+    gt = np.concatenate([gt1()] * 3)
+    pred = gt + rng.normal(0, 8, gt.shape)
+    r = evaluate_keypoints(pred, gt, [SIZE] * 3)
+    assert set(r) == {"n", "pck", "pcp", "mse", "mse_px96", "mean_px_error",
+                      "per_joint_pck", "per_part_pcp", "pck_curve"}
+    assert json.loads(json.dumps(r, allow_nan=False)) == r
+    assert r["n"] == 3 and 0 <= r["pck"] <= 1 and 0 <= r["pcp"] <= 1
+    assert list(r["per_joint_pck"]) == list(JOINT_NAMES)
+    assert list(r["per_part_pcp"]) == [p[0] for p in PCP_PARTS]
+    curve = r["pck_curve"]
+    assert list(curve) == ["0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5"]
+    assert curve["0.2"] == r["pck"]
+    assert all(a <= b for a, b in zip(list(curve.values()), list(curve.values())[1:]))

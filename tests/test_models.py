@@ -1,0 +1,152 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from posekit.models import (MODELS, PaperVGG, PosterCNN, build_model, count_parameters,
+                            list_models, model_flops, register_model)
+from posekit.skeleton import NUM_JOINTS
+
+PAPER_LAYER_PARAMS = [
+    1_792, 128, 36_928, 128, 73_856, 256, 147_584, 256, 295_168, 512, 590_080, 512, 590_080, 512,
+    1_180_160, 1_024, 2_359_808, 1_024, 2_359_808, 1_024, 2_359_808, 1_024, 2_359_808, 1_024,
+    2_359_808, 1_024, 12_845_568, 14_364,
+]
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    torch.manual_seed(0)
+    return PaperVGG().eval()
+
+
+def weight_layers(model):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+
+
+def test_paper_vgg_param_count(vgg):
+    assert count_parameters(vgg) == 27_583_068
+    assert count_parameters(vgg, trainable_only=True) == 27_583_068
+    assert sum(PAPER_LAYER_PARAMS) == 27_583_068
+
+
+def test_paper_vgg_per_layer_params(vgg):
+    counts = [sum(p.numel() for p in m.parameters()) for m in weight_layers(vgg)]
+    assert counts == PAPER_LAYER_PARAMS
+
+
+def test_paper_vgg_shapes(vgg):
+    assert len(vgg.features) == 5
+    assert all(isinstance(b[-1], nn.MaxPool2d) for b in vgg.features)
+    expected = [(1, 64, 112, 112), (1, 128, 56, 56), (1, 256, 28, 28), (1, 512, 14, 14), (1, 512, 7, 7)]
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        for block, shape in zip(vgg.features, expected):
+            x = block(x)
+            assert tuple(x.shape) == shape
+        assert tuple(vgg.head(x).shape) == (1, NUM_JOINTS * 2)
+    assert vgg.input_size == PaperVGG.default_input_size == 224
+    assert vgg.output_kind == "regression"
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in vgg.modules())
+
+
+def test_paper_vgg_fc_follows_input_size():
+    m = PaperVGG(input_size=64, num_joints=3, dropout=0.1)
+    fc1 = [l for l in m.head if isinstance(l, nn.Linear)][0]
+    assert fc1.in_features == 512 * 2 * 2
+    assert [d.p for d in m.head if isinstance(d, nn.Dropout)] == [0.1]
+    with torch.no_grad():
+        assert m.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 6)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        PaperVGG(input_size=100)
+
+
+def test_paper_vgg_flops(vgg):
+    macs, cin, res = 0, 3, 224
+    for widths in [(64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3]:
+        for cout in widths:
+            macs += res * res * cout * cin * 9
+            cin = cout
+        res //= 2
+    macs += 512 * 7 * 7 * 512 + 512 * NUM_JOINTS * 2
+    assert model_flops(vgg, 224) == pytest.approx(2 * macs / 1e9, rel=1e-9)
+    assert model_flops(vgg, 224) == pytest.approx(31.0, rel=0.05)  # ~15.5 GMACs x 2
+    assert not vgg.training
+
+
+def test_poster_cnn_shape_and_layers():
+    torch.manual_seed(0)
+    m = PosterCNN().eval()
+    with torch.no_grad():
+        out = m(torch.randn(2, 3, 96, 96))
+    assert out.shape == (2, NUM_JOINTS * 2)
+    assert m.input_size == PosterCNN.default_input_size == 96 and m.output_kind == "regression"
+    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    linears = [l for l in m.modules() if isinstance(l, nn.Linear)]
+    assert (len(convs), len(linears)) == (8, 3)
+    assert sum(isinstance(l, nn.BatchNorm2d) for l in m.modules()) == 8
+    assert linears[0].in_features == 256 * 6 * 6
+    assert [d.p for d in m.modules() if isinstance(d, nn.Dropout)] == [0.3, 0.3]
+
+
+def test_poster_cnn_xavier_init():
+    torch.manual_seed(0)
+    m = PosterCNN()
+    for layer in m.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+            expected = math.sqrt(2.0 / (fan_in + fan_out))
+            assert layer.weight.std().item() == pytest.approx(expected, rel=0.15)
+            assert torch.all(layer.bias == 0)
+        elif isinstance(layer, nn.BatchNorm2d):
+            assert torch.all(layer.weight == 1) and torch.all(layer.bias == 0)
+
+
+def test_poster_cnn_backward_tiny():
+    torch.manual_seed(0)
+    m = PosterCNN(width=8, input_size=32)
+    x = torch.randn(4, 3, 32, 32)
+    loss = (m(x) - torch.rand(4, NUM_JOINTS * 2)).pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in m.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_registry_build_and_list():
+    assert {"paper_vgg", "poster_cnn"} <= set(MODELS)
+    assert list_models() == sorted(MODELS)
+    m = build_model("poster_cnn", width=4, dropout=0.0)
+    assert isinstance(m, PosterCNN)
+    assert isinstance(build_model("paper_vgg", input_size=32), PaperVGG)
+
+
+def test_registry_unknown_name():
+    with pytest.raises(ValueError, match="unknown model 'foo'; known models: .*paper_vgg.*poster_cnn") as e:
+        build_model("foo")
+    assert "\n" not in str(e.value)
+
+
+def test_registry_unknown_option():
+    msg = "model 'paper_vgg' got unknown option(s) 'bar'; valid: dropout, input_size, num_joints"
+    with pytest.raises(ValueError) as e:
+        build_model("paper_vgg", bar=1)
+    assert str(e.value) == msg
+    with pytest.raises(ValueError, match="'width'"):
+        build_model("paper_vgg", width=8)
+
+
+def test_register_model_decorator():
+    @register_model("_test_dummy")
+    class Dummy(nn.Module):
+        def __init__(self, k: int = 1):
+            super().__init__()
+            self.k = k
+
+    try:
+        assert build_model("_test_dummy", k=3).k == 3
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("_test_dummy")(PosterCNN)
+    finally:
+        MODELS.pop("_test_dummy")
