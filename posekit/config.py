@@ -89,8 +89,18 @@ def _merge(base: dict, new: dict, where: str, prefix: str = "") -> dict:
                 raise ConfigError(f"{where}: '{full}' must be a mapping")
             out[k] = _merge(base[k], v, where, full + ".")
         else:
-            out[k] = v
+            out[k] = _coerce(base[k], v)
     return out
+
+
+def _coerce(default, v):
+    """YAML reads '1e-3' as a string; take it as the number the default's type implies."""
+    if isinstance(v, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    return v
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -26,7 +26,7 @@ from posekit.data.splits import make_split, save_split, split_summary
 from posekit.data.transforms import AugmentConfig, PoseTransform
 from posekit.errors import ConfigError, PosekitError
 from posekit.losses import build_loss
-from posekit.utils import atomic_write_text, select_device
+from posekit.utils import atomic_write_text, seed_everything, select_device
 
 
 def augment_config(cfg: dict) -> AugmentConfig:
@@ -138,6 +138,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
+    seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
     model = model_from_config(cfg).to(device)
     codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
     try:

@@ -20,16 +20,21 @@ SPLITS = ("paper", "lsp-standard")
 LSP_TRAIN_COUNT = 1000  # LSP: first 1000 train, last 1000 test
 
 
+def lsp_train_count(n: int) -> int:
+    """Images of LSP used for training: 1000 of the real 2000; half of a smaller copy."""
+    return min(LSP_TRAIN_COUNT, n // 2)
+
+
 def all_ids(sets: dict[str, PoseSet]) -> list[str]:
     return [s.sample_id(i) for s in sets.values() for i in range(len(s))]
 
 
 def lsp_test_ids(sets: dict[str, PoseSet]) -> list[str]:
-    """LSP images 1001-2000, the standard test set."""
+    """LSP images 1001-2000, the standard test set (the second half of a smaller copy)."""
     if "lsp" not in sets:
         raise DataError("the lsp-test split needs the 'lsp' set (lsp/ under the data root)")
     s = sets["lsp"]
-    return [s.sample_id(i) for i in range(LSP_TRAIN_COUNT, len(s))]
+    return [s.sample_id(i) for i in range(lsp_train_count(len(s)), len(s))]
 
 
 def make_split(name: str, sets: dict[str, PoseSet], seed: int = 0,
@@ -46,7 +51,7 @@ def make_split(name: str, sets: dict[str, PoseSet], seed: int = 0,
     elif name == "lsp-standard":
         test = lsp_test_ids(sets)
         s = sets["lsp"]
-        train = [s.sample_id(i) for i in range(min(LSP_TRAIN_COUNT, len(s)))]
+        train = [s.sample_id(i) for i in range(lsp_train_count(len(s)))]
         for other in sets.values():
             if other.name != "lsp":
                 train += all_ids({other.name: other})

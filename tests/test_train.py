@@ -1,0 +1,62 @@
+import json
+
+import torch
+
+from posekit.checkpoint import load_model, read_checkpoint
+from posekit.config import load_config
+from posekit.train import lr_at, train
+from conftest import tiny_overrides
+
+
+def _cfg(root, **extra):
+    return load_config("configs/poster.yaml", tiny_overrides(root, **extra))
+
+
+def test_short_training_loss_falls(synth_root, tmp_path):
+    cfg = _cfg(synth_root, **{"train.epochs": 8, "augment.flip": 0.0})
+    summary = train(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    h = summary["history"]
+    assert len(h) == 8
+    assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
+    assert min(r["val_loss"] for r in h) < h[0]["val_loss"]
+    for name in ("last.pt", "best.pt", "config.yaml", "split.json", "history.json"):
+        assert (tmp_path / "run" / name).is_file()
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["split"]["name"] == "lsp-standard" and ck["config"]["model"]["width"] == 4
+    assert set(ck["metrics"]) >= {"train_loss", "val_loss", "pck", "pcp", "mse", "images_per_s", "lr"}
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] + 1 == summary["best"]["epoch"]
+    model, codec, _ = load_model(tmp_path / "run")
+    assert not model.training
+
+
+def test_resume_matches_uninterrupted_run(synth_root, tmp_path):
+    extra = {"train.epochs": 3, "augment.flip": 0.5, "augment.rotate": 10, "model.dropout": 0.2}
+    full = train(_cfg(synth_root, **extra), tmp_path / "full", progress=False, log=lambda *a: None)
+    part_cfg = _cfg(synth_root, **{**extra, "train.epochs": 1})
+    train(part_cfg, tmp_path / "part", progress=False, log=lambda *a: None)
+    resumed = train(_cfg(synth_root, **extra), tmp_path / "part", resume=tmp_path / "part" / "last.pt",
+                    progress=False, log=lambda *a: None)
+    a = read_checkpoint(tmp_path / "full" / "last.pt")
+    b = read_checkpoint(tmp_path / "part" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["train_loss"] for r in full["history"]] == [r["train_loss"] for r in resumed["history"]]
+    assert json.loads((tmp_path / "part" / "history.json").read_text())[-1]["epoch"] == 3
+
+
+def test_early_stopping(synth_root, tmp_path):
+    # lr so small that the val loss cannot improve meaningfully: patience 1 stops early
+    cfg = _cfg(synth_root, **{"train.epochs": 10, "train.lr": 1e-12, "train.early_stopping_patience": 1,
+                              "train.optimizer": "sgd", "train.momentum": 0.0})
+    s = train(cfg, tmp_path / "es", progress=False, log=lambda *a: None)
+    assert s["stopped_early"] and s["epochs_done"] < 10
+
+
+def test_lr_schedules(synth_root):
+    cfg = _cfg(synth_root, **{"train.scheduler": "cosine", "train.epochs": 10, "train.lr": 1.0, "train.warmup_epochs": 1})
+    assert lr_at(cfg, 0.5) < 1.0 and abs(lr_at(cfg, 1.0) - 1.0) < 1e-9 and lr_at(cfg, 10) < 1e-9
+    cfg = _cfg(synth_root, **{"train.scheduler": "step", "train.step_size": 2, "train.gamma": 0.5, "train.lr": 1.0})
+    assert lr_at(cfg, 4.5) == 0.25

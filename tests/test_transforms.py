@@ -1,0 +1,127 @@
+"""Augmentation keeps keypoints on the same image content; flips swap left and right."""
+import cv2
+import numpy as np
+import pytest
+
+from posekit.data.synthetic import joint_colors
+from posekit.data.transforms import (AugmentConfig, PoseTransform, apply_affine, invert_affine, person_box,
+                                     resize_matrix, to_image)
+from posekit.skeleton import FLIP_PERM, NUM_JOINTS, idx
+
+
+def _dots_image(rng, w=120, h=90):
+    """Black image with one distinctly coloured dot per joint, dots well apart."""
+    img = np.zeros((h, w, 3), np.uint8)
+    cols = joint_colors()
+    pts = []
+    while len(pts) < NUM_JOINTS:
+        p = rng.uniform([15, 15], [w - 15, h - 15])
+        if all(np.hypot(*(p - q)) > 14 for q in pts):
+            pts.append(p)
+    kp = np.round(np.array(pts))
+    for j, c in enumerate(cols):
+        cv2.circle(img, (int(kp[j, 0]), int(kp[j, 1])), 5, tuple(int(v) for v in c), -1)
+    return img, kp
+
+
+def _colour_at(img, p):
+    x, y = int(round(p[0])), int(round(p[1]))
+    return img[y, x].astype(int)
+
+
+def _nearest_joint(c):
+    return int(np.argmin(np.abs(joint_colors().astype(int) - c).sum(1)))
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_resize_matrix_maps_content_and_inverts(mode):
+    rng = np.random.default_rng(0)
+    img, kp = _dots_image(rng)
+    tf = PoseTransform(96, mode)
+    r = tf(img, kp, np.ones(NUM_JOINTS))
+    out = to_image(r["image"])
+    for j in range(NUM_JOINTS):
+        assert _nearest_joint(_colour_at(out, r["keypoints"][j].numpy())) == j
+    back = apply_affine(r["keypoints"].numpy(), invert_affine(r["matrix"].numpy()))
+    np.testing.assert_allclose(back, kp, atol=1e-4)
+
+
+def test_pixel_centre_convention():
+    # the centre of the first and last pixel land on the first and last output pixel centres
+    m = resize_matrix(10, 20, 40, "stretch")
+    np.testing.assert_allclose(apply_affine(np.array([[-0.5, -0.5], [9.5, 19.5]]), m), [[-0.5, -0.5], [39.5, 39.5]])
+    m = resize_matrix(10, 20, 40, "letterbox")  # 10x20 -> 20x40 centred horizontally
+    np.testing.assert_allclose(apply_affine(np.array([[-0.5, -0.5], [9.5, 19.5]]), m), [[9.5, -0.5], [29.5, 39.5]])
+
+
+def test_random_augmentation_keeps_joints_on_content():
+    rng = np.random.default_rng(1)
+    aug = AugmentConfig(flip=0.5, rotate=40, scale=(0.7, 1.2), shift=0.1, crop_padding=8, color=0.0)
+    tf = PoseTransform(128, "letterbox", train=True, augment=aug)
+    n_flipped, checked, lost = 0, 0, 0
+    for seed in range(40):
+        img, kp = _dots_image(rng)
+        r = tf(img, kp, np.ones(NUM_JOINTS), seed=seed)
+        out = to_image(r["image"])
+        n_flipped += r["flipped"]
+        for j in range(NUM_JOINTS):
+            p = r["keypoints"][j].numpy()
+            if not (3 <= p[0] < 125 and 3 <= p[1] < 125):
+                continue  # pushed out of the frame
+            c = _colour_at(out, p)
+            if c.max() < 20:  # background: the dot left the frame at an intermediate step
+                lost += 1
+                continue
+            src = FLIP_PERM[j] if r["flipped"] else j
+            assert _nearest_joint(c) == src, (seed, j)
+            checked += 1
+    assert lost < 0.05 * (checked + lost)  # a wrong mapping would mostly land on background
+    assert 5 < n_flipped < 35  # the flip is random
+
+
+def test_flip_swaps_left_and_right():
+    rng = np.random.default_rng(2)
+    img, kp = _dots_image(rng, 96, 96)
+    tf = PoseTransform(96, "stretch", train=True, augment=AugmentConfig(flip=1.0))
+    r = tf(img, kp, np.arange(NUM_JOINTS) % 2, seed=0)
+    assert r["flipped"]
+    out = r["keypoints"].numpy()
+    lw, rw = idx("left_wrist"), idx("right_wrist")
+    # the output's left wrist is where the mirrored right wrist was
+    np.testing.assert_allclose(out[lw], [95 - kp[rw, 0], kp[rw, 1]], atol=1e-4)
+    np.testing.assert_allclose(out[rw], [95 - kp[lw, 0], kp[lw, 1]], atol=1e-4)
+    np.testing.assert_array_equal(r["mask"].numpy(), (np.arange(NUM_JOINTS) % 2)[FLIP_PERM])
+    # and the image really is mirrored
+    np.testing.assert_array_equal(to_image(r["image"]), to_image(PoseTransform(96)(img[:, ::-1].copy(), kp, np.ones(14))["image"]))
+
+
+def test_augmentation_is_seeded():
+    rng = np.random.default_rng(3)
+    img, kp = _dots_image(rng)
+    tf = PoseTransform(64, train=True, augment=AugmentConfig(flip=0.5, rotate=30, color=0.3))
+    a, b = tf(img, kp, np.ones(14), seed=7), tf(img, kp, np.ones(14), seed=7)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
+
+
+def test_person_crop_contains_all_joints():
+    rng = np.random.default_rng(4)
+    img, kp = _dots_image(rng, 200, 150)
+    tf = PoseTransform(64, train=True, augment=AugmentConfig(person_crop=0.2))
+    r = tf(img, kp, np.ones(NUM_JOINTS), seed=0)
+    k = r["keypoints"].numpy()
+    assert (k >= 0).all() and (k <= 63).all()
+    x0, y0, s, _ = person_box(kp, np.ones(NUM_JOINTS, bool), 0.2)
+    assert s == pytest.approx(max(np.ptp(kp[:, 0]), np.ptp(kp[:, 1])) * 1.4)
+
+
+def test_large_downscale_uses_area_and_stays_exact():
+    rng = np.random.default_rng(5)
+    img, kp = _dots_image(rng, 120, 90)
+    big = cv2.resize(img, (1200, 900), interpolation=cv2.INTER_NEAREST)
+    kp_big = (kp + 0.5) * 10 - 0.5
+    r = PoseTransform(120, "letterbox")(big, kp_big, np.ones(14))
+    back = apply_affine(r["keypoints"].numpy(), invert_affine(r["matrix"].numpy()))
+    np.testing.assert_allclose(back, kp_big, atol=1e-3)
+    out = to_image(r["image"])
+    for j in range(NUM_JOINTS):
+        assert _nearest_joint(_colour_at(out, r["keypoints"][j].numpy())) == j
