@@ -8,7 +8,7 @@ import torch
 
 from posekit.codecs import build_codec
 from posekit.errors import PosekitError
-from posekit.models import build_model, model_options
+from posekit.models import MODELS, build_model, list_models, model_options
 from posekit.utils import atomic_torch_save
 
 FORMAT = "posekit-checkpoint-v1"
@@ -18,6 +18,8 @@ def model_kwargs(cfg: dict) -> dict:
     """Model options from a config: ``model`` minus ``name``, with the input size filled in
     from ``data.input_size`` when the model takes one."""
     name = cfg["model"]["name"]
+    if name not in MODELS:
+        raise PosekitError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     opts = {k: v for k, v in cfg["model"].items() if k != "name"}
     valid = model_options(name)
     if (valid is None or "input_size" in valid) and "input_size" not in opts:

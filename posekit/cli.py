@@ -143,23 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(msg: str) -> str:
+    """The message itself, also when a DataLoader worker wrapped it in a traceback text."""
+    lines = [ln for ln in str(msg).strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else "unknown error"
+    last = lines[-1]
+    for prefix in ("posekit.errors.DataError:", "posekit.errors.ConfigError:", "posekit.errors.PosekitError:"):
+        if last.startswith(prefix):
+            return last[len(prefix):].strip()
+    return last
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except PosekitError as e:
-        print(f"posekit: error: {e}", file=sys.stderr)
+        print(f"posekit: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # errors re-raised from DataLoader workers carry a traceback text
-        msg = str(e)
-        if "DataError:" in msg or "PosekitError:" in msg:
-            last = [ln for ln in msg.splitlines() if "Error:" in ln][-1]
-            print(f"posekit: error: {last.split('Error:', 1)[1].strip()}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

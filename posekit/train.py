@@ -135,11 +135,11 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         bad_epochs = state["bad_epochs"]
 
     device = select_device(t["device"])
+    seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
+    model = model_from_config(cfg).to(device)
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
-    seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
-    model = model_from_config(cfg).to(device)
     codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
     try:
         loss_fn = build_loss(cfg["loss"])

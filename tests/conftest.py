@@ -5,7 +5,8 @@ import pytest
 
 from posekit.data.synthetic import make_synthetic_root
 
-REAL_DATA = Path(os.environ.get("POSEKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# Real LSP data, when $POSEKIT_DATA names it (.ci/run and the Makefile set it when ../shared/data exists).
+REAL_DATA = Path(os.environ.get("POSEKIT_DATA") or "/nonexistent-posekit-data")
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +18,7 @@ def synth_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def real_root() -> Path:
     if not (REAL_DATA / "lsp" / "joints.mat").is_file():
-        pytest.skip(f"real LSP data not found at {REAL_DATA} (set POSEKIT_DATA)")
+        pytest.skip("real LSP data not found (set POSEKIT_DATA to a folder holding lsp/ and lspet/)")
     return REAL_DATA
 
 

@@ -1,0 +1,175 @@
+"""CLI smoke tests and every bad input: one line on stderr, exit code 2, nothing half-written."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+
+from posekit.cli import main
+from posekit.data.synthetic import make_synthetic_root
+from conftest import tiny_overrides
+
+
+def _train(root, out, *extra):
+    return main(["train", "--config", "configs/poster.yaml", "--out", str(out), "--epochs", "2", "--no-progress",
+                 *tiny_overrides(root), *extra])
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("posekit: error: ")
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synth_root):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert _train(synth_root, out) == 0
+    return out
+
+
+def test_train_evaluate_smoke(trained, synth_root, capsys, tmp_path):
+    capsys.readouterr()
+    rc = main(["evaluate", "--model", str(trained / "best.pt"), "--data", str(synth_root), "--split", "lsp-test",
+               "--json", "--out", str(tmp_path / "ev")])
+    assert rc == 0
+    m = json.loads(capsys.readouterr().out)
+    for k in ("pck", "pcp", "mse", "mean_px_error", "per_joint_pck", "n"):
+        assert k in m
+    assert m["n"] == 20 and 0 <= m["pck"] <= 1 and 0 <= m["pcp"] <= 1 and len(m["per_joint_pck"]) == 14
+    for f in ("metrics.md", "metrics.json", "predictions.png", "loss_curve.png"):
+        assert (tmp_path / "ev" / f).stat().st_size > 0
+    assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--split", "val"]) == 0
+    assert "| PCK@0.2 |" in capsys.readouterr().out
+
+
+def test_paper_test_split_and_overlap_warning(synth_root, tmp_path, capsys):
+    out = tmp_path / "paper"
+    assert _train(synth_root, out, "data.split=paper", "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--split", "paper-test", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["n"] == 12 and "warning" not in cap.err
+    # lsp-test overlaps a paper-split training set: the user is told
+    assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--json"]) == 0
+    assert "in this model's training split" in capsys.readouterr().err
+
+
+def test_resume_cli(trained, synth_root, capsys):
+    assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
+    hist = json.loads((trained / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+
+
+def test_existing_run_needs_resume_or_force(trained, synth_root, capsys):
+    capsys.readouterr()
+    assert _train(synth_root, trained) == 2
+    _one_line_error(capsys, "a run already exists")
+
+
+def test_missing_data_root(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("POSEKIT_DATA", raising=False)
+    assert _train(tmp_path / "nowhere", tmp_path / "out") == 2
+    _one_line_error(capsys, "nowhere", "dataset root not found")
+    assert not (tmp_path / "out").exists()
+    assert main(["data", "check"]) == 2
+    _one_line_error(capsys, "no dataset root given")
+
+
+def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
+    assert _train(synth_root, tmp_path / "o", "train.lrr=0.1") == 2
+    _one_line_error(capsys, "unknown config key 'train.lrr'", "did you mean 'lr'")
+    assert _train(synth_root, tmp_path / "o", "model.name=resnet9000") == 2
+    _one_line_error(capsys, "unknown model 'resnet9000'")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: poster_cnn}\ntrain:\n  epochz: 3\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    _one_line_error(capsys, "bad.yaml", "unknown config key 'train.epochz'")
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    _one_line_error(capsys, "nope.yaml: config file not found")
+    assert not (tmp_path / "o").exists()
+
+
+def _damaged_root(tmp_path, synth_root):
+    root = tmp_path / "d"
+    shutil.copytree(synth_root / "lsp", root / "lsp")
+    return root
+
+
+def test_wrong_joints_shape(tmp_path, synth_root, capsys):
+    root = _damaged_root(tmp_path, synth_root)
+    scipy.io.savemat(root / "lsp" / "joints.mat", {"joints": np.zeros((2, 14, 40))})
+    assert _train(root, tmp_path / "o", "data.sets=[lsp]") == 2
+    _one_line_error(capsys, "joints.mat", "shape (2, 14, 40)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_coordinates(tmp_path, synth_root, capsys):
+    root = _damaged_root(tmp_path, synth_root)
+    j = scipy.io.loadmat(root / "lsp" / "joints.mat")["joints"]
+    j[1, 5, 7] = np.nan
+    scipy.io.savemat(root / "lsp" / "joints.mat", {"joints": j})
+    assert _train(root, tmp_path / "o", "data.sets=[lsp]") == 2
+    _one_line_error(capsys, "joints.mat", "joint 6 of image 8")
+
+
+def test_missing_image(tmp_path, synth_root, capsys):
+    root = _damaged_root(tmp_path, synth_root)
+    (root / "lsp" / "images" / "im0003.jpg").unlink()
+    assert _train(root, tmp_path / "o", "data.sets=[lsp]") == 2
+    _one_line_error(capsys, "im0003.jpg: image file not found")
+
+
+@pytest.mark.parametrize("cache,workers", [(True, 0), (False, 2)])
+def test_corrupt_jpeg(tmp_path, synth_root, capsys, cache, workers):
+    root = _damaged_root(tmp_path, synth_root)
+    p = root / "lsp" / "images" / "im0002.jpg"
+    p.write_bytes(p.read_bytes()[:200])
+    rc = _train(root, tmp_path / "o", "data.sets=[lsp]", f"data.cache={cache}", f"train.num_workers={workers}")
+    assert rc == 2
+    _one_line_error(capsys, "im0002.jpg", "truncated JPEG")
+
+
+def test_evaluate_bad_model(tmp_path, synth_root, capsys):
+    assert main(["evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(synth_root)]) == 2
+    _one_line_error(capsys, "none.pt: model file not found")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["evaluate", "--model", str(tmp_path / "junk.pt"), "--data", str(synth_root)]) == 2
+    _one_line_error(capsys, "junk.pt: cannot read checkpoint")
+
+
+def test_data_show_and_check(synth_root, tmp_path, capsys):
+    assert main(["data", "show", "--data", str(synth_root), "--index", "3", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert main(["data", "show", "--data", str(synth_root), "--index", "99"]) == 2
+    _one_line_error(capsys, "--index 99 out of range")
+    assert main(["data", "check", "--data", str(synth_root), "--no-hashes"]) == 1
+    assert "PROBLEM" in capsys.readouterr().out
+
+
+def test_console_script_runs(tmp_path):
+    exe = shutil.which("posekit") or str((__import__("pathlib").Path(sys.executable).parent / "posekit"))
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "posekit", "data", "check", "--data", str(tmp_path / "x")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "dataset root not found" in r.stderr
+
+
+def test_real_data_end_to_end(real_root, tmp_path, capsys):
+    """A few steps of the poster recipe on real LSP, then lsp-test evaluation in original pixels."""
+    out = tmp_path / "real"
+    rc = main(["train", "--config", "configs/poster.yaml", "--data", str(real_root), "--out", str(out), "--epochs", "1",
+               "--no-progress", "data.sets=[lsp]", "data.limit_train=64", "data.limit_val=32", "train.num_workers=0",
+               "model.width=4"])
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(real_root), "--limit", "40", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n"] == 40 and m["split"] == "lsp-test" and m["mean_px_error"] > 0
