@@ -7,10 +7,9 @@ import sys
 import numpy as np
 import pytest
 import scipy.io
+from conftest import tiny_overrides
 
 from posekit.cli import main
-from posekit.data.synthetic import make_synthetic_root
-from conftest import tiny_overrides
 
 
 def _train(root, out, *extra):

@@ -4,8 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from posekit.models import (MODELS, PaperVGG, PosterCNN, build_model, count_parameters,
-                            list_models, model_flops, register_model)
+from posekit.models import (
+    MODELS,
+    PaperVGG,
+    PosterCNN,
+    build_model,
+    count_parameters,
+    list_models,
+    model_flops,
+    register_model,
+)
 from posekit.skeleton import NUM_JOINTS
 
 PAPER_LAYER_PARAMS = [

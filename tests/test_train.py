@@ -1,11 +1,11 @@
 import json
 
 import torch
+from conftest import tiny_overrides
 
 from posekit.checkpoint import load_model, read_checkpoint
 from posekit.config import load_config
 from posekit.train import lr_at, train
-from conftest import tiny_overrides
 
 
 def _cfg(root, **extra):

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from posekit.data.synthetic import joint_colors
-from posekit.data.transforms import (AugmentConfig, PoseTransform, apply_affine, invert_affine, person_box,
-                                     resize_matrix, to_image)
+from posekit.data.transforms import (
+    AugmentConfig,
+    PoseTransform,
+    apply_affine,
+    invert_affine,
+    person_box,
+    resize_matrix,
+    to_image,
+)
 from posekit.skeleton import FLIP_PERM, NUM_JOINTS, idx
 
 
@@ -92,7 +99,8 @@ def test_flip_swaps_left_and_right():
     np.testing.assert_allclose(out[rw], [95 - kp[lw, 0], kp[lw, 1]], atol=1e-4)
     np.testing.assert_array_equal(r["mask"].numpy(), (np.arange(NUM_JOINTS) % 2)[FLIP_PERM])
     # and the image really is mirrored
-    np.testing.assert_array_equal(to_image(r["image"]), to_image(PoseTransform(96)(img[:, ::-1].copy(), kp, np.ones(14))["image"]))
+    mirrored = PoseTransform(96)(img[:, ::-1].copy(), kp, np.ones(NUM_JOINTS))["image"]
+    np.testing.assert_array_equal(to_image(r["image"]), to_image(mirrored))
 
 
 def test_augmentation_is_seeded():

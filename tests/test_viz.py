@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS, idx
-from posekit.viz import (GT_COLOR, PRED_COLOR, draw_comparison, draw_pose, make_grid,
-                         plot_loss_curves, save_rgb, saliency_overlay)
+from posekit.viz import (
+    GT_COLOR,
+    PRED_COLOR,
+    draw_comparison,
+    draw_pose,
+    make_grid,
+    plot_loss_curves,
+    saliency_overlay,
+    save_rgb,
+)
 
 POSE = {
     "head_top": (100, 20), "neck": (100, 50),
