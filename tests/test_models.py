@@ -101,10 +101,15 @@ def test_poster_cnn_shape_and_layers():
 def test_poster_cnn_xavier_init():
     torch.manual_seed(0)
     m = PosterCNN()
+    out_layer = m.head[-1]
     for layer in m.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
             expected = math.sqrt(2.0 / (fan_in + fan_out))
+            if layer is out_layer:  # Xavier x 0.1, bias at the frame centre (init_regression_output)
+                assert layer.weight.std().item() == pytest.approx(0.1 * expected, rel=0.15)
+                assert torch.all(layer.bias == 0.5)
+                continue
             assert layer.weight.std().item() == pytest.approx(expected, rel=0.15)
             assert torch.all(layer.bias == 0)
         elif isinstance(layer, nn.BatchNorm2d):
@@ -158,3 +163,12 @@ def test_register_model_decorator():
             register_model("_test_dummy")(PosterCNN)
     finally:
         MODELS.pop("_test_dummy")
+
+
+def test_regression_heads_start_at_frame_centre():
+    torch.manual_seed(0)
+    for name, size in (("poster_cnn", 96), ("paper_vgg", 64)):
+        m = build_model(name, input_size=size).eval()
+        with torch.no_grad():
+            out = m(torch.randn(2, 3, size, size))
+        assert (out - 0.5).abs().max() < 0.5, name  # inside the frame from the first step

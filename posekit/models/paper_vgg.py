@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from posekit.models.heads import init_regression_output
 from posekit.skeleton import NUM_JOINTS
 
 # (out_channels per conv) for each of the 5 VGG-16 blocks; each block ends in MaxPool2d(2).
@@ -56,6 +57,7 @@ class PaperVGG(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(512, num_joints * 2),
         )
+        init_regression_output(self.head[-1])  # PyTorch's default init elsewhere; see heads.py
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) -> (B, num_joints*2)."""

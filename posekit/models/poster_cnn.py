@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from posekit.models.heads import init_regression_output
 from posekit.skeleton import NUM_JOINTS
 
 
@@ -51,7 +52,8 @@ class PosterCNN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform conv/linear weights, zero biases; BN weight 1, bias 0."""
+        """Xavier-uniform conv/linear weights, zero biases; BN weight 1, bias 0; the output layer
+        then starts at the frame centre (:func:`init_regression_output`, our choice)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
@@ -59,6 +61,7 @@ class PosterCNN(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        init_regression_output(self.head[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) -> (B, num_joints*2)."""
