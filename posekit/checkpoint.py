@@ -27,11 +27,17 @@ def model_kwargs(cfg: dict) -> dict:
     return opts
 
 
-def model_from_config(cfg: dict) -> torch.nn.Module:
+def model_from_config(cfg: dict, where: str | None = None) -> torch.nn.Module:
+    """Build the config's model; a bad name or option is a one-line error (prefixed by ``where``,
+    the config's file, when given)."""
     try:
         return build_model(cfg["model"]["name"], **model_kwargs(cfg))
     except ValueError as e:
-        raise PosekitError(str(e)) from None
+        raise PosekitError(f"{where}: {e}" if where else str(e)) from None
+    except TypeError as e:  # an option of the wrong type
+        opts = ", ".join(f"{k}={v!r}" for k, v in cfg["model"].items() if k != "name")
+        msg = f"model {cfg['model']['name']!r} cannot be built with {opts} ({e})"
+        raise PosekitError(f"{where}: {msg}" if where else msg) from None
 
 
 def save_checkpoint(path: str | os.PathLike, **payload) -> None:

@@ -13,7 +13,7 @@ from posekit.errors import PosekitError
 
 
 def _cmd_train(args) -> int:
-    from posekit.checkpoint import read_checkpoint
+    from posekit.checkpoint import model_from_config, read_checkpoint
     from posekit.config import apply_overrides, load_config, validate
     from posekit.train import train
 
@@ -36,6 +36,7 @@ def _cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / cfg["name"]
         if (out / "last.pt").exists() and not args.force:
             raise PosekitError(f"{out}: a run already exists here; use --resume {out}, another --out, or --force")
+    model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
     summary = train(cfg, out, resume=resume, progress=not args.no_progress)
     best = summary["best"]
     print(f"done: {summary['epochs_done']} epochs, best epoch {best['epoch']} val_loss {best['val_loss']:.5g}"
@@ -46,6 +47,8 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from posekit.evaluate import evaluate, markdown_table, write_report
 
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise PosekitError("--batch-size and --limit must be >= 1")
     metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
                                device=args.device, limit=args.limit)
     if metrics["train_overlap"]:
@@ -91,6 +94,8 @@ def _cmd_data_show(args) -> int:
         r = PoseTransform(args.size, args.resize_mode)(image, s.keypoints[i], s.annotated[i])
         tiles.append(draw_pose(to_image(r["image"]), r["keypoints"].numpy(), r["mask"].numpy() > 0))
     out = Path(args.out or f"{args.set}_{i:05d}.png")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise PosekitError(f"{out}: --out must end in .png, .jpg or .jpeg")
     save_rgb(out, make_grid(tiles, ncols=len(tiles), cell=320))
     print(f"wrote {out} ({s.sample_id(i)}, {int(s.annotated[i].sum())} annotated / "
           f"{int(s.visible[i].sum())} visible joints)")

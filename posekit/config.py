@@ -150,23 +150,85 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     return cfg
 
 
+# Types of the keys whose default is None (the others take their default's type).
+_NULLABLE = {
+    "data.root": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
+    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
+}
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
+
+def _type_ok(value, want: type) -> bool:
+    if want is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, want)
+
+
+def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> None:
+    for k, default in defaults.items():
+        key = f"{prefix}{k}"
+        if key == "model":
+            continue
+        v = cfg[k]
+        if isinstance(default, dict):
+            _check_types(v, default, where, key + ".")
+            continue
+        want = _NULLABLE.get(key) if default is None else type(default)
+        if v is None and (default is None or key in _NULLABLE):
+            continue
+        if want is not None and not _type_ok(v, want):
+            raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
+
+
 def validate(cfg: dict, where: str = "config") -> None:
-    """Value checks that do not need the data or the model."""
+    """Type and value checks of every key (the model's own options are checked by the registry)."""
+    from posekit.data.lsp import KNOWN_SETS
     from posekit.data.splits import SPLITS
     from posekit.data.transforms import RESIZE_MODES
+    from posekit.models import MODELS
 
-    d, t = cfg["data"], cfg["train"]
+    _check_types(cfg, DEFAULTS, where)
+    d, a, t = cfg["data"], cfg["augment"], cfg["train"]
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     checks = [
+        (isinstance(cfg["model"].get("name"), str), "model.name must be a string"),
+        (cfg["model"].get("name") in MODELS,
+         f"unknown model {cfg['model'].get('name')!r}; known models: {', '.join(sorted(MODELS))}"),
+        (cfg["name"] and "/" not in cfg["name"], "name must be a non-empty string without '/'"),
         (d["split"] in SPLITS, f"data.split must be one of {', '.join(SPLITS)}, got {d['split']!r}"),
         (d["resize_mode"] in RESIZE_MODES, f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}"),
-        (isinstance(d["input_size"], int) and d["input_size"] >= 8, "data.input_size must be an integer >= 8"),
-        (isinstance(d["sets"], list) and d["sets"], "data.sets must be a non-empty list"),
+        (d["input_size"] >= 8, "data.input_size must be an integer >= 8"),
+        (d["sets"] and all(x in KNOWN_SETS for x in d["sets"]), f"data.sets must list some of {', '.join(KNOWN_SETS)}"),
+        (len(d["fractions"]) == 3 and all(num(x) and x >= 0 for x in d["fractions"])
+         and abs(sum(d["fractions"]) - 1) < 1e-6, "data.fractions must be 3 non-negative numbers summing to 1"),
+        (0 <= d["val_fraction"] < 1, "data.val_fraction must be in [0, 1)"),
+        (d["cache_max_side"] >= 8, "data.cache_max_side must be >= 8"),
+        (d["limit_train"] is None or d["limit_train"] >= 1, "data.limit_train must be >= 1 or null"),
+        (d["limit_val"] is None or d["limit_val"] >= 0, "data.limit_val must be >= 0 or null"),
+        (0 <= a["flip"] <= 1, "augment.flip is a probability in [0, 1]"),
+        (0 <= a["rotate"] <= 180, "augment.rotate must be in [0, 180] degrees"),
+        (len(a["scale"]) == 2 and all(num(x) and x > 0 for x in a["scale"]) and a["scale"][0] <= a["scale"][1],
+         "augment.scale must be [low, high] with 0 < low <= high"),
+        (0 <= a["shift"] < 1, "augment.shift must be in [0, 1)"),
+        (a["crop_padding"] >= 0, "augment.crop_padding must be >= 0"),
+        (0 <= a["color"] <= 1, "augment.color must be in [0, 1]"),
+        (a["person_crop"] is None or a["person_crop"] >= 0, "augment.person_crop must be >= 0 or null"),
         (t["optimizer"] in ("sgd", "adam", "adamw"), f"train.optimizer must be sgd, adam or adamw, got {t['optimizer']!r}"),
         (t["scheduler"] in ("none", "cosine", "step"), f"train.scheduler must be none, cosine or step, got {t['scheduler']!r}"),
-        (isinstance(t["epochs"], int) and t["epochs"] >= 1, "train.epochs must be an integer >= 1"),
-        (isinstance(t["batch_size"], int) and t["batch_size"] >= 1, "train.batch_size must be an integer >= 1"),
-        (isinstance(t["lr"], (int, float)) and t["lr"] > 0, "train.lr must be a positive number"),
-        (isinstance(cfg["model"].get("name"), str), "model.name must be a string"),
+        (t["epochs"] >= 1, "train.epochs must be >= 1"),
+        (t["batch_size"] >= 1, "train.batch_size must be >= 1"),
+        (t["lr"] > 0, "train.lr must be positive"),
+        (t["momentum"] >= 0 and t["weight_decay"] >= 0, "train.momentum and train.weight_decay must be >= 0"),
+        (t["step_size"] >= 1 and t["gamma"] > 0 and t["warmup_epochs"] >= 0, "train.step_size/gamma/warmup_epochs out of range"),
+        (t["early_stopping_patience"] is None or t["early_stopping_patience"] >= 1,
+         "train.early_stopping_patience must be >= 1 or null"),
+        (t["num_workers"] >= 0, "train.num_workers must be >= 0"),
+        (t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
+         f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
+        (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
+        (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -100,6 +100,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
     res = predict_loader(model, codec, loader, dev)
+    if not np.isfinite(res["pred"]).all():
+        raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
     metrics.update(split=split_name, model=cfg["model"]["name"], checkpoint=ckpt["path"],
                    epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader
 from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
 from posekit.codecs import build_codec
 from posekit.config import dump_config
-from posekit.data.dataset import ImageCache, PoseLandmarksDataset
+from posekit.data.dataset import ImageCache, PoseLandmarksDataset, verify_images
 from posekit.data.lsp import load_sets
 from posekit.data.splits import make_split, save_split, split_summary
 from posekit.data.transforms import AugmentConfig, PoseTransform
@@ -44,11 +46,13 @@ def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False)
                            val_fraction=d["val_fraction"])
     train_ids = split["train"][: d["limit_train"]] if d["limit_train"] else split["train"]
     val_ids = split["val"][: d["limit_val"]] if d["limit_val"] else split["val"]
+    by_id = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
+    paths = sorted({by_id[i] for i in train_ids + val_ids})
     cache = None
     if d["cache"]:
-        by_id = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
-        paths = sorted({by_id[i] for i in train_ids + val_ids})
         cache = ImageCache(paths, max_side=d["cache_max_side"], threads=2, progress=progress)
+    else:  # read every image once now, so a bad one stops the run before anything is written
+        verify_images(paths, progress=progress)
     seed = cfg["train"]["seed"]
     train_tf = PoseTransform(d["input_size"], d["resize_mode"], train=True, augment=augment_config(cfg))
     eval_tf = PoseTransform(d["input_size"], d["resize_mode"], train=False)
@@ -79,6 +83,14 @@ def lr_at(cfg: dict, epoch: float) -> float:
         span = max(1e-9, t["epochs"] - warm)
         return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
     return base
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels (``train.deterministic``): exact resume on CUDA too, at some speed."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -135,8 +147,10 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         bad_epochs = state["bad_epochs"]
 
     device = select_device(t["device"])
+    if t["deterministic"]:
+        make_deterministic()
     seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
-    model = model_from_config(cfg).to(device)
+    model = model_from_config(cfg, where="config").to(device)
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
@@ -152,13 +166,17 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
 
     # Only now, with data and model known to be good, touch the output folder.
     out.mkdir(parents=True, exist_ok=True)
+    if resume is None:  # a fresh run (--force) replaces what an earlier run left here
+        for name in ("last.pt", "best.pt", "history.json"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tb", ignore_errors=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     save_split(split, out / "split.json")
     writer = None
     try:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch if start_epoch else None)
+        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch + 1 if start_epoch else None)
     except Exception as e:  # tensorboard missing: train anyway, say so
         log(f"warning: TensorBoard logging off ({type(e).__name__}: {e})")
 

@@ -50,6 +50,14 @@ def select_device(device: str | None = None):
     """``cuda`` when available unless told otherwise, else ``cpu``."""
     import torch
 
+    from posekit.errors import ConfigError
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available here")
+    return dev

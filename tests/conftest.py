@@ -5,7 +5,7 @@ import pytest
 
 from posekit.data.synthetic import make_synthetic_root
 
-# Real LSP data, when $POSEKIT_DATA names it (.ci/run and the Makefile set it when ../shared/data exists).
+# Real LSP data, when $POSEKIT_DATA names it (.ci/run sets it when ../shared/data exists).
 REAL_DATA = Path(os.environ.get("POSEKIT_DATA") or "/nonexistent-posekit-data")
 
 

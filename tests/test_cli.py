@@ -95,6 +95,38 @@ def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("override,needle", [
+    ("model.width=abc", "poster_cnn"),
+    ("model.depth=3", "unknown option(s) 'depth'"),
+    ("augment.flip=2", "augment.flip is a probability"),
+    ("data.fractions=[0.5]", "data.fractions must be 3"),
+    ("train.momentum=abc", "'train.momentum' must be a number"),
+    ("train.batch_size=2.5", "'train.batch_size' must be an integer"),
+    ("train.device=tpu", "train.device must be"),
+    ("data.cache=maybe", "'data.cache' must be true or false"),
+    ("name=5", "'name' must be a string"),
+])
+def test_bad_config_values(tmp_path, synth_root, capsys, override, needle):
+    assert _train(synth_root, tmp_path / "o", override) == 2
+    _one_line_error(capsys, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_model_names_the_config_file(tmp_path, capsys):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("model: {name: resnet9000}\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    _one_line_error(capsys, "m.yaml", "unknown model 'resnet9000'")
+
+
+def test_force_replaces_an_earlier_run(tmp_path, synth_root):
+    out = tmp_path / "f"
+    assert _train(synth_root, out, "--epochs", "2") == 0
+    assert _train(synth_root, out, "--epochs", "1", "--force") == 0
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    assert len(list((out / "tb").glob("events.*"))) == 1
+
+
 def _damaged_root(tmp_path, synth_root):
     root = tmp_path / "d"
     shutil.copytree(synth_root / "lsp", root / "lsp")
@@ -116,6 +148,7 @@ def test_nan_coordinates(tmp_path, synth_root, capsys):
     scipy.io.savemat(root / "lsp" / "joints.mat", {"joints": j})
     assert _train(root, tmp_path / "o", "data.sets=[lsp]") == 2
     _one_line_error(capsys, "joints.mat", "joint 6 of image 8")
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_image(tmp_path, synth_root, capsys):
@@ -123,6 +156,7 @@ def test_missing_image(tmp_path, synth_root, capsys):
     (root / "lsp" / "images" / "im0003.jpg").unlink()
     assert _train(root, tmp_path / "o", "data.sets=[lsp]") == 2
     _one_line_error(capsys, "im0003.jpg: image file not found")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("cache,workers", [(True, 0), (False, 2)])
@@ -133,6 +167,7 @@ def test_corrupt_jpeg(tmp_path, synth_root, capsys, cache, workers):
     rc = _train(root, tmp_path / "o", "data.sets=[lsp]", f"data.cache={cache}", f"train.num_workers={workers}")
     assert rc == 2
     _one_line_error(capsys, "im0002.jpg", "truncated JPEG")
+    assert not (tmp_path / "o").exists()  # images are read before the run folder is made
 
 
 def test_evaluate_bad_model(tmp_path, synth_root, capsys):

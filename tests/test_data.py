@@ -42,9 +42,10 @@ def test_both_layouts_round_trip(tmp_path, layout):
         assert (s.keypoints[~vis] == 0).all()  # junk coordinates dropped
         assert ((raw[:, 2].T == 1) == vis).all()
     # 1-based MATLAB in the file, 0-based here
-    x_file = raw[0, 0, 0] if layout == "lsp" else raw[0, 0, 0]
-    if layout == "lsp" or vis[0, 0]:
-        assert x_file == pytest.approx(kp[0, 0, 0] + 1)
+    if layout == "lsp":
+        assert raw[0, 0, 0] == pytest.approx(kp[0, 0, 0] + 1)
+    elif vis[0, 0]:
+        assert raw[0, 0, 0] == pytest.approx(kp[0, 0, 0] + 1)  # (14, 3, N): joint, coord, image
 
 
 def test_real_data_counts(real_root):
@@ -55,6 +56,10 @@ def test_real_data_counts(real_root):
     assert int(sets["lspet"].annotated.sum()) == 123213
     raw = scipy.io.loadmat(real_root / "lsp" / "joints.mat")["joints"]
     np.testing.assert_allclose(sets["lsp"].keypoints[5, 3], raw[:2, 3, 5] - 1)
+    raw = scipy.io.loadmat(real_root / "lspet" / "joints.mat")["joints"]
+    np.testing.assert_allclose(sets["lspet"].keypoints[7, 10], raw[10, :2, 7] - 1)
+    np.testing.assert_array_equal(sets["lspet"].annotated, raw[:, 2, :].T == 1)
+    assert sets["lspet"].image_paths[9999].name == "im10000.jpg"
     im = read_image(sets["lsp"].image_paths[0])
     assert im.ndim == 3 and im.shape[2] == 3
 
@@ -133,6 +138,23 @@ def test_real_lsp_standard_split(real_root):
     assert len(s["train"]) + len(s["val"]) == 11000
 
 
+def test_cache_downscales_and_keeps_keypoints_exact(synth_root):
+    sets = load_sets(synth_root, ["lsp"])
+    ids = [sets["lsp"].sample_id(i) for i in range(4)]
+    tf = PoseTransform(48, "stretch")
+    plain = PoseLandmarksDataset(sets, ids, tf)
+    cache = ImageCache(plain.paths(), max_side=40)  # 64x80 originals are halved
+    assert max(im.shape[:2] for im in cache.images) == (40, 32)
+    cached = PoseLandmarksDataset(sets, ids, tf, cache=cache)
+    for i in range(len(ids)):
+        a, b = plain[i], cached[i]
+        np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-5)
+        np.testing.assert_allclose(a["matrix"], b["matrix"])
+        assert b["size"].tolist() == [64, 80]
+        # same picture, blurrier: the mean absolute difference stays small
+        assert (a["image"] - b["image"]).abs().mean() < 0.35
+
+
 def test_dataset_items_and_cache_agree(synth_root):
     sets = load_sets(synth_root, ["lsp"])
     ids = [sets["lsp"].sample_id(i) for i in range(6)]
@@ -150,8 +172,10 @@ def test_dataset_items_and_cache_agree(synth_root):
 
 
 def test_data_check_real_and_damaged(real_root, tmp_path):
-    ok, bad = check_root(real_root, ["lsp"])
-    assert not bad and any("2000 image checksums match" in line for line in ok)
+    ok, bad = check_root(real_root, ["lsp", "lspet"])
+    assert not bad, bad
+    assert any("2000 image checksums match" in line for line in ok)
+    assert any("10000 image checksums match" in line for line in ok)
     copy = tmp_path / "data"
     shutil.copytree(real_root / "lsp", copy / "lsp")
     (copy / "lsp" / "images" / "im0005.jpg").unlink()
@@ -170,6 +194,10 @@ def test_data_check_synthetic_is_not_lsp(synth_root):
 
 
 def test_skeleton_single_source():
+    # the order of the LSP README
+    assert JOINT_NAMES == ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+                           "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
+                           "left_wrist", "neck", "head_top")
     assert len(JOINT_NAMES) == NUM_JOINTS == 14
     names = {JOINT_NAMES[a][5:] for a, b in FLIP_PAIRS}
     assert names == {"hip", "knee", "ankle", "shoulder", "elbow", "wrist"}

@@ -21,7 +21,14 @@ def test_short_training_loss_falls(synth_root, tmp_path):
     assert min(r["val_loss"] for r in h) < h[0]["val_loss"]
     for name in ("last.pt", "best.pt", "config.yaml", "split.json", "history.json"):
         assert (tmp_path / "run" / name).is_file()
-    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss/train", "loss/val", "lr", "speed/images_per_s", "val/pck"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("loss/val")] == list(range(1, 9))
+    assert "val/predictions" in tags["images"]
     ck = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ck["split"]["name"] == "lsp-standard" and ck["config"]["model"]["width"] == 4
     assert set(ck["metrics"]) >= {"train_loss", "val_loss", "pck", "pcp", "mse", "images_per_s", "lr"}

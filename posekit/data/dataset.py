@@ -15,6 +15,18 @@ from posekit.data.transforms import PoseTransform, scale_matrix
 from posekit.errors import DataError
 
 
+def verify_images(paths: list[Path], threads: int = 2, progress: bool = False) -> None:
+    """Decode every image once (and drop it): raises DataError for the first bad one."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
+        it = ex.map(lambda p: read_image(p).shape, paths)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(paths), desc="checking images", unit="img", leave=False)
+        for _ in it:
+            pass
+
+
 class ImageCache:
     """Decodes every image once (threads; OpenCV releases the GIL) and keeps a copy whose longer
     side is at most ``max_side`` pixels, with the affine that maps original pixels onto it. The
