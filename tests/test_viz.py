@@ -107,3 +107,14 @@ def test_saliency_overlay():
     out = saliency_overlay(img, sal)
     assert out.shape == img.shape and out.dtype == np.uint8
     assert not np.array_equal(out[5], out[45])
+
+
+def test_atomic_writes_have_normal_permissions(tmp_path):
+    import os
+
+    from posekit.utils import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
