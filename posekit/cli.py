@@ -50,7 +50,7 @@ def _cmd_evaluate(args) -> int:
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise PosekitError("--batch-size and --limit must be >= 1")
     metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
-                               device=args.device, limit=args.limit)
+                               device=args.device, limit=args.limit, flip_test=args.flip_test)
     if metrics["train_overlap"]:
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.set_defaults(func=_cmd_evaluate)
 
     d = sub.add_parser("data", help="dataset tools")

@@ -18,8 +18,8 @@ from posekit.errors import ConfigError
 DEFAULTS: dict = {
     "name": "run",
     "model": {"name": "poster_cnn"},  # + model options, checked by the registry
-    "codec": "regression",
-    "loss": "mse",
+    "codec": {"name": "regression"},  # + codec options (heatmap: stride, sigma; integral: stride, beta)
+    "loss": "auto",  # auto = the codec's own (mse for regression/heatmap, l1 for integral) | mse | l1
     "data": {
         "root": None,  # dataset root; None = $POSEKIT_DATA
         "sets": ["lsp", "lspet"],
@@ -77,10 +77,12 @@ def _merge(base: dict, new: dict, where: str, prefix: str = "") -> dict:
     out = copy.deepcopy(base)
     for k, v in (new or {}).items():
         full = f"{prefix}{k}"
-        if prefix == "" and k == "model":
+        if prefix == "" and k in ("model", "codec"):  # free-form options, checked when built
+            if isinstance(v, str) and k == "codec":
+                v = {"name": v}
             if not isinstance(v, dict):
-                raise ConfigError(f"{where}: 'model' must be a mapping with a 'name'")
-            out["model"] = {**out["model"], **v}
+                raise ConfigError(f"{where}: '{k}' must be a mapping with a 'name'")
+            out[k] = {**out[k], **v} if v.get("name", out[k].get("name")) == out[k].get("name") else dict(v)
             continue
         if k not in base:
             raise ConfigError(f"{where}: unknown config key '{full}'{_suggest(k, base)}")
@@ -169,7 +171,7 @@ def _type_ok(value, want: type) -> bool:
 def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> None:
     for k, default in defaults.items():
         key = f"{prefix}{k}"
-        if key == "model":
+        if key in ("model", "codec"):
             continue
         v = cfg[k]
         if isinstance(default, dict):
@@ -184,9 +186,11 @@ def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> Non
 
 def validate(cfg: dict, where: str = "config") -> None:
     """Type and value checks of every key (the model's own options are checked by the registry)."""
+    from posekit.codecs import CODECS
     from posekit.data.lsp import KNOWN_SETS
     from posekit.data.splits import SPLITS
     from posekit.data.transforms import RESIZE_MODES
+    from posekit.losses import LOSSES
     from posekit.models import MODELS
 
     _check_types(cfg, DEFAULTS, where)
@@ -197,6 +201,8 @@ def validate(cfg: dict, where: str = "config") -> None:
         (cfg["model"].get("name") in MODELS,
          f"unknown model {cfg['model'].get('name')!r}; known models: {', '.join(sorted(MODELS))}"),
         (cfg["name"] and "/" not in cfg["name"], "name must be a non-empty string without '/'"),
+        (cfg["codec"].get("name") in CODECS, f"unknown codec {cfg['codec'].get('name')!r}; known: {', '.join(CODECS)}"),
+        (cfg["loss"] == "auto" or cfg["loss"] in LOSSES, f"unknown loss {cfg['loss']!r}; known: auto, {', '.join(LOSSES)}"),
         (d["split"] in SPLITS, f"data.split must be one of {', '.join(SPLITS)}, got {d['split']!r}"),
         (d["resize_mode"] in RESIZE_MODES, f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}"),
         (d["input_size"] >= 8, "data.input_size must be an integer >= 8"),

@@ -16,7 +16,7 @@ from posekit.data.splits import lsp_test_ids, make_split
 from posekit.data.transforms import PoseTransform
 from posekit.errors import PosekitError
 from posekit.metrics import evaluate_keypoints
-from posekit.skeleton import JOINT_NAMES
+from posekit.skeleton import FLIP_PERM, JOINT_NAMES
 from posekit.utils import atomic_write_text, select_device
 
 EVAL_SPLITS = ("lsp-test", "paper-test", "val")
@@ -31,8 +31,20 @@ def to_original(kp_input: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def flip_test_predict(model, codec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip-test: average the decoded keypoints of the image and of its mirror image (mirrored
+    back, left/right joints swapped). Returns (keypoints in input pixels, scores)."""
+    kp, sc = codec.decode(model(x).float())
+    kpf, scf = codec.decode(model(torch.flip(x, dims=[3])).float())
+    kpf = kpf.clone()
+    kpf[..., 0] = x.shape[3] - 1 - kpf[..., 0]
+    perm = torch.as_tensor(FLIP_PERM, device=kpf.device)
+    return (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
+
+
+@torch.no_grad()
 def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, loss_fn=None,
-                   keep_first: bool = True) -> dict:
+                   keep_first: bool = True, flip_test: bool = False) -> dict:
     """Run a model over an evaluation loader. Returns numpy ``pred``/``gt`` (N, 14, 2) in original
     pixels, ``mask``, ``sizes``, ``scores``, the mean ``loss`` when ``loss_fn`` is given, and the
     first batch's input-frame tensors (for drawing)."""
@@ -45,11 +57,14 @@ def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else torch.no_grad()
         with ctx:
             out = model(x)
+            if flip_test:
+                kp, sc = flip_test_predict(model, codec, x)
         out = out.float()
-        kp, sc = codec.decode(out)
+        if not flip_test:
+            kp, sc = codec.decode(out)
         if loss_fn is not None:
-            target = codec.encode(batch["keypoints"].to(device))
-            loss = loss_fn(codec.loss_target(out), target, batch["mask"].to(device))
+            target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
+            loss = loss_fn(codec.loss_input(out), target, weight)
             total += loss.item() * len(x)
             count += len(x)
         kp = kp.cpu()
@@ -83,7 +98,8 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 
 
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
-             device: str | None = None, limit: int | None = None, workers: int = 0) -> tuple[dict, dict]:
+             device: str | None = None, limit: int | None = None, workers: int = 0,
+             flip_test: bool = False) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing)."""
     if split_name not in EVAL_SPLITS:
         raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
@@ -99,12 +115,12 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"], train=False)
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-    res = predict_loader(model, codec, loader, dev)
+    res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
     if not np.isfinite(res["pred"]).all():
         raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
     metrics.update(split=split_name, model=cfg["model"]["name"], checkpoint=ckpt["path"],
-                   epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap))
+                   epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test)
     extras = {"res": res, "ds": ds, "ckpt": ckpt, "ids": ids}
     return metrics, extras
 

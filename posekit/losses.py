@@ -15,7 +15,14 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return se.sum() / denom
 
 
-LOSSES = {"mse": masked_mse}
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the annotated joints' coordinates (integral regression)."""
+    m = mask.to(pred.dtype).unsqueeze(-1)
+    ae = (pred.float() - target.float()).abs() * m
+    return ae.sum() / (m.sum() * pred.shape[-1]).clamp_min(1.0)
+
+
+LOSSES = {"mse": masked_mse, "l1": masked_l1}
 
 
 def build_loss(name: str):

@@ -154,9 +154,9 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
-    codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
     try:
-        loss_fn = build_loss(cfg["loss"])
+        codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
+        loss_fn = build_loss(codec.default_loss if cfg["loss"] == "auto" else cfg["loss"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
     opt = build_optimizer(cfg, model)
@@ -208,11 +208,10 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             x = batch["image"].to(device, non_blocking=True)
-            target = codec.encode(batch["keypoints"].to(device))
-            mask = batch["mask"].to(device)
+            target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
             with _autocast(device, amp):
                 outp = model(x)
-            loss = loss_fn(codec.loss_target(outp.float()), target, mask)
+            loss = loss_fn(codec.loss_input(outp.float()), target, weight)
             if not torch.isfinite(loss):
                 raise PosekitError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step + 1} "
                                    "(lower train.lr)")

@@ -22,7 +22,7 @@ class _Oracle:
         return self
 
     def __call__(self, x):
-        return self.codec.encode(self.batches.pop(0)).reshape(len(x), -1)
+        return self.codec.normalise(self.batches.pop(0)).reshape(len(x), -1)
 
 
 def _oracle_metrics(sets, ids, mode, size=40):

@@ -9,21 +9,26 @@ from posekit.skeleton import NUM_JOINTS
 
 class RegressionCodec:
     kind = "regression"
+    default_loss = "mse"
 
-    def __init__(self, input_size: int):
+    def __init__(self, input_size: int, **_):
         self.input_size = int(input_size)
 
-    def encode(self, keypoints: torch.Tensor) -> torch.Tensor:
-        """(B, 14, 2) input pixels (pixel centres at integers) -> (B, 14, 2) in [0, 1]."""
+    def normalise(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """(B, J, 2) input pixels (pixel centres at integers) -> [0, 1] over the frame."""
         return (keypoints + 0.5) / self.input_size
+
+    def encode(self, keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training target (B, J, 2) in [0, 1] and per-joint weight (B, J)."""
+        return self.normalise(keypoints), mask.float()
+
+    def loss_input(self, output: torch.Tensor) -> torch.Tensor:
+        """The head output shaped like :meth:`encode`'s target."""
+        return output.reshape(output.shape[0], NUM_JOINTS, 2)
 
     def decode(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw head output (B, 28) -> (keypoints (B, 14, 2) in input pixels, scores (B, 14)).
         Regression has no confidence of its own: scores are 1."""
-        xy = output.reshape(output.shape[0], NUM_JOINTS, 2).float()
+        xy = self.loss_input(output).float()
         kp = xy * self.input_size - 0.5
         return kp, torch.ones(kp.shape[:2], dtype=kp.dtype, device=kp.device)
-
-    def loss_target(self, output: torch.Tensor) -> torch.Tensor:
-        """The head output in the encoded space, shaped like :meth:`encode`'s result."""
-        return output.reshape(output.shape[0], NUM_JOINTS, 2)

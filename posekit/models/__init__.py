@@ -91,9 +91,11 @@ def model_flops(model: nn.Module, input_size: int | None = None) -> float:
 
 from posekit.models.paper_vgg import PaperVGG  # noqa: E402
 from posekit.models.poster_cnn import PosterCNN  # noqa: E402
+from posekit.models.resnet_pose import ResNetPose  # noqa: E402
 
 register_model("paper_vgg")(PaperVGG)
 register_model("poster_cnn")(PosterCNN)
+register_model("resnet_pose")(ResNetPose)
 
 __all__ = ["MODELS", "PaperVGG", "PosterCNN", "build_model", "count_parameters", "list_models",
            "model_flops", "model_options", "register_model"]

@@ -1,0 +1,106 @@
+"""Codec round trips (encode then decode returns the keypoints), flip-test symmetry, heads."""
+import numpy as np
+import pytest
+import torch
+
+from posekit.codecs import build_codec
+from posekit.evaluate import flip_test_predict
+from posekit.models import build_model
+from posekit.skeleton import FLIP_PERM, NUM_JOINTS
+
+
+def _kp(n=3, size=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, NUM_JOINTS, 2, generator=g) * (size - 16) + 8
+
+
+@pytest.mark.parametrize("stride,sigma", [(4, 2.0), (4, 1.5), (8, 1.0)])
+def test_heatmap_round_trip_sub_pixel(stride, sigma):
+    c = build_codec({"name": "heatmap", "stride": stride, "sigma": sigma}, 128)
+    kp = _kp()
+    target, weight = c.encode(kp, torch.ones(kp.shape[:2]))
+    assert target.shape == (3, NUM_JOINTS, (128 // stride) ** 2) and weight.eq(1).all()
+    dec, score = c.decode(target.reshape(3, NUM_JOINTS, 128 // stride, 128 // stride))
+    err = (dec - kp).norm(dim=-1)
+    assert err.max() < 0.1 * stride, err.max()  # far below the grid step: sub-pixel decoding works
+    assert (score > 0.6).all()
+
+
+def test_heatmap_masks_unannotated_and_outside_joints():
+    c = build_codec("heatmap", 64)
+    kp = _kp(1, 64)
+    kp[0, 3] = torch.tensor([-20.0, 10.0])
+    mask = torch.ones(1, NUM_JOINTS)
+    mask[0, 5] = 0
+    _, w = c.encode(kp, mask)
+    assert w[0, 3] == 0 and w[0, 5] == 0 and w[0].sum() == NUM_JOINTS - 2
+
+
+def test_integral_round_trip():
+    c = build_codec({"name": "integral", "stride": 4, "beta": 1.0}, 64)
+    kp = _kp(2, 64)
+    # logits = log of a Gaussian at each joint: the softmax expectation is the joint
+    hm, _ = build_codec({"name": "heatmap", "sigma": 1.0}, 64).encode(kp, torch.ones(2, NUM_JOINTS))
+    logits = torch.log(hm.reshape(2, NUM_JOINTS, 16, 16) + 1e-30)
+    dec, _ = c.decode(logits)
+    assert (dec - kp).norm(dim=-1).max() < 0.5
+    target, _ = c.encode(kp, torch.ones(2, NUM_JOINTS))
+    assert torch.allclose(c.loss_input(logits), target, atol=1.0 / 64)
+
+
+def test_regression_round_trip():
+    c = build_codec("regression", 96)
+    kp = _kp(2, 96)
+    t, _ = c.encode(kp, torch.ones(2, NUM_JOINTS))
+    dec, _ = c.decode(t.reshape(2, -1))
+    assert torch.allclose(dec, kp, atol=1e-5)
+
+
+def test_resnet_pose_shapes():
+    m = build_model("resnet_pose", input_size=64, width=8, depths=[1, 1, 1, 1], neck=16).eval()
+    with torch.no_grad():
+        assert m(torch.randn(2, 3, 64, 64)).shape == (2, NUM_JOINTS, 16, 16)
+    m8 = build_model("resnet_pose", input_size=64, width=8, depths=[1, 1, 1, 1], neck=16, out_stride=8).eval()
+    with torch.no_grad():
+        assert m8(torch.randn(1, 3, 64, 64)).shape == (1, NUM_JOINTS, 8, 8)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_model("resnet_pose", input_size=50)
+
+
+class _Mirror(torch.nn.Module):
+    """A 'model' that outputs heatmaps of fixed keypoints drawn from its input's left half
+    brightness, so flipping the image changes its answer in a known way."""
+
+    def __init__(self, codec, kp):
+        super().__init__()
+        self.codec, self.kp = codec, kp
+
+    def forward(self, x):
+        flipped = x[:, 0, 0, 0] < 0  # the test marks flipped inputs by the top-left pixel
+        kp = self.kp.expand(len(x), -1, -1).clone()
+        w = self.codec.input_size
+        mirrored = kp.clone()
+        mirrored[..., 0] = w - 1 - mirrored[..., 0]
+        mirrored = mirrored[:, FLIP_PERM]
+        kp = torch.where(flipped[:, None, None], mirrored, kp)
+        hm, _ = self.codec.encode(kp, torch.ones(kp.shape[:2]))
+        s = self.codec.size
+        return hm.reshape(len(x), -1, s, s)
+
+
+def test_flip_test_is_symmetric():
+    c = build_codec("heatmap", 64)
+    kp = _kp(1, 64)
+    model = _Mirror(c, kp)
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., :, 32:] = -1.0  # right half negative: the flipped image has a negative top-left pixel
+    pred, _ = flip_test_predict(model, c, x)
+    # a model that is exactly equivariant gives the same answer with and without flip-test
+    assert torch.allclose(pred, kp, atol=0.05 * c.stride)
+    # and flip-test of a flipped image is the flip of flip-test of the image
+    xf = torch.flip(x, dims=[3])
+    pf, _ = flip_test_predict(model, c, xf)
+    mirrored = pred.clone()
+    mirrored[..., 0] = 63 - mirrored[..., 0]
+    assert torch.allclose(pf, mirrored[:, FLIP_PERM], atol=1e-4)
+    np.testing.assert_array_equal(FLIP_PERM[FLIP_PERM], np.arange(NUM_JOINTS))
