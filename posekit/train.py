@@ -102,8 +102,9 @@ def _autocast(device: torch.device, amp: bool):
 def _loader(ds, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int) -> DataLoader:
     g = torch.Generator()
     g.manual_seed(seed * 7919 + epoch)
+    # training drops a last partial batch (a batch of one breaks batch norm); evaluation keeps all
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=g,
-                      drop_last=False, persistent_workers=False, pin_memory=False)
+                      drop_last=shuffle and len(ds) > batch_size, persistent_workers=False, pin_memory=False)
 
 
 @torch.no_grad()

@@ -67,3 +67,16 @@ def test_lr_schedules(synth_root):
     assert lr_at(cfg, 0.5) < 1.0 and abs(lr_at(cfg, 1.0) - 1.0) < 1e-9 and lr_at(cfg, 10) < 1e-9
     cfg = _cfg(synth_root, **{"train.scheduler": "step", "train.step_size": 2, "train.gamma": 0.5, "train.lr": 1.0})
     assert lr_at(cfg, 4.5) == 0.25
+
+
+def test_heatmap_recipe_trains_on_synthetic_data(synth_root, tmp_path):
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
+    cfg = load_config("configs/release.yaml", over + [
+        "data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]", "model.neck=16", "train.epochs=6", "train.lr=0.003",
+        "augment.rotate=10", "augment.color=0.0"])
+    assert cfg["codec"]["name"] == "heatmap" and cfg["data"]["resize_mode"] == "letterbox"
+    summary = train(cfg, tmp_path / "hm", progress=False, log=lambda *a: None)
+    h = summary["history"]
+    assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
+    model, codec, _ = load_model(tmp_path / "hm")
+    assert codec.kind == "heatmap" and codec.stride == 4
