@@ -44,8 +44,27 @@ def save_checkpoint(path: str | os.PathLike, **payload) -> None:
     atomic_torch_save({"format": FORMAT, **payload}, path)
 
 
-def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+DEFAULT_MODEL = "posekit-lsp"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped in ``posekit/weights/`` (``<name>.pt``)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
+    """A checkpoint file, a run folder (its best.pt, else last.pt) or a shipped model's name."""
+    if path is None or str(path) == "":
+        path = DEFAULT_MODEL
     p = Path(path)
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1:
+        shipped = WEIGHTS_DIR / f"{p.name}.pt"
+        if shipped.is_file():
+            return shipped
+        if p.name == DEFAULT_MODEL:
+            raise PosekitError(f"no shipped model {DEFAULT_MODEL!r} in this install ({WEIGHTS_DIR}); "
+                               "pass a checkpoint file or run folder with --model")
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():

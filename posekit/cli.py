@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
-    e.add_argument("--model", required=True, help="checkpoint file or run folder")
+    e.add_argument("--model", default="posekit-lsp",
+                   help="checkpoint file, run folder or shipped model name (default: posekit-lsp)")
     e.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
     e.add_argument("--split", default="lsp-test", choices=["lsp-test", "paper-test", "val"])
     e.add_argument("--json", action="store_true", help="print one JSON object")

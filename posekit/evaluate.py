@@ -111,7 +111,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     ids = eval_ids(split_name, ckpt, sets)
     if limit:
         ids = ids[:limit]
-    overlap = sorted(set(ids) & set(ckpt["split"]["train"]))
+    overlap = sorted(set(ids) & set(ckpt.get("split", {}).get("train", [])))
     tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"], train=False)
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)

@@ -1,0 +1,82 @@
+"""End-to-end CPU latency at batch 1: JPEG decode, resize/letterbox, normalise, network, decode,
+map back to original pixels — what a user of `predict` waits for, per image.
+
+    python benchmarks/latency.py --model posekit-lsp paper_vgg poster_cnn --image path.jpg --json reports/latency_cpu.json
+
+A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
+with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posekit.checkpoint import load_model, model_from_config
+from posekit.codecs import build_codec
+from posekit.config import load_config
+from posekit.data.images import read_image
+from posekit.data.transforms import PoseTransform
+from posekit.evaluate import to_original
+from posekit.models import MODELS, count_parameters, model_flops
+
+RECIPES = {"paper_vgg": "configs/paper.yaml", "poster_cnn": "configs/poster.yaml", "resnet_pose": "configs/release.yaml"}
+
+
+def _load(spec: str):
+    if spec in MODELS:
+        cfg = load_config(RECIPES[spec])
+        model = model_from_config(cfg).eval()
+        return model, build_codec(cfg["codec"], cfg["data"]["input_size"]), cfg
+    model, codec, ck = load_model(spec)
+    return model, codec, ck["config"]
+
+
+def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
+    model, codec, cfg = _load(spec)
+    s = cfg["data"]["input_size"]
+    tf = PoseTransform(s, cfg["data"]["resize_mode"])
+    mask = np.ones(14, bool)
+    zeros = np.zeros((14, 2))
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            t0 = time.perf_counter()
+            img = read_image(image)
+            item = tf(img, zeros, mask)
+            kp, _ = codec.decode(model(item["image"][None]).float())
+            to_original(kp, item["matrix"][None])
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    return {"model": spec, "arch": cfg["model"]["name"], "input_size": s, "params": count_parameters(model),
+            "gflops": round(model_flops(model, s), 3), "p50_ms": round(float(np.median(ms)), 2),
+            "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", nargs="+", default=["posekit-lsp", "paper_vgg", "poster_cnn"])
+    ap.add_argument("--image", required=True, help="a JPEG to run on (e.g. an LSP test image)")
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rows = [measure(m, Path(a.image), a.runs if m != "paper_vgg" else max(5, a.runs // 5)) for m in a.model]
+    for r in rows:
+        print(f"{r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params {r['gflops']:>7} GFLOPs  "
+              f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                       "image": str(a.image), "results": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Weights of the models posekit ships (see the model card beside each .pt file)."""

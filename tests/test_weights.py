@@ -1,0 +1,64 @@
+"""Shipped models: fp16 weights selected by name; the default model name resolves to them."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import posekit.checkpoint as ck
+from posekit.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, synth_root):
+    from conftest import tiny_overrides
+
+    out = tmp_path_factory.mktemp("w") / "run"
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(out), "--epochs", "1", "--no-progress",
+                 *tiny_overrides(synth_root)]) == 0
+    return out
+
+
+def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    metrics = tmp_path / "m.json"
+    r = subprocess.run([sys.executable, "-m", "posekit", "evaluate", "--model", str(run_dir), "--data", str(synth_root),
+                        "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    metrics.write_text(r.stdout)
+    code = ("import sys, posekit.checkpoint as c, pathlib; c.WEIGHTS_DIR = pathlib.Path(sys.argv[1]); "
+            "sys.argv = [sys.argv[0]] + sys.argv[2:]; import runpy; runpy.run_path('scripts/ship_weights.py', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code, str(weights), "--run", str(run_dir), "--name", "tiny",
+                        "--metrics", str(metrics), "--command", "posekit train ..."], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (weights / "tiny.pt").is_file() and "PCK@0.2" in (weights / "tiny.md").read_text()
+    monkeypatch.setattr(ck, "WEIGHTS_DIR", weights)
+    assert ck.shipped_models() == ["tiny"]
+    shipped = ck.read_checkpoint("tiny")
+    assert all(v.dtype == torch.float16 for v in shipped["model"].values() if v.is_floating_point())
+    m16, codec, _ = ck.load_model("tiny")
+    m32, _, _ = ck.load_model(run_dir)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert next(m16.parameters()).dtype == torch.float32
+        assert torch.allclose(m16(x), m32(x), atol=2e-2)
+
+
+def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):
+    monkeypatch.setattr(ck, "WEIGHTS_DIR", tmp_path)
+    assert main(["evaluate", "--data", str(synth_root)]) == 2
+    err = capsys.readouterr().err
+    assert "no shipped model 'posekit-lsp'" in err and err.count("\n") == 1
+
+
+def test_shipped_default_model_loads():
+    if "posekit-lsp" not in ck.shipped_models():
+        pytest.skip("no posekit-lsp weights shipped in this checkout yet")
+    model, codec, meta = ck.load_model("posekit-lsp")
+    size = meta["config"]["data"]["input_size"]
+    with torch.no_grad():
+        kp, score = codec.decode(model(torch.zeros(1, 3, size, size)))
+    assert kp.shape == (1, 14, 2) and torch.isfinite(kp).all()
+    assert (ck.WEIGHTS_DIR / "posekit-lsp.pt").stat().st_size <= 10_000_000
+    assert (ck.WEIGHTS_DIR / "posekit-lsp.md").is_file()
