@@ -28,7 +28,8 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     metrics.write_text(r.stdout)
     code = ("import sys, posekit.checkpoint as c, pathlib; c.WEIGHTS_DIR = pathlib.Path(sys.argv[1]); "
-            "sys.argv = [sys.argv[0]] + sys.argv[2:]; import runpy; runpy.run_path('scripts/ship_weights.py', run_name='__main__')")
+            "sys.argv = [sys.argv[0]] + sys.argv[2:]; import runpy; "
+            "runpy.run_path('scripts/ship_weights.py', run_name='__main__')")
     r = subprocess.run([sys.executable, "-c", code, str(weights), "--run", str(run_dir), "--name", "tiny",
                         "--metrics", str(metrics), "--command", "posekit train ..."], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
