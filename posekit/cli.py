@@ -64,6 +64,23 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from posekit.predict import run_predict
+
+    box = None
+    if args.box:
+        try:
+            box = tuple(float(v) for v in args.box.split(","))
+            assert len(box) == 4
+        except (ValueError, AssertionError):
+            raise PosekitError(f"--box {args.box!r}: expected x,y,w,h") from None
+        if box[2] <= 0 or box[3] <= 0:
+            raise PosekitError(f"--box {args.box!r}: width and height must be positive")
+    failures = run_predict(args.inputs, args.model, args.out, draw=args.draw or bool(args.out),
+                           flip_test=args.flip_test, box=box)
+    return 0 if failures == 0 else 1
+
+
 def _cmd_data_check(args) -> int:
     from posekit.data.check import check_root
     from posekit.data.lsp import resolve_data_root
@@ -130,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="joints for images and folders of images")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    pr.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
+    pr.add_argument("--out", help="write <name>.json and <name>_pose.png per image here")
+    pr.add_argument("--draw", action="store_true", help="draw the skeleton (implied by --out)")
+    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
+    pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
+    pr.set_defaults(func=_cmd_predict)
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
