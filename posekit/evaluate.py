@@ -111,7 +111,9 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     ids = eval_ids(split_name, ckpt, sets)
     if limit:
         ids = ids[:limit]
-    overlap = sorted(set(ids) & set(ckpt.get("split", {}).get("train", [])))
+    trained_on = ckpt.get("split", {}).get("train", [])
+    limit_train = cfg["data"].get("limit_train")
+    overlap = sorted(set(ids) & set(trained_on[:limit_train] if limit_train else trained_on))
     tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"], train=False)
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
