@@ -31,10 +31,11 @@ def to_original(kp_input: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def flip_test_predict(model, codec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def flip_test_predict(model, codec, x: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip-test: average the decoded keypoints of the image and of its mirror image (mirrored
-    back, left/right joints swapped). Returns (keypoints in input pixels, scores)."""
-    kp, sc = codec.decode(model(x).float())
+    back, left/right joints swapped). ``out`` is ``model(x)`` when already computed. Returns
+    (keypoints in input pixels, scores)."""
+    kp, sc = codec.decode((model(x) if out is None else out).float())
     kpf, scf = codec.decode(model(torch.flip(x, dims=[3])).float())
     kpf = kpf.clone()
     kpf[..., 0] = x.shape[3] - 1 - kpf[..., 0]
@@ -57,8 +58,8 @@ def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else torch.no_grad()
         with ctx:
             out = model(x)
-            if flip_test:
-                kp, sc = flip_test_predict(model, codec, x)
+            if flip_test:  # one more pass, on the mirrored batch
+                kp, sc = flip_test_predict(model, codec, x, out)
         out = out.float()
         if not flip_test:
             kp, sc = codec.decode(out)

@@ -46,6 +46,9 @@ def test_train_evaluate_smoke(trained, synth_root, capsys, tmp_path):
         assert (tmp_path / "ev" / f).stat().st_size > 0
     assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--split", "val"]) == 0
     assert "| PCK@0.2 |" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--flip-test", "--json"]) == 0
+    f = json.loads(capsys.readouterr().out)
+    assert f["flip_test"] is True and f["n"] == m["n"] and f["pck"] is not None
 
 
 def test_paper_test_split_and_overlap_warning(synth_root, tmp_path, capsys):
@@ -57,7 +60,15 @@ def test_paper_test_split_and_overlap_warning(synth_root, tmp_path, capsys):
     assert json.loads(cap.out)["n"] == 12 and "warning" not in cap.err
     # lsp-test overlaps a paper-split training set: the user is told
     assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--json"]) == 0
-    assert "in this model's training split" in capsys.readouterr().err
+    cap = capsys.readouterr()
+    assert "in this model's training split" in cap.err
+    full_overlap = json.loads(cap.out)["train_overlap"]
+    # with data.limit_train only the images actually trained on count
+    out2 = tmp_path / "paper-limited"
+    assert _train(synth_root, out2, "data.split=paper", "data.limit_train=8", "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out2), "--data", str(synth_root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["train_overlap"] < full_overlap
 
 
 def test_resume_cli(trained, synth_root, capsys):

@@ -80,3 +80,13 @@ def test_heatmap_recipe_trains_on_synthetic_data(synth_root, tmp_path):
     assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
     model, codec, _ = load_model(tmp_path / "hm")
     assert codec.kind == "heatmap" and codec.stride == 4
+
+
+def test_deterministic_flag_turns_on_deterministic_kernels(synth_root, tmp_path):
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        cfg = _cfg(synth_root, **{"train.epochs": 1, "train.deterministic": True})
+        train(cfg, tmp_path / "det", progress=False, log=lambda *a: None)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)

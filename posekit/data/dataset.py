@@ -15,16 +15,21 @@ from posekit.data.transforms import PoseTransform, scale_matrix
 from posekit.errors import DataError
 
 
-def verify_images(paths: list[Path], threads: int = 2, progress: bool = False) -> None:
-    """Decode every image once (and drop it): raises DataError for the first bad one."""
+def _run_threaded(fn, items, threads: int, progress: bool, desc: str) -> None:
+    """``fn`` over ``items`` on a thread pool (OpenCV releases the GIL); the first error is raised."""
     with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
-        it = ex.map(lambda p: read_image(p).shape, paths)
+        it = ex.map(fn, items)
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(it, total=len(paths), desc="checking images", unit="img", leave=False)
+            it = tqdm(it, total=len(items), desc=desc, unit="img", leave=False)
         for _ in it:
             pass
+
+
+def verify_images(paths: list[Path], threads: int = 2, progress: bool = False) -> None:
+    """Decode every image once (and drop it): raises DataError for the first bad one."""
+    _run_threaded(lambda p: read_image(p).shape, paths, threads, progress, "checking images")
 
 
 class ImageCache:
@@ -50,15 +55,7 @@ class ImageCache:
             self.pre[i] = scale_matrix(im.shape[1] / w, im.shape[0] / h)
             self.sizes[i] = (w, h)
 
-        it = range(len(paths))
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
-            futures = ex.map(load, it)
-            if progress:
-                from tqdm import tqdm
-
-                futures = tqdm(futures, total=len(paths), desc="decoding images", unit="img", leave=False)
-            for _ in futures:
-                pass
+        _run_threaded(load, list(range(len(paths))), threads, progress, "decoding images")
 
     def get(self, path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         i = self.index[str(path)]
