@@ -64,6 +64,8 @@ DEFAULTS: dict = {
         "grad_clip": None,
         "max_steps_per_epoch": None,  # cap steps per epoch (quick runs)
         "deterministic": False,
+        "save_every": None,  # also keep epoch_NNN.pt every N epochs (accuracy-vs-epoch curves)
+        "channels_last": True,  # NHWC activations: ~25% faster conv training on CPU (oneDNN)
     },
 }
 
@@ -155,7 +157,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 # Types of the keys whose default is None (the others take their default's type).
 _NULLABLE = {
     "data.root": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
-    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
+    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int, "train.save_every": int,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
@@ -234,6 +236,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         (t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
          f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
         (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
+        (t["save_every"] is None or t["save_every"] >= 1, "train.save_every must be >= 1 or null"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

@@ -32,14 +32,20 @@ def to_original(kp_input: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def flip_test_predict(model, codec, x: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip-test: average the decoded keypoints of the image and of its mirror image (mirrored
-    back, left/right joints swapped). ``out`` is ``model(x)`` when already computed. Returns
-    (keypoints in input pixels, scores)."""
-    kp, sc = codec.decode((model(x) if out is None else out).float())
-    kpf, scf = codec.decode(model(torch.flip(x, dims=[3])).float())
+    """Flip-test: also run the mirror image, mirror its output back with left/right joints
+    swapped, and combine. Heatmap-like outputs (B, J, H, W) are averaged as maps and then decoded
+    (as SimpleBaselines does: where the two passes disagree, e.g. left/right, the stronger mode
+    wins instead of a midpoint between them); coordinate outputs are averaged as coordinates.
+    ``out`` is ``model(x)`` when already computed. Returns (keypoints in input pixels, scores)."""
+    out = (model(x) if out is None else out).float()
+    outf = model(torch.flip(x, dims=[3])).float()
+    perm = torch.as_tensor(FLIP_PERM, device=x.device)
+    if out.dim() == 4:  # cell i of the mirror map is cell W-1-i of the original (centre-aligned grid)
+        return codec.decode((out + torch.flip(outf, dims=[3])[:, perm]) / 2)
+    kp, sc = codec.decode(out)
+    kpf, scf = codec.decode(outf)
     kpf = kpf.clone()
     kpf[..., 0] = x.shape[3] - 1 - kpf[..., 0]
-    perm = torch.as_tensor(FLIP_PERM, device=kpf.device)
     return (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
 
 

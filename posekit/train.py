@@ -55,7 +55,10 @@ def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False)
         verify_images(paths, progress=progress)
     seed = cfg["train"]["seed"]
     train_tf = PoseTransform(d["input_size"], d["resize_mode"], train=True, augment=augment_config(cfg))
-    eval_tf = PoseTransform(d["input_size"], d["resize_mode"], train=False)
+    # validation frames each person the way training does (LSPe images are large scenes with the
+    # person ~150 px tall somewhere in them), with no random part; test evaluation is whole-image
+    val_aug = AugmentConfig(person_crop=cfg["augment"]["person_crop"])
+    eval_tf = PoseTransform(d["input_size"], d["resize_mode"], train=False, augment=val_aug)
     train_ds = PoseLandmarksDataset(sets, train_ids, train_tf, cache=cache, seed=seed)
     val_ds = PoseLandmarksDataset(sets, val_ids, eval_tf, cache=cache, seed=seed)
     return sets, split, train_ds, val_ds
@@ -152,6 +155,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         make_deterministic()
     seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
     model = model_from_config(cfg, where="config").to(device)
+    fmt = torch.channels_last if t["channels_last"] else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
@@ -170,6 +175,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     if resume is None:  # a fresh run (--force) replaces what an earlier run left here
         for name in ("last.pt", "best.pt", "history.json"):
             (out / name).unlink(missing_ok=True)
+        for old in out.glob("epoch_*.pt"):
+            old.unlink()
         shutil.rmtree(out / "tb", ignore_errors=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     save_split(split, out / "split.json")
@@ -208,7 +215,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             lr = lr_at(cfg, epoch + step / steps)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
-            x = batch["image"].to(device, non_blocking=True)
+            x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
             target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
             with _autocast(device, amp):
                 outp = model(x)
@@ -264,6 +271,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         save_checkpoint(out / "last.pt", **payload)
         if improved:
             save_checkpoint(out / "best.pt", **payload)
+        if t["save_every"] and (epoch + 1) % int(t["save_every"]) == 0:
+            save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", **payload)
         atomic_write_text(out / "history.json", json.dumps(history, indent=1))
         msg = " ".join(f"{k}={rec[k]:.4g}" for k in ("train_loss", "val_loss", "pck", "pcp", "images_per_s") if k in rec)
         log(f"epoch {epoch + 1}/{t['epochs']} {msg}{' *' if improved else ''}")

@@ -104,3 +104,30 @@ def test_flip_test_is_symmetric():
     mirrored[..., 0] = 63 - mirrored[..., 0]
     assert torch.allclose(pf, mirrored[:, FLIP_PERM], atol=1e-4)
     np.testing.assert_array_equal(FLIP_PERM[FLIP_PERM], np.arange(NUM_JOINTS))
+
+
+def test_flip_test_averages_heatmaps_not_coordinates():
+    """Where the two passes disagree (say a left/right mix-up), flip-test keeps the stronger mode
+    rather than returning the midpoint between two answers that are both wrong for it."""
+    c = build_codec("heatmap", 64)
+    a, b = _kp(1, 64), _kp(1, 64)
+    b[..., 0] = 63 - b[..., 0]  # a different place for every joint
+
+    class TwoMinds(torch.nn.Module):
+        def forward(self, x):
+            flipped = x[:, 0, 0, 0] < 0
+            kp = b.clone()  # what the mirror pass says, in its own (mirrored) frame
+            kp[..., 0] = 63 - kp[..., 0]
+            kp = kp[:, FLIP_PERM]
+            hm_a, _ = c.encode(a, torch.ones(1, NUM_JOINTS))
+            hm_b, _ = c.encode(kp, torch.ones(1, NUM_JOINTS))
+            hm = torch.where(flipped[:, None, None], 0.6 * hm_b, hm_a)
+            return hm.reshape(len(x), NUM_JOINTS, c.size, c.size)
+
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., :, 32:] = -1.0  # the mirror image has a negative top-left pixel
+    pred, score = flip_test_predict(TwoMinds(), c, x)
+    far = (a - b).norm(dim=-1) > 4 * c.sigma * c.stride  # modes that do not overlap
+    assert far.any()
+    assert torch.allclose(pred[far], a[far], atol=0.5 * c.stride)
+    assert torch.allclose(score[far], torch.full_like(score[far], 0.5), atol=0.05)

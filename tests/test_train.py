@@ -73,11 +73,18 @@ def test_heatmap_recipe_trains_on_synthetic_data(synth_root, tmp_path):
     over = [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
     cfg = load_config("configs/release.yaml", over + [
         "data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]", "model.neck=16", "train.epochs=6", "train.lr=0.003",
-        "augment.rotate=10", "augment.color=0.0"])
+        "augment.rotate=10", "augment.color=0.0", "train.save_every=3"])
     assert cfg["codec"]["name"] == "heatmap" and cfg["data"]["resize_mode"] == "letterbox"
     summary = train(cfg, tmp_path / "hm", progress=False, log=lambda *a: None)
     h = summary["history"]
     assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
+    # train.save_every keeps snapshots for accuracy-vs-epoch curves; a fresh run clears old ones
+    assert sorted(p.name for p in (tmp_path / "hm").glob("epoch_*.pt")) == ["epoch_003.pt", "epoch_006.pt"]
+    assert read_checkpoint(tmp_path / "hm" / "epoch_003.pt")["epoch"] == 2
+    train(load_config("configs/release.yaml", over + ["data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]",
+                                                       "model.neck=16", "train.epochs=1"]),
+          tmp_path / "hm", progress=False, log=lambda *a: None)
+    assert not list((tmp_path / "hm").glob("epoch_*.pt"))
     model, codec, _ = load_model(tmp_path / "hm")
     assert codec.kind == "heatmap" and codec.stride == 4
 
@@ -90,3 +97,22 @@ def test_deterministic_flag_turns_on_deterministic_kernels(synth_root, tmp_path)
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+def test_validation_frames_the_person_like_training(synth_root):
+    """With person-centred training crops, validation crops the same way (without the random
+    part), so val PCK tracks what the model learns even on LSPe's large scenes."""
+    import numpy as np
+
+    from posekit.data.transforms import box_matrix, person_box
+    from posekit.train import build_datasets
+
+    cfg = _cfg(synth_root, **{"augment.person_crop": 0.2, "data.resize_mode": "letterbox"})
+    _, _, _, val_ds = build_datasets(cfg)
+    item = val_ds[0]
+    gt, mask = item["gt"].numpy(), item["gt_mask"].numpy() > 0
+    w, h = (int(v) for v in item["size"])
+    want = box_matrix(person_box(gt, mask, 0.2, w, h), cfg["data"]["input_size"])
+    np.testing.assert_allclose(item["matrix"].numpy(), want, atol=1e-6)
+    again = val_ds[0]
+    assert torch.equal(again["image"], item["image"])  # no random part

@@ -174,7 +174,7 @@ class PoseTransform:
                          save_applied_params=True)
 
     def base_matrix(self, width: int, height: int, keypoints=None, mask=None) -> np.ndarray:
-        if self.train and self.augment.person_crop is not None and keypoints is not None:
+        if self.augment.person_crop is not None and keypoints is not None:
             box = person_box(keypoints, mask, self.augment.person_crop, width, height)
             return box_matrix(box, self.size)
         return resize_matrix(width, height, self.size, self.resize_mode)
