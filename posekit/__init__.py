@@ -1,3 +1,14 @@
-"""posekit: single-image human pose estimation (14 Leeds Sports Pose joints)."""
+"""posekit: single-image human pose estimation (14 Leeds Sports Pose joints).
+
+``posekit.Predictor`` is the Python API (see :mod:`posekit.predict`)."""
 
 __version__ = "0.1.0"
+__all__ = ["Predictor", "Pose", "__version__"]
+
+
+def __getattr__(name: str):  # lazy: `import posekit` stays light; torch loads on first use
+    if name in ("Predictor", "Pose"):
+        from posekit import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'posekit' has no attribute {name!r}")

@@ -65,20 +65,38 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from posekit.predict import run_predict
+    from posekit.predict import parse_box, run_predict
 
-    box = None
-    if args.box:
-        try:
-            box = tuple(float(v) for v in args.box.split(","))
-            assert len(box) == 4
-        except (ValueError, AssertionError):
-            raise PosekitError(f"--box {args.box!r}: expected x,y,w,h") from None
-        if box[2] <= 0 or box[3] <= 0:
-            raise PosekitError(f"--box {args.box!r}: width and height must be positive")
+    if not args.inputs and args.webcam is None:
+        raise PosekitError("predict needs INPUT files/folders or --webcam N")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise PosekitError("--max-frames must be >= 1")
+    box = parse_box(args.box) if args.box else None
+    fmt = "json" if args.json else "csv" if args.csv else "text"
     failures = run_predict(args.inputs, args.model, args.out, draw=args.draw or bool(args.out),
-                           flip_test=args.flip_test, box=box)
-    return 0 if failures == 0 else 1
+                           flip_test=args.flip_test, box=box, fmt=fmt, backend=args.backend,
+                           webcam=args.webcam, max_frames=args.max_frames)
+    if failures:
+        print(f"posekit: error: {failures} input(s) could not be read (reported above)", file=sys.stderr)
+    return 0 if failures == 0 else 2
+
+
+def _cmd_explain(args) -> int:
+    from posekit.explain import run_explain
+    from posekit.predict import parse_box
+
+    out = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None)
+    print(f"wrote {out} (gradient saliency of {args.joint or 'all joints'})")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from posekit.export import export_onnx
+
+    out = export_onnx(args.model, args.onnx)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, dynamic batch; "
+          f"run it with --backend onnx --model {out})")
+    return 0
 
 
 def _cmd_data_check(args) -> int:
@@ -148,14 +166,38 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.set_defaults(func=_cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="joints for images and folders of images")
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    pr.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
-    pr.add_argument("--out", help="write <name>.json and <name>_pose.png per image here")
+    pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",
+                        description="Joints for image files, folders (recursively), video files and a webcam. "
+                        "stdout gets one line per image or frame: readable text, --json or --csv.")
+    pr.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, or folders (searched recursively)")
+    pr.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint, run folder or .onnx file")
+    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="inference runtime (default: torch)")
+    pr.add_argument("--out", help="write <name>.json and <name>_pose.png per image, <name>.jsonl and "
+                    "<name>_pose.mp4 per video here")
+    fmt = pr.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="stdout: one JSON object per image/frame")
+    fmt.add_argument("--csv", action="store_true", help="stdout: CSV, a header then one row per image/frame")
     pr.add_argument("--draw", action="store_true", help="draw the skeleton (implied by --out)")
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
+    pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
+    pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)
+
+    xp = sub.add_parser("explain", help="saliency map: which pixels a joint's prediction depends on",
+                        description="Gradient saliency (Simonyan et al. 2014) of one joint's prediction, or of "
+                        "all joints, drawn over the image with the predicted skeleton.")
+    xp.add_argument("image", help="image file")
+    xp.add_argument("--joint", help="joint name, e.g. head_top, left_wrist (default: all joints)")
+    xp.add_argument("--out", required=True, help="output .png/.jpg")
+    xp.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
+    xp.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
+    xp.set_defaults(func=_cmd_explain)
+
+    ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")
+    ex.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
+    ex.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+    ex.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)

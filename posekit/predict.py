@@ -1,7 +1,13 @@
-"""Inference on images: the same preprocessing as evaluation (the whole image, or a given person
-box, resized to the model's input), the codec's decoding, and a mapping back to original pixels."""
+"""Inference: the same preprocessing as evaluation (the whole image, or a given person box,
+resized to the model's input), the codec's decoding, and a mapping back to original pixels.
+
+:class:`Predictor` is the Python API; :func:`run_predict` is ``posekit predict`` (images,
+folders, videos, a webcam; JSON, CSV or a readable line per image on stdout; annotated images,
+videos and JSON files in ``--out``)."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
@@ -12,14 +18,17 @@ import numpy as np
 import torch
 
 from posekit.checkpoint import DEFAULT_MODEL, load_model
+from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
 from posekit.evaluate import flip_test_predict, to_original
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
-from posekit.utils import select_device
+from posekit.utils import atomic_write_text, select_device
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -38,93 +47,233 @@ class Pose:
                            for n, (x, y), s in zip(self.names, self.keypoints, self.scores)]}
 
 
-class Predictor:
-    """``Predictor(model="posekit-lsp" | checkpoint path, device=None)``; ``predict(image)`` takes a
-    path or an RGB uint8 array, with an optional person box (x, y, w, h)."""
+def as_rgb(image, color: str = "RGB") -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from a path, a PIL image, or a numpy array that is RGB
+    (``color="RGB"``, the default) or BGR (``color="BGR"``, as OpenCV reads). Grey (H, W) and
+    RGBA/BGRA (H, W, 4) arrays are converted."""
+    if color not in ("RGB", "BGR"):
+        raise PosekitError(f"color must be 'RGB' or 'BGR', got {color!r}")
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if type(image).__module__.startswith("PIL."):
+        return np.asarray(image.convert("RGB"))
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise PosekitError(f"image must be a uint8 array, got {img.dtype}")
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise PosekitError(f"image must be (H, W, 3), got shape {img.shape}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise PosekitError(f"zero-size image {img.shape}")
+    return np.ascontiguousarray(img[..., ::-1]) if color == "BGR" else img
 
-    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, flip_test: bool = False):
-        self.device = select_device(device)
-        self.model, self.codec, ckpt = load_model(model, self.device)
-        cfg = ckpt["config"]
-        self.name = str(model)
+
+def parse_box(box) -> tuple[float, float, float, float] | None:
+    """(x, y, w, h) from a 4-sequence or an 'x,y,w,h' string; a clear error for anything else."""
+    if box is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in (box.split(",") if isinstance(box, str) else box))
+    except (TypeError, ValueError):
+        raise PosekitError(f"box {box!r}: expected x,y,w,h numbers") from None
+    if len(vals) != 4 or not all(np.isfinite(vals)):
+        raise PosekitError(f"box {box!r}: expected 4 finite numbers x,y,w,h")
+    if vals[2] <= 0 or vals[3] <= 0:
+        raise PosekitError(f"box {box!r}: width and height must be positive")
+    return vals
+
+
+class Predictor:
+    """``Predictor(model="posekit-lsp" | checkpoint | run folder | .onnx file, device=None,
+    backend="torch" | "onnx", flip_test=False)``.
+
+    ``predict(image, box=None, color="RGB")`` takes a path, a PIL image or a uint8 array (RGB, or
+    BGR with ``color="BGR"``) and an optional person box (x, y, w, h) in pixels; without a box the
+    whole image is the person's box. It returns a :class:`Pose`: the 14 joints in original image
+    pixels, a confidence per joint and the joint names. ``predict_batch`` does a list at once.
+    The ``onnx`` backend runs the network with onnxruntime on the CPU (an ``.onnx`` file from
+    ``posekit export``, or a checkpoint exported in memory)."""
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
+                 flip_test: bool = False, threads: int | None = None):
+        if backend not in BACKENDS:
+            raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        model = DEFAULT_MODEL if model is None else model
+        self.backend, self.name, self.flip_test = backend, str(model), flip_test
+        is_onnx_file = Path(str(model)).suffix.lower() == ".onnx"
+        if backend == "onnx":
+            from posekit.export import OnnxNetwork
+
+            if device not in (None, "cpu"):
+                raise PosekitError(f"the onnx backend runs on the CPU; got device {device!r}")
+            self.device = torch.device("cpu")
+            self.network = OnnxNetwork(model, threads=threads)
+            cfg = self.network.config
+            self.codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
+            self.model = None
+        else:
+            if is_onnx_file:
+                raise PosekitError(f"{model}: an ONNX file needs backend='onnx' (--backend onnx)")
+            self.device = select_device(device)
+            self.model, self.codec, ckpt = load_model(model, self.device)
+            self.network = self.model
+            cfg = ckpt["config"]
+        self.config = cfg
         self.input_size = cfg["data"]["input_size"]
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
-        self.flip_test = flip_test
 
-    def _prepare(self, image, box) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise PosekitError(f"image must be RGB uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    def _prepare(self, image, box, color: str = "RGB") -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        img = as_rgb(image, color)
         h, w = img.shape[:2]
-        if h == 0 or w == 0:
-            raise PosekitError("zero-size image")
-        zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
+        box = parse_box(box)
         if box is None:
+            zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
             item = self.transform(img, zeros, ones)
             return item["image"], item["matrix"], w, h
-        x, y, bw, bh = (float(v) for v in box)
-        if bw <= 0 or bh <= 0:
-            raise PosekitError(f"box {box}: width and height must be positive")
+        x, y, bw, bh = box
+        if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+            raise PosekitError(f"box {box} lies outside the {w}x{h} image")
         side = max(bw, bh)
         m = box_matrix((x + bw / 2 - side / 2, y + bh / 2 - side / 2, side, side), self.input_size)
         return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h
 
     @torch.inference_mode()
-    def predict_batch(self, images: list, boxes: list | None = None) -> list[Pose]:
+    def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
+        if len(images) == 0:
+            return []
         boxes = boxes or [None] * len(images)
-        prepared = [self._prepare(im, b) for im, b in zip(images, boxes)]
+        if len(boxes) != len(images):
+            raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
+        prepared = [self._prepare(im, b, color) for im, b in zip(images, boxes)]
         x = torch.stack([p[0] for p in prepared]).to(self.device)
         m = torch.stack([p[1] for p in prepared])
         if self.flip_test:
-            kp, sc = flip_test_predict(self.model, self.codec, x)
+            kp, sc = flip_test_predict(self.network, self.codec, x)
         else:
-            kp, sc = self.codec.decode(self.model(x).float())
+            kp, sc = self.codec.decode(self.network(x).float())
         orig = to_original(kp.cpu(), m).numpy()
-        return [Pose(orig[i], sc[i].cpu().numpy(), p[2], p[3]) for i, p in enumerate(prepared)]
+        sc = sc.cpu().numpy()
+        return [Pose(orig[i], sc[i], p[2], p[3]) for i, p in enumerate(prepared)]
 
-    def predict(self, image, box=None) -> Pose:
-        return self.predict_batch([image], [box])[0]
+    def predict(self, image, box=None, color: str = "RGB") -> Pose:
+        return self.predict_batch([image], [box], color)[0]
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
-    """Image files from files and folders (recursively), in a stable order."""
-    out = []
+# ---------------------------------------------------------------------------------- the CLI's work
+
+def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
+    """(path, output name) for image and video files given directly or found in folders
+    (recursively, in a stable order). Output names keep a folder's sub-paths, so two files with
+    the same name in different sub-folders do not overwrite each other's results."""
+    out: list[tuple[Path, str]] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS and q.is_file())
+            out += [(q, q.relative_to(p).with_suffix("").as_posix()) for q in found]
         elif p.exists():
-            out.append(p)
+            out.append((p, p.stem))
         else:
             raise PosekitError(f"{p}: input not found")
     if not out:
-        raise PosekitError(f"no images found in {', '.join(inputs)}")
+        raise PosekitError(f"no images or videos found in {', '.join(inputs)}")
     return out
 
 
-def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
-                box=None, emit=print) -> int:
-    """The CLI's work: one JSON record per image on stdout; annotated images and JSON files in
-    ``out_dir``. A bad image is reported and skipped; returns the number of failures."""
+def csv_header() -> list[str]:
+    cols = ["image", "frame", "width", "height"]
+    for n in JOINT_NAMES:
+        cols += [f"{n}_x", f"{n}_y", f"{n}_score"]
+    return cols
+
+
+def csv_row(rec: dict) -> list:
+    row = [rec["image"], rec.get("frame", ""), rec["width"], rec["height"]]
+    for j in rec["joints"]:
+        row += [j["x"], j["y"], j["score"]]
+    return row
+
+
+class _Emitter:
+    """Writes the stdout format: ``json`` (one object per line), ``csv`` (a header, then a row
+    per image or frame) or ``text`` (one readable line)."""
+
+    def __init__(self, fmt: str, write=print):
+        self.fmt, self.write, self.header_done = fmt, write, False
+
+    def __call__(self, rec: dict) -> None:
+        if self.fmt == "json":
+            self.write(json.dumps(rec))
+        elif self.fmt == "csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="")
+            if not self.header_done:
+                w.writerow(csv_header())
+                self.write(buf.getvalue())
+                buf.seek(0)
+                buf.truncate()
+                self.header_done = True
+            w.writerow(csv_row(rec))
+            self.write(buf.getvalue())
+        else:
+            where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
+            scores = [j["score"] for j in rec["joints"]]
+            joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}" for j in rec["joints"])
+            self.write(f"{where}: mean score {np.mean(scores):.2f}  {joints}")
+
+
+def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | None, draw: bool, emit) -> None:
     from posekit.viz import draw_pose, save_rgb
 
-    pred = Predictor(model, flip_test=flip_test)
+    img = read_image(path)
+    pose = pred.predict(img, box)
+    rec = {"image": str(path), "model": pred.name, **pose.to_dict()}
+    emit(rec)
+    if out_dir is not None:
+        base = out_dir / name
+        base.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(base.with_name(base.name + ".json"), json.dumps(rec, indent=1))
+        if draw:
+            save_rgb(base.with_name(base.name + "_pose.png"), draw_pose(img, pose.keypoints))
+
+
+def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
+                box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
+                max_frames: int | None = None, write=print) -> int:
+    """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets, per image,
+    ``<name>.json`` (+ ``<name>_pose.png`` with ``draw``) and, per video or webcam,
+    ``<name>.jsonl`` (a record per frame) and ``<name>_pose.mp4``. A bad file is reported and
+    skipped, the rest still processed. Returns the number of inputs that failed."""
+    from posekit.video import predict_stream
+
+    box = parse_box(box)
+    items = collect_inputs(inputs) if inputs else []
+    pred = Predictor(model, flip_test=flip_test, backend=backend)
+    emit = _Emitter(fmt, write)
+    out = Path(out_dir) if out_dir else None
     failures = 0
-    for path in collect_images(inputs):
+    if webcam is not None:
+        predict_stream(pred, webcam, f"webcam{webcam}", out, draw, emit, box=box, max_frames=max_frames)
+    images = [(p, n) for p, n in items if p.suffix.lower() not in VIDEO_EXTS]
+    bar = None
+    if len(images) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images), unit="img", file=sys.stderr, disable=None, leave=False)
+    for path, name in items:
         try:
-            pose = pred.predict(path, box)
+            if path.suffix.lower() in VIDEO_EXTS:
+                predict_stream(pred, path, name, out, draw, emit, box=box, max_frames=max_frames)
+            else:
+                _predict_image(pred, path, name, box, out, draw, emit)
+                if bar is not None:
+                    bar.update(1)
         except PosekitError as e:
             failures += 1
             print(f"posekit: skipped {e}", file=sys.stderr)
-            continue
-        rec = {"image": str(path), "model": pred.name, **pose.to_dict()}
-        emit(json.dumps(rec))
-        if out_dir:
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            from posekit.utils import atomic_write_text
-
-            atomic_write_text(out / f"{path.stem}.json", json.dumps(rec, indent=1))
-            if draw:
-                save_rgb(out / f"{path.stem}_pose.png", draw_pose(read_image(path), pose.keypoints))
+    if bar is not None:
+        bar.close()
     return failures

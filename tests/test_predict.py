@@ -44,9 +44,9 @@ def test_predict_cli_folder_with_a_bad_file(ckpt, tmp_path, capsys):
     src = tmp_path / "in"
     shutil.copytree("examples", src)
     (src / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    rc = main(["predict", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out")])
+    rc = main(["predict", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--json"])
     cap = capsys.readouterr()
-    assert rc == 1  # one failure, the rest processed
+    assert rc == 2  # the bad file is reported, the rest processed
     recs = [json.loads(line) for line in cap.out.splitlines()]
     assert len(recs) == 4 and all(len(r["joints"]) == 14 for r in recs)
     assert "broken.jpg" in cap.err and "truncated JPEG" in cap.err
@@ -59,6 +59,6 @@ def test_predict_cli_bad_inputs(ckpt, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "missing.jpg"), "--model", str(ckpt)]) == 2
     assert "missing.jpg: input not found" in capsys.readouterr().err
     assert main(["predict", "examples/lsp_im1003.jpg", "--model", str(ckpt), "--box", "1,2,3"]) == 2
-    assert "expected x,y,w,h" in capsys.readouterr().err
+    assert "expected 4 finite numbers x,y,w,h" in capsys.readouterr().err
     assert main(["predict", "examples/lsp_im1003.jpg", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "model file not found" in capsys.readouterr().err
