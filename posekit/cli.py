@@ -91,10 +91,21 @@ def _cmd_explain(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from posekit.export import export_onnx
+    from posekit.export import export_onnx, quantize_int8
 
-    out = export_onnx(args.model, args.onnx)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, dynamic batch; "
+    if args.int8:
+        from posekit.data.images import read_image
+        from posekit.predict import collect_inputs
+
+        if not args.calib:
+            raise PosekitError("--int8 needs --calib: a folder of images like the ones it will see (e.g. LSP training images)")
+        paths = [p for p, _ in collect_inputs([args.calib])][: args.calib_count]
+        out = quantize_int8(args.model, args.onnx, [read_image(p) for p in paths])
+        kind = f"int8, calibrated on {len(paths)} images"
+    else:
+        out = export_onnx(args.model, args.onnx)
+        kind = "fp32"
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind}, dynamic batch; "
           f"run it with --backend onnx --model {out})")
     return 0
 
@@ -197,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")
     ex.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
     ex.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+    ex.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ), calibrated on --calib")
+    ex.add_argument("--calib", metavar="DIR", help="folder of calibration images for --int8")
+    ex.add_argument("--calib-count", type=int, default=200, help="use at most this many calibration images")
     ex.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("data", help="dataset tools")

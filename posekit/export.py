@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -95,3 +96,51 @@ class OnnxNetwork:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+
+
+def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration: list[np.ndarray]) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of ``model`` with onnxruntime, its
+    activation ranges calibrated on ``calibration`` (RGB uint8 images, preprocessed the way the
+    Predictor does). The posekit metadata travels with the file."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from posekit.data.transforms import PoseTransform
+    from posekit.skeleton import NUM_JOINTS
+
+    if not calibration:
+        raise PosekitError("int8 quantisation needs calibration images")
+    data, cfg = onnx_model_bytes(model)
+    tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"])
+    zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
+    batches = [tf(img, zeros, ones)["image"][None].numpy() for img in calibration]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            b = next(self.it, None)
+            return None if b is None else {"image": b}
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise PosekitError(f"{out}: the output file must end in .onnx")
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is printed as a root warning
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        src.write_bytes(data)
+        dst = Path(tmp) / "int8.onnx"
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        proto = onnx.load(str(dst))
+    keep = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    del proto.metadata_props[:]
+    for k, v in keep.items():
+        m = proto.metadata_props.add()
+        m.key, m.value = k, v
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return out

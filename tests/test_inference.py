@@ -158,3 +158,16 @@ def test_onnx_bad_files(tmp_path, capsys):
         Predictor(str(junk))
     assert main(["export", "--model", "posekit-lsp", "--onnx", str(tmp_path / "x.txt")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+
+
+def test_onnx_int8_export(tmp_path, capsys):
+    out = tmp_path / "q.onnx"
+    assert main(["export", "--onnx", str(out), "--int8"]) == 2
+    assert "--int8 needs --calib" in capsys.readouterr().err
+    assert main(["export", "--onnx", str(out), "--int8", "--calib", "examples"]) == 0
+    assert "int8, calibrated on 4 images" in capsys.readouterr().out
+    q = Predictor(str(out), backend="onnx").predict_batch(EXAMPLES)
+    f = Predictor("posekit-lsp").predict_batch(EXAMPLES)
+    # quantised, so not bit-exact, but the same pose: within a few pixels on ~150 px people
+    err = np.median([np.linalg.norm(a.keypoints - b.keypoints, axis=1).mean() for a, b in zip(q, f)])
+    assert err < 4.0
