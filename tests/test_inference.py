@@ -171,3 +171,25 @@ def test_onnx_int8_export(tmp_path, capsys):
     # quantised, so not bit-exact, but the same pose: within a few pixels on ~150 px people
     err = np.median([np.linalg.norm(a.keypoints - b.keypoints, axis=1).mean() for a, b in zip(q, f)])
     assert err < 4.0
+
+
+def test_webcam_loop_with_a_stand_in_camera(tmp_path, capsys, monkeypatch):
+    """--webcam N reads frames from cv2.VideoCapture(N): a clip stands in for the camera here."""
+    import posekit.video as video
+
+    clip = tmp_path / "cam.mp4"
+    _make_clip(clip, seconds=1, fps=10)
+    real = cv2.VideoCapture
+    opened = []
+
+    def fake_capture(src, *a):
+        opened.append(src)
+        return real(str(clip)) if isinstance(src, int) else real(src, *a)
+
+    monkeypatch.setattr(video.cv2, "VideoCapture", fake_capture)
+    out = tmp_path / "out"
+    assert main(["predict", "--webcam", "0", "--max-frames", "6", "--out", str(out), "--json"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert opened == [0] and len(recs) == 6 and recs[0]["image"] == "webcam 0"
+    assert len((out / "webcam0.jsonl").read_text().splitlines()) == 6
+    assert int(real(str(out / "webcam0_pose.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
