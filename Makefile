@@ -21,7 +21,7 @@ test: $(STAMP)
 # The shipped model on the example images: annotated images + one JSON per image in demo_out/.
 # No dataset needed. (`make demo-train` trains and evaluates the poster recipe on $POSEKIT_DATA.)
 demo: $(STAMP)
-	$(VENV)/bin/posekit predict examples/ --model posekit-lsp --out demo_out/predict
+	$(VENV)/bin/posekit predict examples/ --model posekit-lsp --out demo_out/predict --draw --json
 	@echo "demo: annotated images and JSON in demo_out/predict/ (model card: posekit/weights/posekit-lsp.md)"
 
 demo-train: $(STAMP)

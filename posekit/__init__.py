@@ -2,6 +2,13 @@
 
 ``posekit.Predictor`` is the Python API (see :mod:`posekit.predict`)."""
 
+import os as _os
+
+# posekit reports unreadable videos and cameras itself, in one line; keep OpenCV's and FFmpeg's
+# own console chatter about them out of the way (set before anything imports cv2)
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+
 __version__ = "0.1.0"
 __all__ = ["Predictor", "Pose", "__version__"]
 

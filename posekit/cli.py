@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -71,13 +72,14 @@ def _cmd_predict(args) -> int:
         raise PosekitError("predict needs INPUT files/folders or --webcam N")
     if args.max_frames is not None and args.max_frames < 1:
         raise PosekitError("--max-frames must be >= 1")
+    if args.draw and not args.out:
+        raise PosekitError("--draw writes annotated images and videos into --out DIR; give --out too")
     box = parse_box(args.box) if args.box else None
     fmt = "json" if args.json else "csv" if args.csv else "text"
-    failures = run_predict(args.inputs, args.model, args.out, draw=args.draw or bool(args.out),
-                           flip_test=args.flip_test, box=box, fmt=fmt, backend=args.backend,
-                           webcam=args.webcam, max_frames=args.max_frames)
-    if failures:
-        print(f"posekit: error: {failures} input(s) could not be read (reported above)", file=sys.stderr)
+    failures, total = run_predict(args.inputs, args.model, args.out, draw=args.draw, flip_test=args.flip_test, box=box,
+                           fmt=fmt, backend=args.backend, webcam=args.webcam, max_frames=args.max_frames)
+    if failures and total > 1:
+        print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed", file=sys.stderr)
     return 0 if failures == 0 else 2
 
 
@@ -99,9 +101,21 @@ def _cmd_export(args) -> int:
 
         if not args.calib:
             raise PosekitError("--int8 needs --calib: a folder of images like the ones it will see (e.g. LSP training images)")
-        paths = [p for p, _ in collect_inputs([args.calib])][: args.calib_count]
-        out = quantize_int8(args.model, args.onnx, [read_image(p) for p in paths])
-        kind = f"int8, calibrated on {len(paths)} images"
+        if args.calib_count < 1:
+            raise PosekitError("--calib-count must be >= 1")
+        paths, missing = collect_inputs([args.calib], images_only=True)
+        if missing:
+            raise PosekitError(missing[0])
+        images = []
+        for p, _ in paths:
+            if len(images) >= args.calib_count:
+                break
+            try:
+                images.append(read_image(p))
+            except PosekitError as e:
+                print(f"posekit: skipped {e}", file=sys.stderr)
+        out = quantize_int8(args.model, args.onnx, images)
+        kind = f"int8, calibrated on {len(images)} images"
     else:
         out = export_onnx(args.model, args.onnx)
         kind = "fp32"
@@ -183,13 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, or folders (searched recursively)")
     pr.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint, run folder or .onnx file")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="inference runtime (default: torch)")
-    pr.add_argument("--out", help="write <name>.json and <name>_pose.png per image, <name>.jsonl and "
-                    "<name>_pose.mp4 per video here")
+    pr.add_argument("--out", help="write <name>.json per image and <name>.jsonl per video here")
     fmt = pr.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="stdout: one JSON object per image/frame")
     fmt.add_argument("--csv", action="store_true", help="stdout: CSV, a header then one row per image/frame")
-    pr.add_argument("--draw", action="store_true", help="draw the skeleton (implied by --out)")
-    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
+    pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
+    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
@@ -249,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except PosekitError as e:
         print(f"posekit: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:  # writing outputs: a read-only folder, a path that is a file, a full disk
+        if isinstance(e, BrokenPipeError):  # `posekit predict ... | head`: the reader left, stop quietly
+            sys.stdout = open(os.devnull, "w")
+            return 0
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"posekit: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)

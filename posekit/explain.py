@@ -124,6 +124,8 @@ def run_explain(image_path, model, joint: str | None, out_path, box=None) -> str
     if os.path.splitext(os.fspath(out_path))[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise PosekitError(f"{out_path}: the output must be a .png, .jpg or .jpeg file")
     image = read_image(image_path)
+    if str(model).lower().endswith(".onnx"):
+        raise PosekitError(f"{model}: saliency needs gradients, so a torch checkpoint or shipped model, not an ONNX file")
     result = saliency(Predictor(model), image, joint, box)
     save_rgb(out_path, render(result))
     return str(out_path)

@@ -128,14 +128,19 @@ def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration:
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise PosekitError(f"{out}: the output file must end in .onnx")
-    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is printed as a root warning
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "fp32.onnx"
-        src.write_bytes(data)
-        dst = Path(tmp) / "int8.onnx"
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        proto = onnx.load(str(dst))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the model is printed as a root warning
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "fp32.onnx"
+            src.write_bytes(data)
+            dst = Path(tmp) / "int8.onnx"
+            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            proto = onnx.load(str(dst))
+    finally:
+        root.setLevel(level)
     keep = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
     del proto.metadata_props[:]
     for k, v in keep.items():

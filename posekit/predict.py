@@ -56,7 +56,12 @@ def as_rgb(image, color: str = "RGB") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if type(image).__module__.startswith("PIL."):
-        return np.asarray(image.convert("RGB"))
+        from PIL import ImageOps
+
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            raise PosekitError(f"PIL image mode {image.mode!r} (16-bit or float) is not supported; convert it to 8-bit RGB")
+        image = ImageOps.exif_transpose(image)  # as a file read by path is (OpenCV applies EXIF orientation)
+        image = np.asarray(image.convert("RGB"))
     img = np.asarray(image)
     if img.dtype != np.uint8:
         raise PosekitError(f"image must be a uint8 array, got {img.dtype}")
@@ -144,7 +149,7 @@ class Predictor:
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
         if len(images) == 0:
             return []
-        boxes = boxes or [None] * len(images)
+        boxes = [None] * len(images) if boxes is None else list(boxes)
         if len(boxes) != len(images):
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
         prepared = [self._prepare(im, b, color) for im, b in zip(images, boxes)]
@@ -164,34 +169,46 @@ class Predictor:
 
 # ---------------------------------------------------------------------------------- the CLI's work
 
-def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
-    """(path, output name) for image and video files given directly or found in folders
-    (recursively, in a stable order). Output names keep a folder's sub-paths, so two files with
-    the same name in different sub-folders do not overwrite each other's results."""
-    out: list[tuple[Path, str]] = []
+def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
+    """(path, output name) for the image and video files given directly or found in folders
+    (recursively, in a stable order), and a problem line for each input that does not exist.
+    Output names keep a folder's sub-paths; a name that would repeat (``a/x.jpg`` and
+    ``b/x.jpg`` given directly, or ``x.jpg`` beside ``x.png``) gets its extension, then a number."""
+    exts = IMAGE_EXTS if images_only else IMAGE_EXTS + VIDEO_EXTS
+    found: list[tuple[Path, str]] = []
+    missing: list[str] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS and q.is_file())
-            out += [(q, q.relative_to(p).with_suffix("").as_posix()) for q in found]
+            files = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file())
+            found += [(q, q.relative_to(p).with_suffix("").as_posix()) for q in files]
         elif p.exists():
-            out.append((p, p.stem))
+            found.append((p, p.stem))
         else:
-            raise PosekitError(f"{p}: input not found")
-    if not out:
-        raise PosekitError(f"no images or videos found in {', '.join(inputs)}")
-    return out
+            missing.append(f"{p}: input not found")
+    if not found and not missing:
+        raise PosekitError(f"no {'images' if images_only else 'images or videos'} found in {', '.join(inputs)}")
+    out, used = [], set()
+    for p, name in found:
+        if name in used:
+            name = f"{name}_{p.suffix.lstrip('.').lower()}"
+            k = 2
+            while name in used:
+                name, k = f"{name.rsplit('~', 1)[0]}~{k}", k + 1
+        used.add(name)
+        out.append((p, name))
+    return out, missing
 
 
 def csv_header() -> list[str]:
-    cols = ["image", "frame", "width", "height"]
+    cols = ["image", "frame", "time", "width", "height"]
     for n in JOINT_NAMES:
         cols += [f"{n}_x", f"{n}_y", f"{n}_score"]
     return cols
 
 
 def csv_row(rec: dict) -> list:
-    row = [rec["image"], rec.get("frame", ""), rec["width"], rec["height"]]
+    row = [rec["image"], rec.get("frame", ""), rec.get("time", ""), rec["width"], rec["height"]]
     for j in rec["joints"]:
         row += [j["x"], j["y"], j["score"]]
     return row
@@ -243,37 +260,52 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
                 box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
                 max_frames: int | None = None, write=print) -> int:
-    """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets, per image,
-    ``<name>.json`` (+ ``<name>_pose.png`` with ``draw``) and, per video or webcam,
-    ``<name>.jsonl`` (a record per frame) and ``<name>_pose.mp4``. A bad file is reported and
-    skipped, the rest still processed. Returns the number of inputs that failed."""
+    """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets ``<name>.json`` per image
+    and ``<name>.jsonl`` (a record per frame) per video or webcam, and with ``draw`` the annotated
+    ``<name>_pose.png`` / ``<name>_pose.mp4``. A bad input is reported (one line naming it) and
+    skipped, the rest still processed. Returns (inputs that failed, inputs in all); a run of a
+    single input reports its failure as the error itself."""
+    from tqdm import tqdm
+
     from posekit.video import predict_stream
 
     box = parse_box(box)
-    items = collect_inputs(inputs) if inputs else []
+    items, missing = collect_inputs(inputs) if inputs else ([], [])
     pred = Predictor(model, flip_test=flip_test, backend=backend)
     emit = _Emitter(fmt, write)
     out = Path(out_dir) if out_dir else None
-    failures = 0
-    if webcam is not None:
-        predict_stream(pred, webcam, f"webcam{webcam}", out, draw, emit, box=box, max_frames=max_frames)
-    images = [(p, n) for p, n in items if p.suffix.lower() not in VIDEO_EXTS]
-    bar = None
-    if len(images) > 1:
-        from tqdm import tqdm
+    if out is not None and out.exists() and not out.is_dir():
+        raise PosekitError(f"{out}: --out must be a folder, and this is a file")
+    total = len(items) + len(missing) + (webcam is not None)
+    bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None if len(items) > 1 else True, leave=False)
 
-        bar = tqdm(total=len(images), unit="img", file=sys.stderr, disable=None, leave=False)
-    for path, name in items:
+    def report(msg: str) -> None:
+        tqdm.write(f"posekit: {'error' if total == 1 else 'skipped'}: {msg}", file=sys.stderr)
+
+    for msg in missing:
+        report(msg)
+    failures = len(missing)
+    sources: list = ([webcam] if webcam is not None else []) + items
+    for src in sources:
+        path, name = (None, f"webcam{src}") if isinstance(src, int) else src
         try:
-            if path.suffix.lower() in VIDEO_EXTS:
+            if path is None:
+                predict_stream(pred, src, name, out, draw, emit, box=box, max_frames=max_frames)
+            elif path.suffix.lower() in VIDEO_EXTS:
                 predict_stream(pred, path, name, out, draw, emit, box=box, max_frames=max_frames)
             else:
                 _predict_image(pred, path, name, box, out, draw, emit)
-                if bar is not None:
-                    bar.update(1)
         except PosekitError as e:
             failures += 1
-            print(f"posekit: skipped {e}", file=sys.stderr)
-    if bar is not None:
-        bar.close()
-    return failures
+            label = f"webcam {src}" if path is None else str(path)
+            msg = str(e)
+            report(msg if msg.startswith(label) else f"{label}: {msg}")
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            failures += 1
+            report(f"{e.filename or path}: {e.strerror or e}")
+        if path is not None:
+            bar.update(1)
+    bar.close()
+    return failures, total

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own chatter about bad files
-os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # posekit reports the problem itself, in one line
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from posekit.errors import PosekitError  # noqa: E402
+from posekit.errors import PosekitError
 
 DEFAULT_FPS = 30.0
 
@@ -66,34 +64,55 @@ class VideoOut:
 
 def predict_stream(pred, source, name: str, out_dir: Path | None, draw: bool, emit, box=None,
                    max_frames: int | None = None) -> int:
-    """Run ``pred`` on every frame of a video file or webcam (``source`` an int). Returns the
-    number of frames. A source with no readable frame is an error; Ctrl-C ends a webcam cleanly."""
+    """Run ``pred`` on every frame of a video file or a webcam (``source`` an int). Returns the
+    number of frames. A source with no readable frame is an error; Ctrl-C ends a webcam cleanly.
+
+    A record's ``time`` is the frame's place in the video (frame / fps) for a file, and the
+    seconds since capture began for a webcam. The annotated video keeps a file's frame rate; for a
+    webcam it uses the rate actually achieved over the first frames, so it plays back in real time."""
     from posekit.viz import draw_pose
 
     cap, label = open_capture(source)
+    live = isinstance(source, int)
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
-    writer, jsonl, n = None, None, 0
+    base = out_dir / name if out_dir is not None else None
+    writer, jsonl, pending, n = None, None, [], 0
+    t0 = time.monotonic()
+
+    def flush(final: bool) -> None:
+        nonlocal writer
+        if writer is None and pending and (final or len(pending) >= 10 or not live):
+            rate = fps
+            if live and n > 1:
+                rate = max(1.0, min(fps, (n - 1) / max(1e-3, time.monotonic() - t0)))
+            writer = VideoOut(base.with_name(base.name + "_pose.mp4"), rate, (pending[0].shape[1], pending[0].shape[0]))
+        if writer is not None:
+            for f in pending:
+                writer.write(f)
+            pending.clear()
+
     try:
-        if out_dir is not None:
-            base = out_dir / name
-            base.parent.mkdir(parents=True, exist_ok=True)
-            jsonl = open(base.with_name(base.name + ".jsonl"), "w")
         try:
             for frame in iter_frames(cap, max_frames):
                 pose = pred.predict(frame, box)
-                rec = {"image": str(source) if not isinstance(source, int) else label, "frame": n,
-                       "time": round(n / fps, 4), "model": pred.name, **pose.to_dict()}
+                t = time.monotonic() - t0 if live else n / fps
+                rec = {"image": label, "frame": n, "time": round(t, 4), "model": pred.name, **pose.to_dict()}
                 emit(rec)
-                if jsonl is not None:
-                    jsonl.write(json.dumps(rec) + "\n")
-                    if writer is None:
-                        writer = VideoOut(base.with_name(base.name + "_pose.mp4"), fps, (frame.shape[1], frame.shape[0]))
-                    writer.write(draw_pose(frame, pose.keypoints) if draw else frame)
                 n += 1
+                if base is not None:
+                    if jsonl is None:
+                        base.parent.mkdir(parents=True, exist_ok=True)
+                        jsonl = open(base.with_name(base.name + ".jsonl"), "w")
+                    jsonl.write(json.dumps(rec) + "\n")
+                    if draw:
+                        pending.append(draw_pose(frame, pose.keypoints))
+                        flush(False)
         except KeyboardInterrupt:
-            if not isinstance(source, int):
+            if not live:
                 raise
+        if base is not None and draw:
+            flush(True)
     finally:
         cap.release()
         if writer is not None:

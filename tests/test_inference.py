@@ -33,8 +33,13 @@ def test_predictor_input_kinds(shipped):
     # a BGR frame passed as if it were RGB is a different picture: the colour order matters
     swapped = shipped.predict(rgb[..., ::-1].copy())
     assert not np.allclose(swapped.keypoints, ref.keypoints, atol=1e-4)
-    grey = shipped.predict(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    assert grey.keypoints.shape == (14, 2)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    np.testing.assert_allclose(shipped.predict(grey).keypoints,
+                               shipped.predict(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)).keypoints, atol=1e-4)
+    boxes = np.array([[0, 0, rgb.shape[1], rgb.shape[0]]] * 2)  # an array of boxes works like a list
+    assert len(shipped.predict_batch([rgb, rgb], boxes)) == 2
+    with pytest.raises(Exception, match="16-bit"):
+        shipped.predict(Image.fromarray(grey.astype(np.uint16) * 200))
 
 
 def test_predictor_bad_inputs(shipped, tmp_path):
@@ -63,8 +68,8 @@ def test_predict_json_csv_and_text(capsys):
     assert set(recs[0]["joints"][0]) == {"name", "x", "y", "score"}
     assert main(["predict", *EXAMPLES[:2], "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0][:5] == ["image", "frame", "width", "height", f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
-    assert len(rows[1]) == 4 + 3 * 14 and float(rows[1][4]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
+    assert rows[0][:6] == ["image", "frame", "time", "width", "height", f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
+    assert len(rows[1]) == 5 + 3 * 14 and float(rows[1][5]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
     assert main(["predict", EXAMPLES[0]]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(EXAMPLES[0]) and "head_top=" in line and "\n" not in line
@@ -93,7 +98,7 @@ def test_predict_video(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     n = _make_clip(clip)
     out = tmp_path / "out"
-    assert main(["predict", str(clip), "--out", str(out), "--json"]) == 0
+    assert main(["predict", str(clip), "--out", str(out), "--json", "--draw"]) == 0
     recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(recs) == n and [r["frame"] for r in recs] == list(range(n))
     assert recs[-1]["time"] == pytest.approx((n - 1) / 10)
@@ -188,8 +193,107 @@ def test_webcam_loop_with_a_stand_in_camera(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(video.cv2, "VideoCapture", fake_capture)
     out = tmp_path / "out"
-    assert main(["predict", "--webcam", "0", "--max-frames", "6", "--out", str(out), "--json"]) == 0
+    assert main(["predict", "--webcam", "0", "--max-frames", "6", "--out", str(out), "--json", "--draw"]) == 0
     recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert opened == [0] and len(recs) == 6 and recs[0]["image"] == "webcam 0"
     assert len((out / "webcam0.jsonl").read_text().splitlines()) == 6
     assert int(real(str(out / "webcam0_pose.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def test_predict_cli_bad_inputs_each_named(tmp_path, capsys):
+    """Each bad input is reported in one line naming it and skipped; the others are processed; exit 2."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for e in EXAMPLES[:2]:
+        (src / "sub" / e.split("/")[-1]).write_bytes(open(e, "rb").read())
+    (src / "broken.mp4").write_bytes(b"junk" * 100)
+    (src / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    rc = main(["predict", str(src), str(tmp_path / "gone.jpg"), "--out", str(out), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2
+    recs = [json.loads(line) for line in cap.out.splitlines()]
+    assert len(recs) == 2 and all("sub/" in r["image"] for r in recs)  # found in the sub-folder
+    assert (out / "sub" / "lsp_im1003.json").is_file() and not list(out.rglob("*_pose.png"))  # no --draw
+    err = [ln for ln in cap.err.splitlines() if ln.strip()]
+    assert any("broken.mp4: cannot open video" in ln for ln in err)
+    assert any("empty.png: empty file" in ln for ln in err)
+    assert any("gone.jpg: input not found" in ln for ln in err)
+    assert "Traceback" not in cap.err and err[-1].startswith("posekit: error: 3 of 5 inputs failed")
+    # a box outside the image: the message names the file
+    assert main(["predict", EXAMPLES[0], "--box", "5000,5000,10,10"]) == 2
+    assert f"{EXAMPLES[0]}: box" in capsys.readouterr().err
+    # --out that is a file, --draw without --out, a missing .onnx
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["predict", EXAMPLES[0], "--out", str(tmp_path / "file.txt")]) == 2
+    assert "must be a folder" in capsys.readouterr().err
+    assert main(["predict", EXAMPLES[0], "--draw"]) == 2
+    assert "--draw writes annotated images" in capsys.readouterr().err
+    assert main(["predict", EXAMPLES[0], "--backend", "onnx", "--model", str(tmp_path / "m.onnx")]) == 2
+    assert "m.onnx: model file not found" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    """An output path that cannot be written (here: under a file, which fails even for root)."""
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["export", "--onnx", str(tmp_path / "file.txt" / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "file.txt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["explain", EXAMPLES[0], "--out", str(tmp_path / "file.txt" / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "file.txt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_same_names_do_not_overwrite(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for d in (a, b):
+        (d / "x.jpg").write_bytes(open(EXAMPLES[0], "rb").read())
+    cv2.imwrite(str(a / "x.png"), cv2.imread(EXAMPLES[1]))
+    out = tmp_path / "out"
+    assert main(["predict", str(a / "x.jpg"), str(b / "x.jpg"), str(a / "x.png"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["x.json", "x_jpg.json", "x_png.json"]
+    capsys.readouterr()
+
+
+def test_flip_test_predict_both_backends(tmp_path, capsys):
+    from posekit.export import export_onnx
+
+    onnx_path = export_onnx("posekit-lsp", tmp_path / "m.onnx")
+    t = Predictor("posekit-lsp", flip_test=True).predict_batch(EXAMPLES)
+    o = Predictor(str(onnx_path), backend="onnx", flip_test=True).predict_batch(EXAMPLES)
+    plain = Predictor("posekit-lsp").predict_batch(EXAMPLES)
+    assert max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(t, o)) < 0.5
+    assert any(np.abs(x.keypoints - y.keypoints).max() > 0.1 for x, y in zip(t, plain))  # it does something
+    assert main(["predict", EXAMPLES[0], "--flip-test", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["joints"][0]["x"] == pytest.approx(t[0].keypoints[0, 0], abs=0.01)
+
+
+def test_video_csv_and_ctrl_c_on_a_webcam(tmp_path, capsys, monkeypatch):
+    import posekit.video as video
+
+    clip = tmp_path / "c.mp4"
+    _make_clip(clip, seconds=1, fps=10)
+    assert main(["predict", str(clip), "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 11 and rows[3][1] == "2" and float(rows[3][2]) == pytest.approx(0.2)
+    # Ctrl-C on a webcam ends it cleanly: the frames so far are kept and the video is finalised
+    real = cv2.VideoCapture
+    monkeypatch.setattr(video.cv2, "VideoCapture", lambda src, *a: real(str(clip)) if isinstance(src, int) else real(src, *a))
+    calls = {"n": 0}
+    original = Predictor.predict
+
+    def interrupt_at_4(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Predictor, "predict", interrupt_at_4)
+    out = tmp_path / "o"
+    assert main(["predict", "--webcam", "1", "--out", str(out), "--draw", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert len((out / "webcam1.jsonl").read_text().splitlines()) == 4
+    assert int(real(str(out / "webcam1_pose.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4

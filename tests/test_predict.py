@@ -44,7 +44,7 @@ def test_predict_cli_folder_with_a_bad_file(ckpt, tmp_path, capsys):
     src = tmp_path / "in"
     shutil.copytree("examples", src)
     (src / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    rc = main(["predict", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--json"])
+    rc = main(["predict", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--json", "--draw"])
     cap = capsys.readouterr()
     assert rc == 2  # the bad file is reported, the rest processed
     recs = [json.loads(line) for line in cap.out.splitlines()]

@@ -1,0 +1,49 @@
+"""Accuracy against training epochs: evaluate a run's snapshots (``epoch_NNN.pt``, written every
+``train.save_every`` epochs, and ``last.pt``) on the LSP test split, whole images, and print
+PCK@0.2 / PCP@0.5 per epoch next to the run's validation PCK and learning rate.
+
+    python benchmarks/pck_curve.py --run runs/release80 --data $POSEKIT_DATA --json reports/release_curve.json
+
+Snapshots only report; nothing is selected by test accuracy (the shipped model is the run's last
+epoch, as the cosine schedule ends)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from posekit.evaluate import evaluate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="run folder")
+    ap.add_argument("--data", default=None, help="dataset root (default $POSEKIT_DATA)")
+    ap.add_argument("--json", help="write the curve here")
+    a = ap.parse_args()
+    run = Path(a.run)
+    snaps = sorted(run.glob("epoch_*.pt"))
+    if (run / "last.pt").is_file():
+        snaps.append(run / "last.pt")
+    if not snaps:
+        raise SystemExit(f"{run}: no epoch_*.pt or last.pt")
+    history = {h["epoch"]: h for h in json.loads((run / "history.json").read_text())}
+    rows, seen = [], set()
+    for p in snaps:
+        m, _ = evaluate(str(p), a.data, "lsp-test")
+        if m["epoch"] in seen:
+            continue
+        seen.add(m["epoch"])
+        h = history.get(m["epoch"], {})
+        rows.append({"epoch": m["epoch"], "checkpoint": p.name, "pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4),
+                     "mean_px_error": round(m["mean_px_error"], 2), "val_pck": round(h.get("pck", float("nan")), 4),
+                     "lr": h.get("lr")})
+        r = rows[-1]
+        print(f"epoch {r['epoch']:>3}  lsp-test PCK@0.2 {r['pck']:.3f}  PCP@0.5 {r['pcp']:.3f}  "
+              f"mean error {r['mean_px_error']:.1f} px  val PCK {r['val_pck']:.3f}", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"run": str(run), "split": "lsp-test", "curve": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
