@@ -64,6 +64,7 @@ DEFAULTS: dict = {
         "grad_clip": None,
         "max_steps_per_epoch": None,  # cap steps per epoch (quick runs)
         "deterministic": False,
+        "init_from": None,  # transfer learning: start from this checkpoint / shipped model's weights
         "save_every": None,  # also keep epoch_NNN.pt every N epochs (accuracy-vs-epoch curves)
         "channels_last": True,  # NHWC activations: ~25% faster conv training on CPU (oneDNN)
     },
@@ -157,7 +158,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 # Types of the keys whose default is None (the others take their default's type).
 _NULLABLE = {
     "data.root": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
-    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int, "train.save_every": int,
+    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
+    "train.save_every": int, "train.init_from": str,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 

@@ -64,6 +64,20 @@ def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False)
     return sets, split, train_ds, val_ds
 
 
+def init_weights(model: torch.nn.Module, source: str) -> str:
+    """Transfer learning (``train.init_from``): copy every tensor of ``source`` (a checkpoint, run
+    folder or shipped model) whose name and shape match ``model``; the rest keep their fresh
+    initialisation (e.g. a new head). Returns a line saying what was taken."""
+    ck = read_checkpoint(source)
+    own = model.state_dict()
+    take = {k: v.to(own[k].dtype) for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise ConfigError(f"train.init_from {source}: no tensor matches this model (a different architecture?)")
+    model.load_state_dict(take, strict=False)
+    return (f"initialised {len(take)} of {len(own)} tensors from {ck['path']}"
+            f"{f' ({len(own) - len(take)} keep their fresh init)' if len(take) < len(own) else ''}")
+
+
 def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = cfg["train"]
     if t["optimizer"] == "sgd":
@@ -165,6 +179,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         loss_fn = build_loss(codec.default_loss if cfg["loss"] == "auto" else cfg["loss"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if state is None and t["init_from"]:
+        log(init_weights(model, t["init_from"]))
     opt = build_optimizer(cfg, model)
     if state is not None:
         model.load_state_dict(state["model"])

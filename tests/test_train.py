@@ -116,3 +116,24 @@ def test_validation_frames_the_person_like_training(synth_root):
     np.testing.assert_allclose(item["matrix"].numpy(), want, atol=1e-6)
     again = val_ds[0]
     assert torch.equal(again["image"], item["image"])  # no random part
+
+
+def test_init_from_copies_matching_weights(synth_root, tmp_path):
+    """train.init_from (transfer learning): matching tensors are copied, a changed head is not."""
+    base = train(_cfg(synth_root, **{"train.epochs": 1}), tmp_path / "a", progress=False, log=lambda *a: None)
+    src = read_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    lines = []
+    cfg = _cfg(synth_root, **{"train.epochs": 1, "train.lr": 1e-12, "train.init_from": str(tmp_path / "a")})
+    train(cfg, tmp_path / "b", progress=False, log=lines.append)
+    assert base["epochs_done"] == 1 and any(f"initialised {len(src)} of {len(src)} tensors" in ln for ln in lines)
+    got = read_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    conv = [k for k in src if k.endswith("weight") and src[k].dim() == 4][0]
+    assert torch.allclose(got[conv], src[conv], atol=1e-6)  # lr ~0: still the source's weights
+    import pytest
+
+    from posekit.errors import ConfigError
+
+    bad = load_config("configs/release.yaml", [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
+                      + ["train.epochs=1", f"train.init_from={tmp_path / 'a'}", "data.input_size=64", "model.width=8"])
+    with pytest.raises(ConfigError, match="no tensor matches"):
+        train(bad, tmp_path / "c", progress=False, log=lambda *a: None)
