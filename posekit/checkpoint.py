@@ -96,3 +96,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     model.to(device).eval()
     codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
     return model, codec, ckpt
+
+
+def cascade_stages(ckpt: dict, device: str | torch.device = "cpu") -> list:
+    """The refinement stages of a cascade checkpoint (``posekit train`` with ``cascade.stage1``),
+    as :class:`posekit.models.cascade.Stage` in eval mode; [] for any other checkpoint."""
+    from posekit.models import build_model
+    from posekit.models.cascade import Stage
+
+    out = []
+    for k, st in enumerate((ckpt.get("cascade") or {}).get("stages", []), start=2):
+        opts = {n: v for n, v in st["model"].items() if n != "name"}
+        try:
+            net = build_model(st["model"]["name"], input_size=st["input_size"], **opts)
+            net.load_state_dict(st["state"])
+        except (ValueError, TypeError, RuntimeError, KeyError) as e:
+            where = ckpt.get("path", "checkpoint")
+            raise PosekitError(f"{where}: cascade stage {k} cannot be rebuilt ({type(e).__name__})") from None
+        out.append(Stage(net.float().to(device).eval(), int(st["input_size"]), float(st["sigma"])))
+    return out

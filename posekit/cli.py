@@ -15,7 +15,7 @@ from posekit.errors import PosekitError
 
 def _cmd_train(args) -> int:
     from posekit.checkpoint import model_from_config, read_checkpoint
-    from posekit.config import apply_overrides, load_config, validate
+    from posekit.config import apply_overrides, complete_config, load_config, validate
     from posekit.train import train
 
     overrides = list(args.overrides or [])
@@ -27,7 +27,7 @@ def _cmd_train(args) -> int:
     if args.resume:
         ckpt = read_checkpoint(Path(args.resume) / "last.pt" if Path(args.resume).is_dir() else args.resume)
         resume = ckpt["path"]
-        cfg = apply_overrides(ckpt["config"], overrides)
+        cfg = apply_overrides(complete_config(ckpt["config"], resume), overrides)
         validate(cfg, f"{resume} (+ overrides)")
         out = Path(args.out) if args.out else Path(resume).parent
     else:
@@ -37,6 +37,14 @@ def _cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / cfg["name"]
         if (out / "last.pt").exists() and not args.force:
             raise PosekitError(f"{out}: a run already exists here; use --resume {out}, another --out, or --force")
+    if cfg["cascade"]["stage1"]:  # DeepPose refinement stages on top of a trained stage 1
+        from posekit.cascade_train import train_cascade
+
+        if resume:
+            raise PosekitError("cascade stages train in minutes and are not resumable; rerun the command")
+        summary = train_cascade(cfg, out, progress=not args.no_progress)
+        print(f"done: {summary['stages']} cascade stage(s); checkpoint {out / 'last.pt'}")
+        return 0
     model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
     summary = train(cfg, out, resume=resume, progress=not args.no_progress)
     best = summary["best"]
@@ -51,7 +59,8 @@ def _cmd_evaluate(args) -> int:
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise PosekitError("--batch-size and --limit must be >= 1")
     metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
-                               device=args.device, limit=args.limit, flip_test=args.flip_test)
+                               device=args.device, limit=args.limit, flip_test=args.flip_test,
+                               per_stage=args.per_stage)
     if metrics["train_overlap"]:
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
+    e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",

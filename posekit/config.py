@@ -43,6 +43,12 @@ DEFAULTS: dict = {
         "color": 0.0,
         "person_crop": None,
     },
+    "cascade": {  # DeepPose refinement stages, trained on top of a trained stage-1 checkpoint
+        "stage1": None,  # checkpoint / run folder / shipped name; set = `posekit train` trains the stages
+        "stages": [],  # one mapping per stage 2, 3, ...: {sigma, input_size, model: {name, options}}
+        "joints_per_image": 4,  # training crops per image per epoch (random annotated joints)
+        "side_jitter": 0.1,  # crop side x U(1 - j, 1 + j) while training
+    },
     "train": {
         "epochs": 30,
         "batch_size": 32,
@@ -119,6 +125,12 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.strip().split("."), value
 
 
+def complete_config(cfg: dict, where: str = "checkpoint") -> dict:
+    """A config saved by an earlier posekit (a checkpoint's), with keys added since then set to
+    their defaults, so an old run can still be resumed."""
+    return _merge(DEFAULTS, cfg, where)
+
+
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     """Apply ``section.key=value`` overrides (values parsed as YAML)."""
     for o in overrides:
@@ -159,7 +171,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 _NULLABLE = {
     "data.root": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
-    "train.save_every": int, "train.init_from": str,
+    "train.save_every": int, "train.init_from": str, "cascade.stage1": str,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
@@ -239,6 +251,8 @@ def validate(cfg: dict, where: str = "config") -> None:
          f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
         (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
         (t["save_every"] is None or t["save_every"] >= 1, "train.save_every must be >= 1 or null"),
+        (cfg["cascade"]["joints_per_image"] >= 1, "cascade.joints_per_image must be >= 1"),
+        (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from posekit.checkpoint import load_model
+from posekit.checkpoint import cascade_stages, load_model
 from posekit.data.dataset import PoseLandmarksDataset
 from posekit.data.lsp import load_sets
 from posekit.data.splits import lsp_test_ids, make_split
@@ -106,8 +106,11 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
              device: str | None = None, limit: int | None = None, workers: int = 0,
-             flip_test: bool = False) -> tuple[dict, dict]:
-    """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing)."""
+             flip_test: bool = False, per_stage: bool = False) -> tuple[dict, dict]:
+    """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
+
+    A cascade checkpoint runs stage 1 on the whole image, then each refinement stage on crops of
+    the original image; ``per_stage`` adds ``stages``: the metrics after every stage."""
     if split_name not in EVAL_SPLITS:
         raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
     dev = select_device(device)
@@ -125,11 +128,27 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
     res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
+    stages = cascade_stages(ckpt, dev)
+    per_stage_metrics = []
+    if stages:
+        from posekit.data.images import read_image
+        from posekit.models.cascade import run_cascade
+
+        ests = run_cascade(stages, [read_image(p) for p in ds.paths()], res["pred"], dev)
+        for k, est in enumerate(ests, start=1):
+            m = evaluate_keypoints(est, res["gt"], res["sizes"], res["mask"])
+            per_stage_metrics.append({"stage": k, **{n: m[n] for n in ("pck", "pcp", "mse", "mean_px_error",
+                                                                      "per_joint_pck", "per_part_pcp")}})
+        res["pred"] = ests[-1]
     if not np.isfinite(res["pred"]).all():
         raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
-    metrics.update(split=split_name, model=cfg["model"]["name"], checkpoint=ckpt["path"],
-                   epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test)
+    metrics.update(split=split_name, model=cfg["model"]["name"] + (f" + {len(stages)} cascade stage(s)" if stages else ""),
+                   checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test)
+    if per_stage:
+        if not stages:
+            raise PosekitError(f"{ckpt['path']}: --per-stage needs a cascade checkpoint (this one has a single stage)")
+        metrics["stages"] = per_stage_metrics
     extras = {"res": res, "ds": ds, "ckpt": ckpt, "ids": ids}
     return metrics, extras
 

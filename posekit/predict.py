@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posekit.checkpoint import DEFAULT_MODEL, load_model
+from posekit.checkpoint import DEFAULT_MODEL, cascade_stages, load_model
 from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
@@ -119,6 +119,7 @@ class Predictor:
             cfg = self.network.config
             self.codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
             self.model = None
+            self.stages = []
         else:
             if is_onnx_file:
                 raise PosekitError(f"{model}: an ONNX file needs backend='onnx' (--backend onnx)")
@@ -126,24 +127,27 @@ class Predictor:
             self.model, self.codec, ckpt = load_model(model, self.device)
             self.network = self.model
             cfg = ckpt["config"]
+            self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, when a cascade
         self.config = cfg
         self.input_size = cfg["data"]["input_size"]
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
 
     def _prepare(self, image, box, color: str = "RGB") -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        img = as_rgb(image, color)
+        return self._prepare_rgb(as_rgb(image, color), box)[:4]
+
+    def _prepare_rgb(self, img: np.ndarray, box) -> tuple:
         h, w = img.shape[:2]
         box = parse_box(box)
         if box is None:
             zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
             item = self.transform(img, zeros, ones)
-            return item["image"], item["matrix"], w, h
+            return item["image"], item["matrix"], w, h, img
         x, y, bw, bh = box
         if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
             raise PosekitError(f"box {box} lies outside the {w}x{h} image")
         side = max(bw, bh)
         m = box_matrix((x + bw / 2 - side / 2, y + bh / 2 - side / 2, side, side), self.input_size)
-        return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h
+        return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h, img
 
     @torch.inference_mode()
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
@@ -152,7 +156,7 @@ class Predictor:
         boxes = [None] * len(images) if boxes is None else list(boxes)
         if len(boxes) != len(images):
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
-        prepared = [self._prepare(im, b, color) for im, b in zip(images, boxes)]
+        prepared = [self._prepare_rgb(as_rgb(im, color), b) for im, b in zip(images, boxes)]
         x = torch.stack([p[0] for p in prepared]).to(self.device)
         m = torch.stack([p[1] for p in prepared])
         if self.flip_test:
@@ -160,6 +164,10 @@ class Predictor:
         else:
             kp, sc = self.codec.decode(self.network(x).float())
         orig = to_original(kp.cpu(), m).numpy()
+        if self.stages:
+            from posekit.models.cascade import run_cascade
+
+            orig = run_cascade(self.stages, [p[4] for p in prepared], orig, self.device)[-1]
         sc = sc.cpu().numpy()
         return [Pose(orig[i], sc[i], p[2], p[3]) for i, p in enumerate(prepared)]
 
