@@ -101,6 +101,18 @@ def _cmd_explain(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from posekit.serve.app import run
+
+    if not 0 < args.port < 65536:
+        raise PosekitError(f"--port {args.port}: expected 1-65535")
+    if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
+        raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
+    run(host=args.host, port=args.port, model=args.model, backend=args.backend, max_bytes=int(args.max_mb * 1024 * 1024),
+        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue)
+    return 0
+
+
 def _cmd_export(args) -> int:
     from posekit.export import export_onnx, quantize_int8
 
@@ -227,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
     xp.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
     xp.set_defaults(func=_cmd_explain)
+
+    sv = sub.add_parser("serve", help="HTTP API + web page (FastAPI, uvicorn)",
+                        description="POST /v1/pose, GET /healthz, GET /v1/models, OpenAPI at /docs, a page at /.")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint, run folder or .onnx file")
+    sv.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    sv.add_argument("--max-mb", type=float, default=10.0, help="largest upload in MiB (413 above)")
+    sv.add_argument("--max-pixels", type=int, default=50_000_000, help="largest declared image size (413 above)")
+    sv.add_argument("--workers", type=int, default=1, help="inference threads")
+    sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
+    sv.set_defaults(func=_cmd_serve)
 
     ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")
     ex.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")

@@ -1,0 +1,193 @@
+"""The pose service: ``POST /v1/pose``, ``GET /healthz``, ``GET /v1/models``, ``GET /v1/skeleton``,
+OpenAPI at ``/docs``, and a web page at ``/`` (static files served by posekit itself, no CDN).
+
+Inference runs in a small thread pool, off the event loop. Requests waiting for it are bounded:
+when ``workers + queue_size`` are already in flight, the answer is ``503`` with ``Retry-After``
+instead of an unbounded wait. Every error is a JSON body ``{"error": {"status", "message"}}``:
+413 for an upload over ``max_bytes`` or an image whose declared size is over ``max_pixels`` (a
+decompression bomb is refused before it is decoded), 415 for data that is not an image, 400 for a
+truncated or corrupt image or a bad box, 422 for a missing field."""
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from posekit import __version__
+from posekit.errors import PosekitError
+from posekit.skeleton import JOINT_NAMES, LIMBS, side
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def _error(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers)
+
+
+def check_image_bytes(data: bytes, max_pixels: int):
+    """Refuse what must not be decoded: not an image (415) or a declared size over the pixel
+    limit (413), from the header alone. Then decode (400 if truncated or corrupt). RGB array."""
+    from PIL import Image, UnidentifiedImageError
+
+    from posekit.data.images import decode_image
+
+    if not data:
+        raise ApiError(400, "the uploaded file is empty")
+    try:
+        with warnings.catch_warnings():  # PIL warns above its own limit; posekit's check follows
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:  # reads the header only
+                w, h = im.size
+    except UnidentifiedImageError:
+        raise ApiError(415, "the upload is not an image posekit can read (JPEG, PNG, BMP, WebP, TIFF)") from None
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"the image declares more than {max_pixels:,} pixels") from None
+    except Exception as e:  # a header so broken that the reader gives up
+        raise ApiError(400, f"corrupt image header ({type(e).__name__})") from None
+    if w * h > max_pixels:
+        raise ApiError(413, f"the image declares {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
+    try:
+        return decode_image(data, "upload")
+    except PosekitError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None) -> FastAPI:
+    """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model`` and
+    ``backend`` unless given."""
+    from posekit.predict import Predictor, parse_box
+
+    pred = predictor if predictor is not None else Predictor(model, backend=backend)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posekit-infer")
+    lock = threading.Lock()
+    state = {"in_flight": 0, "served": 0, "refused": 0}
+    capacity = workers + queue_size
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="posekit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  description="Single-image human pose estimation: 14 Leeds Sports Pose joints per image.")
+    app.state.predictor = pred
+    app.state.pool = pool
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, e: ApiError):
+        return _error(e.status, e.message, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, e: RequestValidationError):
+        missing = [".".join(str(p) for p in err.get("loc", [])[1:]) for err in e.errors()]
+        return _error(422, f"invalid or missing field(s): {', '.join(missing) or 'request'}",
+                      detail=[{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in e.errors()])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, e: StarletteHTTPException):
+        return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        n = request.headers.get("content-length")
+        if request.url.path == "/v1/pose" and n is not None and n.isdigit() and int(n) > max_bytes + 64 * 1024:
+            return _error(413, f"upload of {int(n):,} bytes is over the {max_bytes:,}-byte limit")
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict:
+        return {"status": "ok", "model": pred.name, "backend": pred.backend, "in_flight": state["in_flight"],
+                "capacity": capacity, "served": state["served"], "refused": state["refused"]}
+
+    @app.get("/v1/models", tags=["pose"])
+    def models() -> dict:
+        from posekit.checkpoint import shipped_models
+
+        return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
+                           "flip_test": pred.flip_test},
+                "shipped": shipped_models()}
+
+    @app.get("/v1/skeleton", tags=["pose"])
+    def skeleton() -> dict:
+        return {"joints": list(JOINT_NAMES), "limbs": [list(limb) for limb in LIMBS],
+                "sides": [side(i) for i in range(len(JOINT_NAMES))]}
+
+    @app.post("/v1/pose", tags=["pose"])
+    async def pose(image: UploadFile = File(..., description="the photo (JPEG, PNG, ...)"),
+                   box: str | None = Form(None, description="optional person box 'x,y,w,h' in pixels")) -> dict:
+        """The 14 joints of the person in ``image`` (original pixels, a confidence each)."""
+        t0 = time.perf_counter()
+        data = await image.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ApiError(413, f"upload is over the {max_bytes:,}-byte limit")
+        try:
+            b = parse_box(box) if box else None
+        except PosekitError as e:
+            raise ApiError(400, str(e)) from None
+        with lock:
+            if state["in_flight"] >= capacity:
+                state["refused"] += 1
+                raise ApiError(503, f"busy: {capacity} requests already in flight; retry shortly", {"Retry-After": "1"})
+            state["in_flight"] += 1
+        try:
+            def work():
+                rgb = check_image_bytes(data, max_pixels)
+                return pred.predict(rgb, b)
+
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(pool, work)
+            except PosekitError as e:  # e.g. a box outside the image
+                raise ApiError(400, str(e)) from None
+        finally:
+            with lock:
+                state["in_flight"] -= 1
+        state["served"] += 1
+        return {**result.to_dict(), "model": pred.name, "latency_ms": round((time.perf_counter() - t0) * 1e3, 2)}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        # Swagger UI from the swagger-ui-bundle package, served here: /docs works offline too
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="posekit API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+
+    import swagger_ui_bundle
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, **kw) -> None:
+    import uvicorn
+
+    app = create_app(**kw)
+    print(f"posekit serve: http://{host}:{port}/  (API docs at /docs; model {app.state.predictor.name})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
