@@ -47,6 +47,13 @@ def _cmd_train(args) -> int:
         return 0
     model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
     summary = train(cfg, out, resume=resume, progress=not args.no_progress)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every process is done before any tears the group down
+        dist.destroy_process_group()
+    if "rank" in summary:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     best = summary["best"]
     print(f"done: {summary['epochs_done']} epochs, best epoch {best['epoch']} val_loss {best['val_loss']:.5g}"
           f"; checkpoints in {out}")

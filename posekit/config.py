@@ -73,6 +73,7 @@ DEFAULTS: dict = {
         "init_from": None,  # transfer learning: start from this checkpoint / shipped model's weights
         "save_every": None,  # also keep epoch_NNN.pt every N epochs (accuracy-vs-epoch curves)
         "channels_last": True,  # NHWC activations: ~25% faster conv training on CPU (oneDNN)
+        "sync_bn": False,  # DDP (torchrun): batch-norm statistics over the global batch
     },
 }
 

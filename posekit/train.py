@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
 from posekit.codecs import build_codec
@@ -116,6 +116,58 @@ def _autocast(device: torch.device, amp: bool):
     return nullcontext()
 
 
+class GlobalBatchSampler(Sampler):
+    """Training batches that do not depend on the number of processes: each epoch a seeded
+    permutation of the data is cut into global batches of ``global_batch`` (a last partial batch
+    is dropped: a batch of one breaks batch norm), and process ``rank`` of ``world`` takes its
+    contiguous share of each. One process sees exactly the union of what N processes see."""
+
+    def __init__(self, n: int, global_batch: int, world: int = 1, rank: int = 0, seed: int = 0, epoch: int = 0):
+        if global_batch % world:
+            raise ConfigError(f"train.batch_size {global_batch} (the global batch) must divide by the {world} processes")
+        self.n, self.batch, self.world, self.rank, self.seed, self.epoch = n, global_batch, world, rank, seed, epoch
+        self.steps = n // global_batch if n > global_batch else (1 if n else 0)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed * 7919 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        share = min(self.batch, self.n) // self.world
+        for t in range(self.steps):
+            gb = perm[t * self.batch:(t + 1) * self.batch]
+            yield gb[self.rank * share:(self.rank + 1) * share]
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from torchrun's environment; (1, 0, 0) without it."""
+    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _setup_distributed(t: dict) -> tuple[int, int, torch.device | None]:
+    """Join torchrun's process group (NCCL on CUDA, Gloo on CPU). Returns (world, rank, device)."""
+    import torch.distributed as dist
+
+    world, rank, local = dist_info()
+    if world == 1:
+        return 1, 0, None
+    use_cuda = torch.cuda.is_available() and t["device"] != "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        return world, rank, torch.device("cuda", local)
+    return world, rank, torch.device("cpu")
+
+
+def _train_loader(ds, t: dict, world: int, rank: int, seed: int, epoch: int) -> DataLoader:
+    sampler = GlobalBatchSampler(len(ds), t["batch_size"], world, rank, seed, epoch)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=t["num_workers"], persistent_workers=False, pin_memory=False)
+
+
 def _loader(ds, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int) -> DataLoader:
     g = torch.Generator()
     g.manual_seed(seed * 7919 + epoch)
@@ -164,7 +216,11 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         best = state["best"]
         bad_epochs = state["bad_epochs"]
 
-    device = select_device(t["device"])
+    world, rank, ddp_device = _setup_distributed(t)
+    main = rank == 0  # under torchrun only rank 0 logs, draws progress and writes files
+    if not main:
+        log, progress = (lambda *a, **k: None), False
+    device = ddp_device or select_device(t["device"])
     if t["deterministic"]:
         make_deterministic()
     seed_everything(int(t["seed"]))  # the initial weights depend on the seed alone
@@ -181,10 +237,20 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         raise ConfigError(str(e)) from None
     if state is None and t["init_from"]:
         log(init_weights(model, t["init_from"]))
-    opt = build_optimizer(cfg, model)
     if state is not None:
         model.load_state_dict(state["model"])
+    net = model  # what the training steps call: the model, or its DDP wrapper
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if t["sync_bn"]:
+            model = net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = build_optimizer(cfg, model)
+    if state is not None:
         opt.load_state_dict(state["optimizer"])
+    if not main:
+        return _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch)
 
     # Only now, with data and model known to be good, touch the output folder.
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +272,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
 
     counts = split_summary(split)
     log(f"run {out}: {cfg['model']['name']} on {device}, split {split['name']} "
-        f"(train {len(train_ds)}, val {len(val_ds)}, test {counts['test']}), epochs {start_epoch + 1}..{t['epochs']}")
+        f"(train {len(train_ds)}, val {len(val_ds)}, test {counts['test']}), epochs {start_epoch + 1}..{t['epochs']}"
+        + (f", {world} processes (global batch {t['batch_size']})" if world > 1 else ""))
     amp = bool(t["amp"]) and device.type == "cuda"
     seed = int(t["seed"])
     epoch = start_epoch - 1
@@ -215,9 +282,9 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         torch.manual_seed(seed * 1_000_003 + epoch)
         np.random.seed((seed * 1_000_003 + epoch) % 2**32)
         train_ds.set_epoch(epoch)
-        loader = _loader(train_ds, t["batch_size"], True, t["num_workers"], seed, epoch)
+        loader = _train_loader(train_ds, t, world, rank, seed, epoch)
         steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
-        model.train()
+        net.train()
         total, count, seen = 0.0, 0, 0
         t0 = time.perf_counter()
         bar = None
@@ -231,11 +298,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             lr = lr_at(cfg, epoch + step / steps)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
-            x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-            target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
-            with _autocast(device, amp):
-                outp = model(x)
-            loss = loss_fn(codec.loss_input(outp.float()), target, weight)
+            loss, n = _step(net, codec, loss_fn, batch, device, fmt, amp, world)
             if not torch.isfinite(loss):
                 raise PosekitError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step + 1} "
                                    "(lower train.lr)")
@@ -244,15 +307,17 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             if t["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
             opt.step()
-            total += loss.item() * len(x)
-            count += len(x)
-            seen += len(x)
+            total += loss.item() * n
+            count += n
+            seen += n * world
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / count:.5f}", lr=f"{lr:.2e}")
         if bar is not None:
             bar.close()
         train_time = time.perf_counter() - t0
+        if world > 1:  # the mean loss over the global batch, as one process would report it
+            total, count = _all_sum(total, count, device)
         rec = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
                "images_per_s": seen / max(train_time, 1e-9), "train_time_s": train_time}
         if len(val_ds):
@@ -292,6 +357,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         atomic_write_text(out / "history.json", json.dumps(history, indent=1))
         msg = " ".join(f"{k}={rec[k]:.4g}" for k in ("train_loss", "val_loss", "pck", "pcp", "images_per_s") if k in rec)
         log(f"epoch {epoch + 1}/{t['epochs']} {msg}{' *' if improved else ''}")
+        if world > 1:  # the other processes follow rank 0's decision
+            _broadcast_flag(stopped_early, device)
         if stopped_early:
             log(f"early stopping: no val-loss improvement for {patience} epochs (best epoch {best['epoch']})")
             break
@@ -299,3 +366,73 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         writer.close()
     return {"out": str(out), "epochs_done": epoch + 1, "best": best, "stopped_early": stopped_early,
             "history": history}
+
+
+def _step(net, codec, loss_fn, batch, device, fmt, amp: bool, world: int) -> tuple[torch.Tensor, int]:
+    """Forward one (per-process) batch; returns (loss to back-propagate, samples). Under DDP the
+    loss is rescaled so that DDP's gradient average equals the gradient of the loss over the
+    global batch, also when processes hold different numbers of annotated joints."""
+    x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
+    with _autocast(device, amp):
+        outp = net(x)
+    loss = loss_fn(codec.loss_input(outp.float()), target, weight)
+    if world > 1:
+        import torch.distributed as dist
+
+        w_local = weight.float().sum()
+        w_all = w_local.detach().clone()
+        dist.all_reduce(w_all)
+        loss = loss * (w_local.clamp_min(1.0) / w_all.clamp_min(1.0)) * world if w_local > 0 else loss * 0
+    return loss, len(x)
+
+
+def _all_sum(total: float, count: int, device) -> tuple[float, int]:
+    import torch.distributed as dist
+
+    v = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(v)
+    return float(v[0]), int(v[1])
+
+
+def _broadcast_flag(flag: bool, device) -> bool:
+    import torch.distributed as dist
+
+    v = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(v, 0)
+    return bool(v.item())
+
+
+def _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch) -> dict:
+    """The training loop of a process other than rank 0: the same steps (DDP averages the
+    gradients), no logging, validation or files; it stops when rank 0 does."""
+    t = cfg["train"]
+    seed = int(t["seed"])
+    fmt = torch.channels_last if t["channels_last"] else torch.contiguous_format
+    amp = bool(t["amp"]) and device.type == "cuda"
+    for epoch in range(start_epoch, t["epochs"]):
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        np.random.seed((seed * 1_000_003 + epoch) % 2**32)
+        train_ds.set_epoch(epoch)
+        loader = _train_loader(train_ds, t, world, rank, seed, epoch)
+        steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
+        net.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(loader):
+            if step >= steps:
+                break
+            lr = lr_at(cfg, epoch + step / steps)
+            for gparam in opt.param_groups:
+                gparam["lr"] = lr
+            loss, n = _step(net, codec, loss_fn, batch, device, fmt, amp, world)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if t["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+            opt.step()
+            total += loss.item() * n
+            count += n
+        _all_sum(total, count, device)
+        if _broadcast_flag(False, device):
+            break
+    return {"rank": rank, "epochs_done": epoch + 1}

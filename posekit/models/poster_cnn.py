@@ -25,7 +25,7 @@ class PosterCNN(nn.Module):
     stride = 16
 
     def __init__(self, num_joints: int = NUM_JOINTS, dropout: float = 0.3, input_size: int = 96,
-                 width: int = 32):
+                 width: int = 32, batch_norm: bool = True):
         super().__init__()
         if input_size <= 0 or input_size % self.stride:
             raise ValueError(f"input_size must be a positive multiple of {self.stride}, got {input_size}")
@@ -38,7 +38,8 @@ class PosterCNN(nn.Module):
         for mult in (1, 2, 4, 8):
             cout = width * mult
             for _ in range(2):
-                layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                norm = nn.BatchNorm2d(cout) if batch_norm else nn.Identity()
+                layers += [nn.Conv2d(cin, cout, 3, padding=1), norm, nn.ReLU(inplace=True)]
                 cin = cout
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
