@@ -166,6 +166,17 @@ def _cmd_data_check(args) -> int:
     return 0 if not bad else 1
 
 
+def _cmd_data_pack(args) -> int:
+    from posekit.data.pack import pack_split
+
+    r = pack_split(args.data, args.split, args.sets, args.out, size=args.size, margin=args.margin, quality=args.quality,
+                   split_seed=args.split_seed, val_fraction=args.val_fraction, progress=not args.no_progress)
+    print(f"wrote {r['path']}: {r['images']} person-centred {r['size']}x{r['size']} crops (margin {r['margin']}, "
+          f"JPEG quality {r['quality']}) of the {r['split']} train+val split, {r['bytes'] / 2**20:.1f} MiB; "
+          f"train from it with data.pack={r['path']}")
+    return 0
+
+
 def _cmd_data_show(args) -> int:
     from posekit.data.images import read_image
     from posekit.data.lsp import load_sets
@@ -274,6 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sets", nargs="*", choices=["lsp", "lspet"])
     c.add_argument("--no-hashes", action="store_true", help="skip per-image checksums")
     c.set_defaults(func=_cmd_data_check)
+    pk = dsub.add_parser("pack", help="write a compact, self-contained copy of a split (person-centred crops)")
+    pk.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
+    pk.add_argument("--split", default="lsp-standard", choices=["lsp-standard", "paper"])
+    pk.add_argument("--sets", nargs="+", default=["lsp", "lspet"], choices=["lsp", "lspet"])
+    pk.add_argument("--split-seed", type=int, default=0)
+    pk.add_argument("--val-fraction", type=float, default=0.05, help="lsp-standard: validation carved from train")
+    pk.add_argument("--size", type=int, default=160, help="side of each stored crop in pixels")
+    pk.add_argument("--margin", type=float, default=0.4, help="context around the joints' box, as a fraction of its side")
+    pk.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    pk.add_argument("--out", required=True, help="output .npz")
+    pk.add_argument("--no-progress", action="store_true")
+    pk.set_defaults(func=_cmd_data_pack)
     s = dsub.add_parser("show", help="draw a sample with its joints")
     s.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
     s.add_argument("--set", default="lsp", choices=["lsp", "lspet"])

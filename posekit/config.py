@@ -31,6 +31,7 @@ DEFAULTS: dict = {
         "resize_mode": "stretch",  # stretch | letterbox (whole image, both invertible)
         "cache": True,  # decode every image once into memory
         "cache_max_side": 256,
+        "pack": None,  # a file from `posekit data pack`: train from it instead of the dataset folder
         "limit_train": None,  # use only the first N training samples (quick runs)
         "limit_val": None,
     },
@@ -170,7 +171,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 # Types of the keys whose default is None (the others take their default's type).
 _NULLABLE = {
-    "data.root": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
+    "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
     "train.save_every": int, "train.init_from": str, "cascade.stage1": str,
 }

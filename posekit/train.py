@@ -40,18 +40,29 @@ def augment_config(cfg: dict) -> AugmentConfig:
 def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False):
     """(sets, split, train dataset, val dataset) for a config. ``split`` reuses a saved split."""
     d = cfg["data"]
-    sets = load_sets(d["root"], d["sets"])
+    pack_cache = None
+    if d["pack"]:  # a packed split (`posekit data pack`): crops, annotations and split in one file
+        from posekit.data.pack import load_pack
+
+        sets, pack_cache, pack_split = load_pack(d["pack"], progress=progress)
+        split = split or pack_split
+    else:
+        sets = load_sets(d["root"], d["sets"])
     if split is None:
         split = make_split(d["split"], sets, seed=d["split_seed"], fractions=tuple(d["fractions"]),
                            val_fraction=d["val_fraction"])
     train_ids = split["train"][: d["limit_train"]] if d["limit_train"] else split["train"]
     val_ids = split["val"][: d["limit_val"]] if d["limit_val"] else split["val"]
     by_id = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
+    missing = [i for i in train_ids + val_ids if i not in by_id]
+    if missing:
+        raise ConfigError(f"{len(missing)} samples of the split (e.g. {missing[0]}) are not in "
+                          f"{d['pack'] or 'the data'}: pack the same split")
     paths = sorted({by_id[i] for i in train_ids + val_ids})
-    cache = None
-    if d["cache"]:
+    cache = pack_cache  # a pack's crops are already decoded in memory
+    if cache is None and d["cache"]:
         cache = ImageCache(paths, max_side=d["cache_max_side"], threads=2, progress=progress)
-    else:  # read every image once now, so a bad one stops the run before anything is written
+    elif cache is None:  # read every image once now, so a bad one stops the run before anything is written
         verify_images(paths, progress=progress)
     seed = cfg["train"]["seed"]
     train_tf = PoseTransform(d["input_size"], d["resize_mode"], train=True, augment=augment_config(cfg))

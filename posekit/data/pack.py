@@ -1,0 +1,128 @@
+"""``posekit data pack``: a compact, self-contained copy of a split for a training machine.
+
+Each image of the split is cut to a square, person-centred crop (the annotated joints' box plus
+``margin`` of its side on every side, or the whole image when fewer than two joints are
+annotated), resized to ``size`` pixels and stored as JPEG bytes. The file also holds the
+annotations in original pixels, each crop's affine (original pixels -> crop pixels), the original
+image sizes and the split itself. A training config that sets ``data.pack`` reads everything from
+it, without the dataset folder: the decoded crops stand in for the image cache, so the same
+transforms (person crop, flip, rotation, scale) run on them unchanged.
+
+One ``.npz`` file (numpy's own zip container) with plain arrays: no pickle."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from posekit.data.dataset import _run_threaded
+from posekit.data.images import decode_image, read_image
+from posekit.data.lsp import PoseSet, load_sets
+from posekit.data.splits import make_split
+from posekit.data.transforms import box_matrix, person_box, warp
+from posekit.errors import DataError
+
+PACK_FORMAT = "posekit-pack-v1"
+
+
+def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, size: int = 160, margin: float = 0.4,
+               quality: int = 90, split_seed: int = 0, val_fraction: float = 0.05,
+               fractions=(0.7, 0.15, 0.15), which=("train", "val"), progress: bool = False) -> dict:
+    """Write the pack; returns a summary (images, bytes, path)."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise DataError(f"{out}: a pack file must end in .npz")
+    if not 16 <= size <= 1024 or not 0 <= margin <= 2 or not 30 <= quality <= 100:
+        raise DataError("pack: size must be 16-1024, margin 0-2, quality 30-100")
+    loaded = load_sets(root, sets)
+    split = make_split(split_name, loaded, seed=split_seed, fractions=tuple(fractions), val_fraction=val_fraction)
+    ids = [i for part in which for i in split.get(part, [])]
+    lookup = {s.sample_id(i): (s, i) for s in loaded.values() for i in range(len(s))}
+    n = len(ids)
+    blobs: list[bytes] = [b""] * n
+    pre = np.zeros((n, 2, 3), np.float64)
+    sizes = np.zeros((n, 2), np.int64)
+
+    def one(k: int) -> None:
+        s, i = lookup[ids[k]]
+        img = read_image(s.image_paths[i])
+        h, w = img.shape[:2]
+        box = person_box(s.keypoints[i], s.annotated[i], margin, w, h)
+        m = box_matrix(box, size)
+        crop = warp(img, m, size)
+        ok, enc = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise DataError(f"{s.image_paths[i]}: cannot encode its crop")
+        blobs[k], pre[k], sizes[k] = enc.tobytes(), m, (w, h)
+
+    _run_threaded(one, list(range(n)), 2, progress, "packing")
+    offsets = np.zeros(n + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    sel = [lookup[i] for i in ids]
+    meta = {"format": PACK_FORMAT, "split": {k: v for k, v in split.items() if k not in ("test",)} | {"test": []},
+            "size": size, "margin": margin, "quality": quality, "sets": list(sets), "parts": list(which)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), ids=np.array(ids), jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+             offsets=offsets, keypoints=np.stack([s.keypoints[i] for s, i in sel]).astype(np.float64),
+             visible=np.stack([s.visible[i] for s, i in sel]), annotated=np.stack([s.annotated[i] for s, i in sel]),
+             sizes=sizes, pre=pre)
+    os.replace(tmp, out)
+    return {"path": str(out), "images": n, "bytes": out.stat().st_size, "size": size, "margin": margin,
+            "quality": quality, "split": split_name}
+
+
+class PackCache:
+    """The decoded crops of a pack, with the ``ImageCache`` interface: ``get(path)`` returns
+    (crop, affine original -> crop, original (w, h))."""
+
+    def __init__(self, images: list[np.ndarray], pre: np.ndarray, sizes: np.ndarray, keys: list[str]):
+        self.images, self.pre, self.sizes = images, pre, sizes
+        self.index = {k: i for i, k in enumerate(keys)}
+
+    def get(self, path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        i = self.index[str(path)]
+        w, h = self.sizes[i]
+        return self.images[i], self.pre[i], (int(w), int(h))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(im.nbytes for im in self.images)
+
+
+def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict]:
+    """(sets, cache, split) from a pack file: what training needs, without the dataset folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: pack file not found (make one with `posekit data pack`)")
+    try:
+        z = np.load(p, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        ids = [str(i) for i in z["ids"]]
+        jpeg, offsets = z["jpeg"], z["offsets"]
+        kp, vis, ann, sizes, pre = z["keypoints"], z["visible"], z["annotated"], z["sizes"], z["pre"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{p}: not a readable posekit pack ({type(e).__name__})") from None
+    if meta.get("format") != PACK_FORMAT:
+        raise DataError(f"{p}: not a posekit pack (format {meta.get('format')!r})")
+    if not (len(ids) + 1 == len(offsets) == len(kp) + 1 == len(sizes) + 1 == len(pre) + 1):
+        raise DataError(f"{p}: inconsistent pack (array lengths differ)")
+    images: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
+
+    def dec(k: int) -> None:
+        images[k] = decode_image(jpeg[offsets[k]:offsets[k + 1]].tobytes(), f"{p}[{ids[k]}]")
+
+    _run_threaded(dec, list(range(len(ids))), 2, progress, "unpacking")
+    keys, sets = [], {}
+    by_set: dict[str, list[int]] = {}
+    for k, sid in enumerate(ids):
+        by_set.setdefault(sid.split("/", 1)[0], []).append(k)
+    for name, ks in by_set.items():
+        paths = [p / ids[k] for k in ks]  # virtual paths: <pack>/<set>/<file>; sample ids stay <set>/<file>
+        sets[name] = PoseSet(name=name, root=p, image_paths=paths, keypoints=kp[ks], visible=vis[ks], annotated=ann[ks],
+                             layout="pack")
+    keys = [str(p / sid) for sid in ids]
+    return sets, PackCache(images, pre, sizes, keys), meta["split"]

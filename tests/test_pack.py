@@ -1,0 +1,47 @@
+"""`posekit data pack` and training from a pack (issue 7)."""
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_overrides
+
+from posekit.cli import main
+from posekit.data.lsp import load_sets
+from posekit.data.pack import load_pack
+from posekit.data.transforms import apply_affine
+from posekit.errors import DataError
+
+
+def test_pack_round_trip_and_train_from_it(synth_root, tmp_path, capsys):
+    out = tmp_path / "p.npz"
+    assert main(["data", "pack", "--data", str(synth_root), "--out", str(out), "--size", "48", "--no-progress",
+                 "--val-fraction", "0.1"]) == 0
+    assert "person-centred 48x48 crops" in capsys.readouterr().out
+    sets, cache, split = load_pack(out)
+    orig = load_sets(synth_root, ["lsp", "lspet"])
+    assert set(split) >= {"train", "val"} and len(split["train"]) == 54 and split["test"] == []
+    sid = split["train"][3]
+    name = sid.split("/")[0]
+    i = [orig[name].sample_id(j) for j in range(len(orig[name]))].index(sid)
+    ps = sets[name]
+    k = [ps.sample_id(j) for j in range(len(ps))].index(sid)
+    np.testing.assert_allclose(ps.keypoints[k], orig[name].keypoints[i])  # annotations in original pixels
+    img, pre, (w, h) = cache.get(ps.image_paths[k])
+    assert img.shape == (48, 48, 3) and (w, h) == (64, 80)
+    # the stored affine puts the annotated joints inside the crop
+    inside = apply_affine(orig[name].keypoints[i][orig[name].annotated[i]], pre)
+    assert (inside > -0.5).all() and (inside < 47.5).all()
+    # training from the pack needs no dataset folder
+    run = tmp_path / "run"
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(run), "--epochs", "1", "--no-progress",
+                 *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}", "augment.person_crop=0.2"]) == 0
+    saved = json.loads((run / "split.json").read_text())
+    assert saved["train"] == split["train"]
+
+
+def test_bad_pack(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="not a readable posekit pack"):
+        load_pack(tmp_path / "x.npz")
+    with pytest.raises(DataError, match="pack file not found"):
+        load_pack(tmp_path / "none.npz")
