@@ -290,45 +290,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     epoch = start_epoch - 1
     stopped_early = False
     for epoch in range(start_epoch, t["epochs"]):
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        np.random.seed((seed * 1_000_003 + epoch) % 2**32)
-        train_ds.set_epoch(epoch)
-        loader = _train_loader(train_ds, t, world, rank, seed, epoch)
-        steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
-        net.train()
-        total, count, seen = 0.0, 0, 0
-        t0 = time.perf_counter()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
-        for step, batch in enumerate(loader):
-            if step >= steps:
-                break
-            lr = lr_at(cfg, epoch + step / steps)
-            for gparam in opt.param_groups:
-                gparam["lr"] = lr
-            loss, n = _step(net, codec, loss_fn, batch, device, fmt, amp, world)
-            if not torch.isfinite(loss):
-                raise PosekitError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step + 1} "
-                                   "(lower train.lr)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-            opt.step()
-            total += loss.item() * n
-            count += n
-            seen += n * world
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / count:.5f}", lr=f"{lr:.2e}")
-        if bar is not None:
-            bar.close()
-        train_time = time.perf_counter() - t0
-        if world > 1:  # the mean loss over the global batch, as one process would report it
-            total, count = _all_sum(total, count, device)
+        total, count, seen, lr, train_time = _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device,
+                                                          world, rank, epoch, progress)
         rec = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
                "images_per_s": seen / max(train_time, 1e-9), "train_time_s": train_time}
         if len(val_ds):
@@ -414,36 +377,62 @@ def _broadcast_flag(flag: bool, device) -> bool:
     return bool(v.item())
 
 
-def _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch) -> dict:
-    """The training loop of a process other than rank 0: the same steps (DDP averages the
-    gradients), no logging, validation or files; it stops when rank 0 does."""
+def _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device, world: int, rank: int, epoch: int,
+                 progress: bool = False) -> tuple[float, int, int, float, float]:
+    """One epoch of training steps on this process. Returns (loss sum, samples, images seen by
+    all processes, last learning rate, seconds); under DDP the loss sum and samples are global."""
     t = cfg["train"]
     seed = int(t["seed"])
     fmt = torch.channels_last if t["channels_last"] else torch.contiguous_format
     amp = bool(t["amp"]) and device.type == "cuda"
-    for epoch in range(start_epoch, t["epochs"]):
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        np.random.seed((seed * 1_000_003 + epoch) % 2**32)
-        train_ds.set_epoch(epoch)
-        loader = _train_loader(train_ds, t, world, rank, seed, epoch)
-        steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
-        net.train()
-        total, count = 0.0, 0
-        for step, batch in enumerate(loader):
-            if step >= steps:
-                break
-            lr = lr_at(cfg, epoch + step / steps)
-            for gparam in opt.param_groups:
-                gparam["lr"] = lr
-            loss, n = _step(net, codec, loss_fn, batch, device, fmt, amp, world)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-            opt.step()
-            total += loss.item() * n
-            count += n
-        _all_sum(total, count, device)
+    torch.manual_seed(seed * 1_000_003 + epoch)
+    np.random.seed((seed * 1_000_003 + epoch) % 2**32)
+    train_ds.set_epoch(epoch)
+    loader = _train_loader(train_ds, t, world, rank, seed, epoch)
+    steps = len(loader) if not t["max_steps_per_epoch"] else min(len(loader), t["max_steps_per_epoch"])
+    net.train()
+    total, count, seen, lr = 0.0, 0, 0, lr_at(cfg, epoch)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        lr = lr_at(cfg, epoch + step / steps)
+        for gparam in opt.param_groups:
+            gparam["lr"] = lr
+        loss, n = _step(net, codec, loss_fn, batch, device, fmt, amp, world)
+        if not torch.isfinite(loss):
+            raise PosekitError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step + 1} "
+                               "(lower train.lr)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        opt.step()
+        total += loss.item() * n
+        count += n
+        seen += n * world
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.5f}", lr=f"{lr:.2e}")
+    if bar is not None:
+        bar.close()
+    train_time = time.perf_counter() - t0
+    if world > 1:  # the mean loss over the global batch, as one process would report it
+        total, count = _all_sum(total, count, device)
+    return total, count, seen, lr, train_time
+
+
+def _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch) -> dict:
+    """The training loop of a process other than rank 0: the same steps (DDP averages the
+    gradients), no logging, validation or files; it stops when rank 0 does."""
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg["train"]["epochs"]):
+        _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, epoch)
         if _broadcast_flag(False, device):
             break
     return {"rank": rank, "epochs_done": epoch + 1}

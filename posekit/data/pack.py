@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posekit.data.dataset import _run_threaded
+from posekit.data.dataset import ImageCache, _run_threaded
 from posekit.data.images import decode_image, read_image
 from posekit.data.lsp import PoseSet, load_sets
 from posekit.data.splits import make_split
@@ -75,22 +75,13 @@ def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, s
             "quality": quality, "split": split_name}
 
 
-class PackCache:
+class PackCache(ImageCache):
     """The decoded crops of a pack, with the ``ImageCache`` interface: ``get(path)`` returns
     (crop, affine original -> crop, original (w, h))."""
 
-    def __init__(self, images: list[np.ndarray], pre: np.ndarray, sizes: np.ndarray, keys: list[str]):
+    def __init__(self, images: list[np.ndarray], pre: np.ndarray, sizes: np.ndarray, keys: list[str]):  # noqa: D107
         self.images, self.pre, self.sizes = images, pre, sizes
         self.index = {k: i for i, k in enumerate(keys)}
-
-    def get(self, path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        i = self.index[str(path)]
-        w, h = self.sizes[i]
-        return self.images[i], self.pre[i], (int(w), int(h))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(im.nbytes for im in self.images)
 
 
 def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict]:
