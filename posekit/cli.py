@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="posekit-lsp",
                    help="checkpoint file, run folder or shipped model name (default: posekit-lsp)")
     e.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
-    e.add_argument("--split", default="lsp-test", choices=["lsp-test", "paper-test", "val"])
+    e.add_argument("--split", default="lsp-test", choices=["lsp-test", "lsp-train", "paper-test", "val"],
+                   help="lsp-test: LSP 1001-2000 (the benchmark); lsp-train: LSP 1-1000, for the train/test gap")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--out", help="also write metrics.md, predictions.png and loss_curve.png here")
     e.add_argument("--batch-size", type=int, default=32)

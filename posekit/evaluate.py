@@ -19,7 +19,7 @@ from posekit.metrics import evaluate_keypoints
 from posekit.skeleton import FLIP_PERM, JOINT_NAMES
 from posekit.utils import atomic_write_text, select_device
 
-EVAL_SPLITS = ("lsp-test", "paper-test", "val")
+EVAL_SPLITS = ("lsp-test", "lsp-train", "paper-test", "val")
 
 
 def to_original(kp_input: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,10 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
     cfg = ckpt["config"]
     if split_name == "lsp-test":
         return lsp_test_ids(sets)
+    if split_name == "lsp-train":  # LSP 1-1000, whole images: with lsp-test, a train/test gap on one distribution
+        test = set(lsp_test_ids(sets))
+        s = sets["lsp"]
+        return [s.sample_id(i) for i in range(len(s)) if s.sample_id(i) not in test]
     if split_name == "val":
         return list(ckpt["split"]["val"])
     if split_name == "paper-test":
@@ -116,7 +120,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     dev = select_device(device)
     model, codec, ckpt = load_model(model_path, dev)
     cfg = ckpt["config"]
-    needed = ["lsp"] if split_name == "lsp-test" else list(ckpt["split"].get("sets", cfg["data"]["sets"]))
+    needed = ["lsp"] if split_name in ("lsp-test", "lsp-train") else list(ckpt["split"].get("sets", cfg["data"]["sets"]))
     sets = load_sets(data_root, needed)
     ids = eval_ids(split_name, ckpt, sets)
     if limit:

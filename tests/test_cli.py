@@ -46,6 +46,10 @@ def test_train_evaluate_smoke(trained, synth_root, capsys, tmp_path):
         assert (tmp_path / "ev" / f).stat().st_size > 0
     assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--split", "val"]) == 0
     assert "| PCK@0.2 |" in capsys.readouterr().out
+    # lsp-train: LSP's first half, whole images; the model trained on (most of) them
+    assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--split", "lsp-train", "--json"]) == 0
+    tr = json.loads(capsys.readouterr().out)
+    assert tr["n"] == 20 and tr["split"] == "lsp-train" and tr["train_overlap"] >= 15
     assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--flip-test", "--json"]) == 0
     f = json.loads(capsys.readouterr().out)
     assert f["flip_test"] is True and f["n"] == m["n"] and f["pck"] is not None
