@@ -163,8 +163,11 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
         err = ErrorModel.fit(gt, est, mask)
         vgt, vmask, vests = (_estimates(s1_model, s1_codec, s1cfg, sets, val_ids, cache, device, trained, t["num_workers"])
                              if val_ids else (None, None, None))
-        log(f"stage {k}: previous-stage errors on train (in pose diameters): "
+        log(f"stage {k}: previous-stage rms errors per joint on train (in pose diameters): "
             + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in err.cov))
+        if val_ids:  # the training set's errors can be optimistic (stage 1 saw those images): compare
+            verr = ErrorModel.fit(vgt, vests[-1], vmask)
+            log(f"stage {k}: ... and on val: " + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in verr.cov))
         net = net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
         stage = Stage(net, st["input_size"], st["sigma"])

@@ -26,6 +26,9 @@ def _cmd_train(args) -> int:
     resume = None
     if args.resume:
         ckpt = read_checkpoint(Path(args.resume) / "last.pt" if Path(args.resume).is_dir() else args.resume)
+        if ckpt.get("cascade"):
+            raise PosekitError(f"{ckpt['path']}: cascade stages train in minutes and are not resumable; "
+                               "rerun the cascade command")
         resume = ckpt["path"]
         cfg = apply_overrides(complete_config(ckpt["config"], resume), overrides)
         validate(cfg, f"{resume} (+ overrides)")
@@ -37,11 +40,14 @@ def _cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / cfg["name"]
         if (out / "last.pt").exists() and not args.force:
             raise PosekitError(f"{out}: a run already exists here; use --resume {out}, another --out, or --force")
+    if cfg["cascade"]["stages"] and not cfg["cascade"]["stage1"]:
+        raise PosekitError(f"{args.config}: cascade.stages needs cascade.stage1 (the trained stage-1 checkpoint)")
     if cfg["cascade"]["stage1"]:  # DeepPose refinement stages on top of a trained stage 1
         from posekit.cascade_train import train_cascade
+        from posekit.train import dist_info
 
-        if resume:
-            raise PosekitError("cascade stages train in minutes and are not resumable; rerun the command")
+        if dist_info()[0] > 1:
+            raise PosekitError("cascade stages train on one process (they take minutes); run without torchrun")
         summary = train_cascade(cfg, out, progress=not args.no_progress)
         print(f"done: {summary['stages']} cascade stage(s); checkpoint {out / 'last.pt'}")
         return 0

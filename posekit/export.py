@@ -40,6 +40,9 @@ def onnx_model_bytes(model: str | os.PathLike) -> tuple[bytes, dict]:
     import onnx
 
     net, _, ckpt = load_model(model, "cpu")
+    if ckpt.get("cascade"):
+        raise PosekitError(f"{ckpt['path']}: a cascade's refinement stages crop the original image per joint and "
+                           "are not exported to ONNX; run it with the torch backend")
     cfg = ckpt["config"]
     proto = onnx.load_from_string(_onnx_bytes(net, cfg["data"]["input_size"]))
     meta = proto.metadata_props.add()

@@ -145,6 +145,8 @@ class Predictor:
         x, y, bw, bh = box
         if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
             raise PosekitError(f"box {box} lies outside the {w}x{h} image")
+        if max(bw, bh) > 10 * max(w, h):
+            raise PosekitError(f"box {box} is more than 10 times larger than the {w}x{h} image")
         side = max(bw, bh)
         m = box_matrix((x + bw / 2 - side / 2, y + bh / 2 - side / 2, side, side), self.input_size)
         return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h, img
@@ -164,6 +166,8 @@ class Predictor:
         else:
             kp, sc = self.codec.decode(self.network(x).float())
         orig = to_original(kp.cpu(), m).numpy()
+        if not np.isfinite(orig).all():
+            raise PosekitError("the prediction is not finite (a box of absurd size?)")
         if self.stages:
             from posekit.models.cascade import run_cascade
 

@@ -44,7 +44,11 @@ def build_datasets(cfg: dict, split: dict | None = None, progress: bool = False)
     if d["pack"]:  # a packed split (`posekit data pack`): crops, annotations and split in one file
         from posekit.data.pack import load_pack
 
-        sets, pack_cache, pack_split = load_pack(d["pack"], progress=progress)
+        sets, pack_cache, pack_split, pack_margin = load_pack(d["pack"], progress=progress)
+        crop = cfg["augment"]["person_crop"]
+        if crop is None or crop > pack_margin + 1e-9:
+            raise ConfigError(f"{d['pack']}: a pack holds person crops with margin {pack_margin}; training from it needs "
+                              f"augment.person_crop <= {pack_margin} (got {crop}): the rest of each image is not in it")
         split = split or pack_split
     else:
         sets = load_sets(d["root"], d["sets"])
@@ -255,6 +259,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         from torch.nn.parallel import DistributedDataParallel
 
         if t["sync_bn"]:
+            if device.type != "cuda":
+                raise ConfigError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU/Gloo implementation)")
             model = net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = build_optimizer(cfg, model)

@@ -47,14 +47,16 @@ def test_pose_diameter_is_the_torso_diagonal():
 
 
 class _Fixed(torch.nn.Module):
-    """A stage network that always says 'the joint is at this normalised place in the crop'."""
+    """A stage network whose output row j always says 'joint j is at this place in the crop':
+    (0.5, 0.5) + step * j, so each joint's answer is told apart from the others'."""
 
-    def __init__(self, where=(0.5, 0.5)):
+    def __init__(self, step=(0.0, 0.0)):
         super().__init__()
-        self.where = torch.tensor(where, dtype=torch.float32)
+        j = torch.arange(NUM_JOINTS, dtype=torch.float32)[:, None]
+        self.rows = (0.5 + j * torch.tensor(step, dtype=torch.float32)).reshape(-1)
 
     def forward(self, x):
-        return self.where.repeat(len(x), NUM_JOINTS)
+        return self.rows.repeat(len(x), 1)
 
 
 def test_zero_displacement_stage_returns_stage_one():
@@ -65,10 +67,11 @@ def test_zero_displacement_stage_returns_stage_one():
     assert len(ests) == 3
     for e in ests[1:]:
         np.testing.assert_allclose(e, kp1, atol=1e-9)
-    # and a stage that says "a quarter crop to the right" moves every joint by side / 4
-    moved = run_cascade([Stage(_Fixed((0.75, 0.5)), 32, 2.0)], images, kp1)[-1]
+    # a stage whose row j says "j/100 of a crop to the right" moves joint j by j/100 x its crop side
+    moved = run_cascade([Stage(_Fixed((0.01, 0.0)), 32, 2.0)], images, kp1)[-1]
     side = 2.0 * pose_diameter(kp1)
-    np.testing.assert_allclose(moved[..., 0] - kp1[..., 0], np.broadcast_to(side[:, None] / 4, (3, NUM_JOINTS)), atol=1e-6)
+    want = side[:, None] * np.arange(NUM_JOINTS)[None, :] / 100
+    np.testing.assert_allclose(moved[..., 0] - kp1[..., 0], want, atol=1e-4)  # float32 outputs
     np.testing.assert_allclose(moved[..., 1], kp1[..., 1], atol=1e-6)
 
 
@@ -119,8 +122,21 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
 
     p = Predictor(str(out))
     assert len(p.stages) == 1
-    img = read_image(synth_root / "lsp" / "images" / "im0040.jpg")
-    pose = p.predict(img)
-    assert pose.keypoints.shape == (14, 2) and np.isfinite(pose.keypoints).all()
+    from posekit.data.lsp import load_sets
+    from posekit.metrics import pck
+
+    lsp = load_sets(synth_root, ["lsp"])["lsp"]
+    test = list(range(20, 40))
+    poses = p.predict_batch([read_image(lsp.image_paths[i]) for i in test])
+    pred = np.stack([q.keypoints for q in poses])
+    assert pck(pred, lsp.keypoints[test], lsp.annotated[test])[0] == pytest.approx(m["pck"], abs=1e-9)
     assert main(["evaluate", "--model", str(s1), "--data", str(synth_root), "--per-stage", "--json"]) == 2
     assert "needs a cascade checkpoint" in capsys.readouterr().err
+    # what a cascade cannot do is refused in one line
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "not resumable" in capsys.readouterr().err
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "c.onnx")]) == 2
+    assert "torch backend" in capsys.readouterr().err
+    assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "x"), *over,
+                 "cascade.stage1=null"]) == 2
+    assert "cascade.stages needs cascade.stage1" in capsys.readouterr().err

@@ -17,7 +17,8 @@ def test_pack_round_trip_and_train_from_it(synth_root, tmp_path, capsys):
     assert main(["data", "pack", "--data", str(synth_root), "--out", str(out), "--size", "48", "--no-progress",
                  "--val-fraction", "0.1"]) == 0
     assert "person-centred 48x48 crops" in capsys.readouterr().out
-    sets, cache, split = load_pack(out)
+    sets, cache, split, margin = load_pack(out)
+    assert margin == 0.4
     orig = load_sets(synth_root, ["lsp", "lspet"])
     assert set(split) >= {"train", "val"} and len(split["train"]) == 54 and split["test"] == []
     sid = split["train"][3]
@@ -37,11 +38,19 @@ def test_pack_round_trip_and_train_from_it(synth_root, tmp_path, capsys):
                  *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}", "augment.person_crop=0.2"]) == 0
     saved = json.loads((run / "split.json").read_text())
     assert saved["train"] == split["train"]
+    # a recipe that wants more of the image than the pack holds is refused
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(tmp_path / "r2"), "--epochs", "1",
+                 "--no-progress", *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}"]) == 2
+    assert "needs augment.person_crop <= 0.4" in capsys.readouterr().err
 
 
 def test_bad_pack(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="not a readable posekit pack"):
         load_pack(tmp_path / "x.npz")
+    good = tmp_path / "half.npz"
+    good.write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a half-copied zip
+    with pytest.raises(DataError, match="not a readable posekit pack"):
+        load_pack(good)
     with pytest.raises(DataError, match="pack file not found"):
         load_pack(tmp_path / "none.npz")

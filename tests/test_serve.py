@@ -83,7 +83,8 @@ def test_service_endpoints(client):
 @pytest.mark.parametrize("case,status,fragment", [
     ("text", 415, "not an image"),
     ("truncated", 400, "truncated JPEG"),
-    ("corrupt", 400, "upload"),
+    ("corrupt", 400, "upload: cannot decode"),
+    ("huge_box", 400, "10 times larger"),
     ("empty", 400, "empty"),
     ("bomb", 413, "pixels"),
     ("bad_box", 400, "box"),
@@ -99,11 +100,14 @@ def test_bad_inputs_get_json_errors_and_service_continues(client, case, status, 
         form["box"] = "1,2,3"
     if case == "box_outside":
         form["box"] = "5000,5000,10,10"
+    if case == "huge_box":
+        form["box"] = "0,0,1e308,1e308"
     r = _post(client, data, **form)
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["status"] == status and fragment in err["message"]
     _ok(client)  # and the next normal request succeeds
+    assert client.get("/healthz").json()["in_flight"] == 0  # no slot leaked by the error
 
 
 def test_missing_field_and_size_limits(predictor):
@@ -215,3 +219,16 @@ def test_page_in_headless_chromium(live_server, tmp_path):
     assert drawn["n"] > 300  # limbs and joints were drawn on the overlay
     assert names[0] == "right_ankle" and names[-1] == "head_top"
     assert shot.stat().st_size > 10_000
+
+
+def test_unexpected_errors_are_json_500(predictor):
+    class Broken:
+        name, backend, input_size, flip_test = "broken", "torch", 128, False
+
+        def predict(self, *a, **k):
+            raise RuntimeError("boom")
+
+    c = TestClient(create_app(predictor=Broken()), raise_server_exceptions=False)
+    r = _post(c, Path(EXAMPLE).read_bytes())
+    assert r.status_code == 500 and r.json()["error"]["message"] == "internal error (RuntimeError)"
+    assert c.get("/healthz").json()["in_flight"] == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -84,18 +85,19 @@ class PackCache(ImageCache):
         self.index = {k: i for i, k in enumerate(keys)}
 
 
-def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict]:
-    """(sets, cache, split) from a pack file: what training needs, without the dataset folder."""
+def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict, float]:
+    """(sets, cache, split, crop margin) from a pack file: what training needs, without the dataset folder."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: pack file not found (make one with `posekit data pack`)")
     try:
         z = np.load(p, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
+        split, margin = meta["split"], float(meta["margin"])
         ids = [str(i) for i in z["ids"]]
         jpeg, offsets = z["jpeg"], z["offsets"]
         kp, vis, ann, sizes, pre = z["keypoints"], z["visible"], z["annotated"], z["sizes"], z["pre"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{p}: not a readable posekit pack ({type(e).__name__})") from None
     if meta.get("format") != PACK_FORMAT:
         raise DataError(f"{p}: not a posekit pack (format {meta.get('format')!r})")
@@ -116,4 +118,4 @@ def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str
         sets[name] = PoseSet(name=name, root=p, image_paths=paths, keypoints=kp[ks], visible=vis[ks], annotated=ann[ks],
                              layout="pack")
     keys = [str(p / sid) for sid in ids]
-    return sets, PackCache(images, pre, sizes, keys), meta["split"]
+    return sets, PackCache(images, pre, sizes, keys), split, margin

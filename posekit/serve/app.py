@@ -103,6 +103,13 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
         return _error(422, f"invalid or missing field(s): {', '.join(missing) or 'request'}",
                       detail=[{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in e.errors()])
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, e: Exception):  # still a JSON answer; the server goes on
+        import logging
+
+        logging.getLogger("posekit.serve").exception("unexpected error")
+        return _error(500, f"internal error ({type(e).__name__})")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException):
         return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
@@ -149,18 +156,25 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
                 state["refused"] += 1
                 raise ApiError(503, f"busy: {capacity} requests already in flight; retry shortly", {"Retry-After": "1"})
             state["in_flight"] += 1
-        try:
-            def work():
-                rgb = check_image_bytes(data, max_pixels)
-                return pred.predict(rgb, b)
 
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(pool, work)
-            except PosekitError as e:  # e.g. a box outside the image
-                raise ApiError(400, str(e)) from None
-        finally:
+        def release(_fut) -> None:  # when the work itself ends, even if the client has gone
             with lock:
                 state["in_flight"] -= 1
+
+        def work():
+            rgb = check_image_bytes(data, max_pixels)
+            return pred.predict(rgb, b)
+
+        try:
+            fut = pool.submit(work)
+        except RuntimeError:  # the pool is shutting down
+            release(None)
+            raise ApiError(503, "the service is shutting down", {"Retry-After": "5"}) from None
+        fut.add_done_callback(release)
+        try:
+            result = await asyncio.wrap_future(fut)
+        except PosekitError as e:  # e.g. a box outside the image
+            raise ApiError(400, str(e)) from None
         state["served"] += 1
         return {**result.to_dict(), "model": pred.name, "latency_ms": round((time.perf_counter() - t0) * 1e3, 2)}
 
