@@ -29,8 +29,8 @@ from posekit.errors import DataError
 PACK_FORMAT = "posekit-pack-v1"
 
 
-def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, size: int = 160, margin: float = 0.4,
-               quality: int = 90, split_seed: int = 0, val_fraction: float = 0.05,
+def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, size: int = 144, margin: float = 0.4,
+               quality: int = 75, split_seed: int = 0, val_fraction: float = 0.05,
                fractions=(0.7, 0.15, 0.15), which=("train", "val"), progress: bool = False) -> dict:
     """Write the pack; returns a summary (images, bytes, path)."""
     out = Path(out)
