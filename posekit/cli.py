@@ -180,6 +180,10 @@ def _cmd_data_pack(args) -> int:
     print(f"wrote {r['path']}: {r['images']} person-centred {r['size']}x{r['size']} crops (margin {r['margin']}, "
           f"JPEG quality {r['quality']}) of the {r['split']} train+val split, {r['bytes'] / 2**20:.1f} MiB; "
           f"train from it with data.pack={r['path']}")
+    if args.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({**r, "mib": round(r["bytes"] / 2**20, 1)}, indent=1) + "\n")
     return 0
 
 
@@ -303,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--quality", type=int, default=75, help="JPEG quality (75 at 144 px keeps LSP + LSPe under 64 MiB)")
     pk.add_argument("--out", required=True, help="output .npz")
     pk.add_argument("--no-progress", action="store_true")
+    pk.add_argument("--json", help="also write the summary (images, bytes) here")
     pk.set_defaults(func=_cmd_data_pack)
     s = dsub.add_parser("show", help="draw a sample with its joints")
     s.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
