@@ -2,7 +2,9 @@
 
 For each stage in ``cascade.stages``, in order:
 1. the current estimates of every training (and validation) image are computed: stage 1 on the
-   whole image, then the stages trained so far;
+   image framed around its person as LSP frames its test images (``cascade.frame_margin``;
+   LSPe's photos are large scenes where a whole-image guess misses by several pose diameters,
+   which is not the error a stage meets at test time), then the stages trained so far;
 2. their errors against the truth, in units of the pose diameter, are fitted per joint as a 2-D
    Gaussian (:class:`posekit.models.cascade.ErrorModel`): measured, not assumed;
 3. each epoch, every training image gives ``joints_per_image`` random annotated joints; a crop
@@ -29,7 +31,7 @@ from posekit.checkpoint import load_model, save_checkpoint
 from posekit.config import dump_config
 from posekit.data.dataset import ImageCache, PoseLandmarksDataset
 from posekit.data.lsp import load_sets
-from posekit.data.transforms import PoseTransform, compose_affine, invert_affine, to_tensor, warp
+from posekit.data.transforms import AugmentConfig, PoseTransform, compose_affine, invert_affine, to_tensor, warp
 from posekit.errors import ConfigError, PosekitError
 from posekit.evaluate import predict_loader
 from posekit.metrics import pck
@@ -85,9 +87,12 @@ def _plan(gt, mask, est, err: ErrorModel, sigma: float, per_image: int, jitter: 
     return np.array(rows, np.float64)
 
 
-def _estimates(model, codec, s1cfg, sets, ids, cache, device, stages, workers) -> tuple[np.ndarray, ...]:
-    """(gt, mask, [estimates after stage 1, 2, ...]) for ``ids``, in original pixels."""
-    tf = PoseTransform(s1cfg["data"]["input_size"], s1cfg["data"]["resize_mode"], train=False)
+def _estimates(model, codec, s1cfg, sets, ids, cache, device, stages, workers,
+               frame: float | None = None) -> tuple[np.ndarray, ...]:
+    """(gt, mask, [estimates after stage 1, 2, ...]) for ``ids``, in original pixels. Stage 1 sees
+    each image framed around its person with margin ``frame`` (None: the whole image)."""
+    tf = PoseTransform(s1cfg["data"]["input_size"], s1cfg["data"]["resize_mode"], train=False,
+                       augment=AugmentConfig(person_crop=frame))
     ds = PoseLandmarksDataset(sets, ids, tf, cache=cache)
     res = predict_loader(model, codec, DataLoader(ds, batch_size=64, num_workers=workers), device, keep_first=False)
     ests = [res["pred"]]
@@ -158,10 +163,12 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
     trained: list[Stage] = []
     stage_states, history = [], []
     for k, (st, net) in enumerate(zip(stage_cfgs, nets), start=2):
-        gt, mask, ests = _estimates(s1_model, s1_codec, s1cfg, sets, train_ids, cache, device, trained, t["num_workers"])
+        gt, mask, ests = _estimates(s1_model, s1_codec, s1cfg, sets, train_ids, cache, device, trained, t["num_workers"],
+                                    c["frame_margin"])
         est = ests[-1]
         err = ErrorModel.fit(gt, est, mask)
-        vgt, vmask, vests = (_estimates(s1_model, s1_codec, s1cfg, sets, val_ids, cache, device, trained, t["num_workers"])
+        vgt, vmask, vests = (_estimates(s1_model, s1_codec, s1cfg, sets, val_ids, cache, device, trained, t["num_workers"],
+                                           c["frame_margin"])
                              if val_ids else (None, None, None))
         log(f"stage {k}: previous-stage rms errors per joint on train (in pose diameters): "
             + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in err.cov))

@@ -49,6 +49,7 @@ DEFAULTS: dict = {
         "stages": [],  # one mapping per stage 2, 3, ...: {sigma, input_size, model: {name, options}}
         "joints_per_image": 4,  # training crops per image per epoch (random annotated joints)
         "side_jitter": 0.1,  # crop side x U(1 - j, 1 + j) while training
+        "frame_margin": 0.17,  # stage-1 estimates on training images framed like LSP's (null: whole image)
     },
     "train": {
         "epochs": 30,
@@ -173,7 +174,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
-    "train.save_every": int, "train.init_from": str, "cascade.stage1": str,
+    "train.save_every": int, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
