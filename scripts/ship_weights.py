@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="JSON from `posekit evaluate --json` on lsp-test")
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--max-mb", type=float, default=10.0)
+    ap.add_argument("--note", default="", help="a line about how the run was made (e.g. the code it started from)")
     a = ap.parse_args()
     ck = read_checkpoint(a.run)
     metrics = json.loads(Path(a.metrics).read_text())
@@ -43,13 +44,13 @@ def main() -> None:
 
 The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} parameters,
 {model_flops(model, s):.2f} GFLOPs at {s}x{s}) with a `{cfg['codec']['name']}` head, stored in fp16
-({size_mb:.1f} MB). Select it with `--model {a.name}` (the default) or `posekit.checkpoint.load_model("{a.name}")`.
+({size_mb:.1f} MB). Select it with `--model {a.name}` (the default) or `posekit.Predictor("{a.name}")`.
 
 - **Data**: Leeds Sports Pose (LSP images 1-1000) + LSP-extended (10,000), split `{cfg['data']['split']}`
   (seed {cfg['data']['split_seed']}); validation {len(ck['split']['val'])} images carved from train.
 - **Recipe**: `configs/release.yaml` as run (the full config is inside the .pt file).
 - **Command**: `{a.command}`
-- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}
+- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{chr(10) + '- **Note**: ' + a.note if a.note else ''}
 - **Commit**: {commit}
 - **Date**: {dt.date.today().isoformat()}
 
