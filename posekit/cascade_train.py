@@ -6,7 +6,10 @@ For each stage in ``cascade.stages``, in order:
    LSPe's photos are large scenes where a whole-image guess misses by several pose diameters,
    which is not the error a stage meets at test time), then the stages trained so far;
 2. their errors against the truth, in units of the pose diameter, are fitted per joint as a 2-D
-   Gaussian (:class:`posekit.models.cascade.ErrorModel`): measured, not assumed;
+   Gaussian (:class:`posekit.models.cascade.ErrorModel`): measured, not assumed. Only errors
+   the stage can see are fitted: within ``error_reach`` x the crop's half-side (``sigma / 2``);
+   the gross misses of a weak stage 1 would otherwise swell the Gaussian until most training
+   crops miss their joint;
 3. each epoch, every training image gives ``joints_per_image`` random annotated joints; a crop
    is centred on the true joint displaced by a sample of that joint's error distribution, of
    side ``sigma x diam(estimate) x U(1 - side_jitter, 1 + side_jitter)``, with the colour
@@ -166,12 +169,17 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
         gt, mask, ests = _estimates(s1_model, s1_codec, s1cfg, sets, train_ids, cache, device, trained, t["num_workers"],
                                     c["frame_margin"])
         est = ests[-1]
-        err = ErrorModel.fit(gt, est, mask)
+        reach = None if c["error_reach"] is None else c["error_reach"] * st["sigma"] / 2
+        err = ErrorModel.fit(gt, est, mask, reach=reach)
         vgt, vmask, vests = (_estimates(s1_model, s1_codec, s1cfg, sets, val_ids, cache, device, trained, t["num_workers"],
                                            c["frame_margin"])
                              if val_ids else (None, None, None))
         log(f"stage {k}: previous-stage rms errors per joint on train (in pose diameters): "
-            + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in err.cov))
+            + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in ErrorModel.fit(gt, est, mask).cov))
+        if reach is not None:
+            log(f"stage {k}: fitted to the errors within {reach:.2f} diameters (the crop's reach): rms "
+                + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in err.cov)
+                + "; left out per joint: " + ", ".join(f"{x:.0%}" for x in err.excluded))
         if val_ids:  # the training set's errors can be optimistic (stage 1 saw those images): compare
             verr = ErrorModel.fit(vgt, vests[-1], vmask)
             log(f"stage {k}: ... and on val: " + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in verr.cov))

@@ -50,6 +50,7 @@ DEFAULTS: dict = {
         "joints_per_image": 4,  # training crops per image per epoch (random annotated joints)
         "side_jitter": 0.1,  # crop side x U(1 - j, 1 + j) while training
         "frame_margin": 0.17,  # stage-1 estimates on training images framed like LSP's (null: whole image)
+        "error_reach": 1.0,  # fit the error model to errors within this x the crop's half-side (null: all)
     },
     "train": {
         "epochs": 30,
@@ -175,6 +176,7 @@ _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
     "train.save_every": int, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
+    "cascade.error_reach": float,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
@@ -256,6 +258,8 @@ def validate(cfg: dict, where: str = "config") -> None:
         (t["save_every"] is None or t["save_every"] >= 1, "train.save_every must be >= 1 or null"),
         (cfg["cascade"]["joints_per_image"] >= 1, "cascade.joints_per_image must be >= 1"),
         (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
+        (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
+         "cascade.error_reach must be positive or null"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

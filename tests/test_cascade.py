@@ -95,6 +95,27 @@ def test_error_sampler_reproduces_the_covariance():
     np.testing.assert_allclose(em2.cov, em.cov)
 
 
+def test_error_fit_leaves_out_misses_beyond_the_crops_reach():
+    # 10% gross misses (20 diameters away) swell the plain fit; with reach=1 they are left out
+    rng = np.random.default_rng(4)
+    n = 5000
+    cov = np.array([[0.02, 0.0], [0.0, 0.01]])
+    est = np.tile(rng.uniform(0, 100, (1, NUM_JOINTS, 2)), (n, 1, 1))
+    est[:, JOINT_INDEX["left_shoulder"]] = (0, 0)
+    est[:, JOINT_INDEX["right_hip"]] = (0, 100)
+    err = rng.multivariate_normal([0, 0], cov, size=(n, NUM_JOINTS))
+    miss = rng.random((n, NUM_JOINTS)) < 0.1
+    err[miss] = 20.0
+    gt = est + err * 100
+    mask = np.ones((n, NUM_JOINTS), bool)
+    plain = ErrorModel.fit(gt, est, mask)
+    assert plain.cov[5, 0, 0] > 10 * cov[0, 0]
+    robust = ErrorModel.fit(gt, est, mask, reach=1.0)
+    np.testing.assert_allclose(robust.cov[5], cov, atol=0.002)
+    np.testing.assert_allclose(robust.excluded, miss.mean(0), atol=1e-9)
+    assert plain.excluded.max() == 0
+
+
 def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
     s1 = tmp_path / "s1"
     assert main(["train", "--config", "configs/poster.yaml", "--out", str(s1), "--epochs", "2", "--no-progress",

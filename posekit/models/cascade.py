@@ -74,14 +74,24 @@ class ErrorModel:
         self.mean = np.asarray(mean, np.float64).reshape(NUM_JOINTS, 2)
         self.cov = np.asarray(cov, np.float64).reshape(NUM_JOINTS, 2, 2)
         self.counts = None if counts is None else np.asarray(counts)
+        self.excluded = np.zeros(NUM_JOINTS)  # fraction of errors beyond ``reach`` in :meth:`fit`
         # Cholesky factors (a tiny ridge keeps a degenerate covariance usable)
         self._chol = np.linalg.cholesky(self.cov + 1e-9 * np.eye(2))
 
     @classmethod
-    def fit(cls, gt: np.ndarray, est: np.ndarray, mask: np.ndarray) -> ErrorModel:
-        """From (N, 14, 2) truths, (N, 14, 2) estimates and (N, 14) annotation masks."""
+    def fit(cls, gt: np.ndarray, est: np.ndarray, mask: np.ndarray, reach: float | None = None) -> ErrorModel:
+        """From (N, 14, 2) truths, (N, 14, 2) estimates and (N, 14) annotation masks.
+
+        ``reach`` (in pose diameters): only errors whose x and y both lie within it are fitted.
+        A stage whose crop has half-side ``reach`` cannot see a joint further away, and a weak
+        stage 1's few gross misses (tens of diameters) would otherwise swell the Gaussian until
+        most simulated estimates put the joint outside the crop. ``excluded`` keeps, per joint,
+        the fraction left out."""
         err = (np.asarray(gt, np.float64) - np.asarray(est, np.float64)) / pose_diameter(est)[:, None, None]
         mask = np.asarray(mask, bool)
+        annotated = mask.sum(0)
+        if reach is not None:
+            mask = mask & (np.abs(err) <= reach).all(-1)
         mean, cov, counts = np.zeros((NUM_JOINTS, 2)), np.zeros((NUM_JOINTS, 2, 2)), mask.sum(0)
         for j in range(NUM_JOINTS):
             e = err[mask[:, j], j]
@@ -89,7 +99,9 @@ class ErrorModel:
                 mean[j], cov[j] = e.mean(0), np.cov(e, rowvar=False)
             else:
                 cov[j] = np.eye(2) * 0.01
-        return cls(mean, cov, counts)
+        model = cls(mean, cov, counts)
+        model.excluded = 1 - counts / np.maximum(annotated, 1)
+        return model
 
     def sample(self, joints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(n,) joint indices -> (n, 2) displacements in units of the pose diameter."""
