@@ -31,12 +31,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from posekit.checkpoint import load_model, save_checkpoint
+from posekit.codecs import build_codec
 from posekit.config import dump_config
 from posekit.data.dataset import ImageCache, PoseLandmarksDataset
 from posekit.data.lsp import load_sets
 from posekit.data.transforms import AugmentConfig, PoseTransform, compose_affine, invert_affine, to_tensor, warp
 from posekit.errors import ConfigError, PosekitError
 from posekit.evaluate import predict_loader
+from posekit.losses import build_loss
 from posekit.metrics import pck
 from posekit.models import build_model
 from posekit.models.cascade import ErrorModel, Stage, crop_matrix, joint_target, pose_diameter
@@ -117,28 +119,38 @@ def stage_config_check(cfg: dict, where: str) -> list[dict]:
         raise ConfigError(f"{where}: cascade.stages is empty (one mapping per stage: sigma, input_size, model)")
     out = []
     for k, st in enumerate(stages, start=2):
-        if not isinstance(st, dict) or set(st) - {"sigma", "input_size", "model"}:
-            raise ConfigError(f"{where}: cascade stage {k} must be a mapping of sigma, input_size, model")
+        if not isinstance(st, dict) or set(st) - {"sigma", "input_size", "model", "codec"}:
+            raise ConfigError(f"{where}: cascade stage {k} must be a mapping of sigma, input_size, model (and codec)")
         sigma, size, model = st.get("sigma"), st.get("input_size", 64), st.get("model", {"name": "poster_cnn"})
+        codec = st.get("codec", "regression")
         if not isinstance(sigma, (int, float)) or sigma <= 0:
             raise ConfigError(f"{where}: cascade stage {k}: sigma must be a positive number")
         if not isinstance(size, int) or size < 16:
             raise ConfigError(f"{where}: cascade stage {k}: input_size must be an integer >= 16")
         if not isinstance(model, dict) or "name" not in model:
             raise ConfigError(f"{where}: cascade stage {k}: model must be a mapping with a name")
-        out.append({"sigma": float(sigma), "input_size": size, "model": dict(model)})
+        if not (isinstance(codec, str) or (isinstance(codec, dict) and "name" in codec)):
+            raise ConfigError(f"{where}: cascade stage {k}: codec must be a codec name or a mapping with a name")
+        out.append({"sigma": float(sigma), "input_size": size, "model": dict(model),
+                    "codec": codec if isinstance(codec, str) else dict(codec)})
     return out
 
 
-def build_stage_net(st: dict) -> torch.nn.Module:
+def build_stage_net(st: dict) -> tuple[torch.nn.Module, object]:
+    """The stage's network and codec: a regression model with the regression codec, or a heatmap
+    model with the heatmap or integral codec."""
     opts = {k: v for k, v in st["model"].items() if k != "name"}
     try:
         net = build_model(st["model"]["name"], input_size=st["input_size"], **opts)
+        codec = build_codec(st["codec"], st["input_size"])
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"cascade stage model {st['model']}: {e}") from None
-    if getattr(net, "output_kind", None) != "regression":
-        raise ConfigError(f"cascade stage model {st['model']['name']!r} is not a regression model (14 x (x, y) outputs)")
-    return net
+        raise ConfigError(f"cascade stage model {st['model']} / codec {st['codec']}: {e}") from None
+    kind = getattr(net, "output_kind", None)
+    want = "regression" if codec.kind == "regression" else "heatmap"
+    if kind != want:
+        raise ConfigError(f"cascade stage model {st['model']['name']!r} gives {kind} outputs; "
+                          f"the {codec.kind} codec needs a {want} model")
+    return net, codec
 
 
 def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=print) -> dict:
@@ -150,7 +162,7 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
     seed_everything(seed)
     s1_model, s1_codec, s1 = load_model(c["stage1"], device)
     s1cfg, split = s1["config"], s1["split"]
-    nets = [build_stage_net(st) for st in stage_cfgs]  # a bad stage model fails before any work
+    built = [build_stage_net(st) for st in stage_cfgs]  # a bad stage model fails before any work
     sets = load_sets(d["root"], list(split.get("sets") or s1cfg["data"]["sets"]))
     train_ids = split["train"][: d["limit_train"]] if d["limit_train"] else split["train"]
     val_ids = split["val"][: d["limit_val"]] if d["limit_val"] is not None else split["val"]
@@ -165,7 +177,7 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
 
     trained: list[Stage] = []
     stage_states, history = [], []
-    for k, (st, net) in enumerate(zip(stage_cfgs, nets), start=2):
+    for k, (st, (net, codec)) in enumerate(zip(stage_cfgs, built), start=2):
         gt, mask, ests = _estimates(s1_model, s1_codec, s1cfg, sets, train_ids, cache, device, trained, t["num_workers"],
                                     c["frame_margin"])
         est = ests[-1]
@@ -185,7 +197,8 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
             log(f"stage {k}: ... and on val: " + ", ".join(f"{np.sqrt(np.trace(cv)):.2f}" for cv in verr.cov))
         net = net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-        stage = Stage(net, st["input_size"], st["sigma"])
+        stage = Stage(net, st["input_size"], st["sigma"], codec)
+        loss_fn = build_loss(codec.default_loss)
         for epoch in range(t["epochs"]):
             rng = np.random.default_rng(seed * 1_000_003 + k * 10_007 + epoch)
             plan = _plan(gt, mask, est, err, st["sigma"], c["joints_per_image"], c["side_jitter"], rng)
@@ -203,9 +216,15 @@ def train_cascade(cfg: dict, out_dir: str | Path, progress: bool = True, log=pri
                 if step >= steps:
                     break
                 x = b["image"].to(device)
-                outp = net(x).float().reshape(len(x), NUM_JOINTS, 2)
-                pred = outp[torch.arange(len(x)), b["joint"].to(device)]
-                loss = ((pred - b["target"].to(device)) ** 2).mean()
+                rows = torch.arange(len(x), device=device)
+                j = b["joint"].to(device)
+                # crop i answers for its joint j only: the target sits in row / map j, the rest weigh 0
+                kp = torch.zeros(len(x), NUM_JOINTS, 2, device=device)
+                kp[rows, j] = b["target"].to(device) * st["input_size"] - 0.5  # [0, 1] frame -> crop pixels
+                onehot = torch.zeros(len(x), NUM_JOINTS, device=device)
+                onehot[rows, j] = 1.0
+                target, weight = codec.encode(kp, onehot)
+                loss = loss_fn(codec.loss_input(net(x).float()), target, weight)
                 if not torch.isfinite(loss):
                     raise PosekitError(f"cascade stage {k} diverged at epoch {epoch + 1} (lower train.lr)")
                 opt.zero_grad(set_to_none=True)

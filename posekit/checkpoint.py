@@ -110,8 +110,9 @@ def cascade_stages(ckpt: dict, device: str | torch.device = "cpu") -> list:
         try:
             net = build_model(st["model"]["name"], input_size=st["input_size"], **opts)
             net.load_state_dict(st["state"])
+            codec = build_codec(st.get("codec", "regression"), int(st["input_size"]))
         except (ValueError, TypeError, RuntimeError, KeyError) as e:
             where = ckpt.get("path", "checkpoint")
             raise PosekitError(f"{where}: cascade stage {k} cannot be rebuilt ({type(e).__name__})") from None
-        out.append(Stage(net.float().to(device).eval(), int(st["input_size"]), float(st["sigma"])))
+        out.append(Stage(net.float().to(device).eval(), int(st["input_size"]), float(st["sigma"]), codec))
     return out

@@ -5,7 +5,8 @@ every joint ``j``, at a square crop of the *original* image centred on the previ
 ``j``, of side ``sigma_s x diam(previous pose)``, resized to the stage network's input. The network
 (any registry regression model: 14 x (x, y) outputs) regresses, in its output row ``j``, where the
 joint lies in the crop's normalised frame ([0, 1]^2, 0.5 = the crop centre), i.e. the displacement
-from the crop centre. The estimate moves there, mapped back to image pixels, and the next stage
+from the crop centre. A stage may instead use a fully convolutional heatmap model with the
+heatmap or integral codec; map ``j``, decoded, gives the same place. The estimate moves there, mapped back to image pixels, and the next stage
 starts from it.
 
 ``diam`` is DeepPose's pose diameter: the distance between opposing torso joints (left shoulder
@@ -120,12 +121,21 @@ class ErrorModel:
 
 @dataclass
 class Stage:
-    """One refinement stage: a regression network over ``input_size`` crops of side
-    ``sigma x diam``."""
+    """One refinement stage: a network over ``input_size`` crops of side ``sigma x diam``, read
+    by ``codec`` (default: holistic regression, 14 x (x, y) in the crop's [0, 1] frame; a heatmap
+    or integral codec reads a fully convolutional net's maps): row / map ``j`` of crop ``j``
+    places joint ``j``."""
 
     net: nn.Module
     input_size: int
     sigma: float
+    codec: object = None
+
+    def __post_init__(self):
+        if self.codec is None:
+            from posekit.codecs import build_codec
+
+            self.codec = build_codec("regression", self.input_size)
 
     def crops(self, image: np.ndarray, kp: np.ndarray, pre: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """(14, 3, S, S) crops of ``image`` around each joint of ``kp`` (original pixels), and the
@@ -150,7 +160,8 @@ class Stage:
         for b0 in range(0, len(images), batch_images):
             chunk = range(b0, min(len(images), b0 + batch_images))
             xs, sides = zip(*(self.crops(images[i], kps[i], None if pres is None else pres[i]) for i in chunk))
-            pred = self.net(torch.cat(xs).to(device)).float().reshape(-1, NUM_JOINTS, NUM_JOINTS, 2).cpu().numpy()
+            kp_in, _ = self.codec.decode(self.net(torch.cat(xs).to(device)).float())
+            pred = to_normalised(kp_in.cpu().double().numpy(), self.input_size).reshape(-1, NUM_JOINTS, NUM_JOINTS, 2)
             for k, i in enumerate(chunk):
                 for j in range(NUM_JOINTS):  # crop j answers for joint j (its own output row)
                     out[i, j] = joint_from_output(pred[k, j, j], kps[i, j], sides[k][j], self.input_size)
