@@ -78,7 +78,8 @@ def test_joint_saliency_is_local_for_a_local_model(predictor, monkeypatch):
         far = np.maximum(np.abs(xx - kx), np.abs(yy - ky)) > reach  # outside the (square) window
         assert s[far].max() < 0.02 and s[~far].max() == 1, name
         maps[name] = s
-    assert np.abs(maps["head_top"] - maps["left_ankle"]).mean() > 0.01
+    a, b = (maps[n] > 0.02 for n in ("head_top", "left_ankle"))
+    assert (a & b).sum() < 0.5 * min(a.sum(), b.sum())  # two joints, two places
 
 
 def test_joint_saliency_is_joint_specific(predictor):
