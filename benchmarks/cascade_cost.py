@@ -15,32 +15,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posekit.checkpoint import cascade_stages, load_model
 from posekit.data.images import read_image
-from posekit.data.transforms import PoseTransform
-from posekit.evaluate import to_original
 from posekit.models import count_parameters, model_flops
+from posekit.predict import Predictor
 from posekit.skeleton import NUM_JOINTS
 
 
 @torch.inference_mode()
 def measure(model_path: str, images: list[Path], repeat: int, warmup: int = 3) -> dict:
-    model, codec, ck = load_model(model_path, torch.device("cpu"))
-    model.eval()
-    stages = cascade_stages(ck, "cpu")
+    pred = Predictor(model_path, device="cpu")
+    stages, pred.stages = pred.stages, []  # stage 1 alone is what `predict` does for a plain model
     if not stages:
         raise SystemExit(f"{model_path}: not a cascade checkpoint (no refinement stages)")
-    cfg = ck["config"]
-    tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"])
-    zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS, bool)
+    cfg = pred.config
     times = [[] for _ in range(1 + len(stages))]
-    runs = [(p, k) for p in images for k in range(repeat)]
-    for n, (path, _) in enumerate([runs[0]] * warmup + runs):
+    runs = [p for p in images for _ in range(repeat)]
+    for n, path in enumerate([runs[0]] * warmup + runs):
         t0 = time.perf_counter()
         img = read_image(path)
-        item = tf(img, zeros, ones)
-        kp, _ = codec.decode(model(item["image"][None]).float())
-        est = to_original(kp, item["matrix"][None]).numpy()
+        est = pred.predict(img).keypoints[None]
         lap = [time.perf_counter() - t0]
         for st in stages:
             t0 = time.perf_counter()
@@ -49,14 +42,13 @@ def measure(model_path: str, images: list[Path], repeat: int, warmup: int = 3) -
         if n >= warmup:
             for t, v in zip(times, lap):
                 t.append(v * 1000)
-    rows = [{"stage": 1, "model": cfg["model"]["name"], "input_size": cfg["data"]["input_size"],
-             "params": count_parameters(model), "gflops": round(model_flops(model), 3),
+    rows = [{"stage": 1, "model": cfg["model"]["name"], "input_size": pred.input_size,
+             "params": count_parameters(pred.model), "gflops": round(model_flops(pred.model, pred.input_size), 3),
              "p50_ms": round(float(np.median(times[0])), 2)}]
-    specs = ck["cascade"]["stages"]
-    for k, (st, spec, t) in enumerate(zip(stages, specs, times[1:]), start=2):
-        g = model_flops(st.net, st.input_size) * NUM_JOINTS
-        rows.append({"stage": k, "model": spec["model"]["name"], "input_size": st.input_size, "sigma": st.sigma,
-                     "params": count_parameters(st.net), "gflops": round(g, 3), "crops": NUM_JOINTS,
+    for k, (st, t) in enumerate(zip(stages, times[1:]), start=2):
+        rows.append({"stage": k, "model": type(st.net).__name__, "input_size": st.input_size, "sigma": st.sigma,
+                     "params": count_parameters(st.net), "crops": NUM_JOINTS,
+                     "gflops": round(model_flops(st.net, st.input_size) * NUM_JOINTS, 3),
                      "p50_ms": round(float(np.median(t)), 2)})
     total = float(np.median(np.sum(np.array(times), axis=0)))
     return {"model": model_path, "images": len(images), "repeat": repeat, "stages": rows, "total_p50_ms": round(total, 2)}

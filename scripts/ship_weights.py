@@ -48,7 +48,7 @@ The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} p
 
 - **Data**: Leeds Sports Pose (LSP images 1-1000) + LSP-extended (10,000), split `{cfg['data']['split']}`
   (seed {cfg['data']['split_seed']}); validation {len(ck['split']['val'])} images carved from train.
-- **Recipe**: `configs/release.yaml` as run (the full config is inside the .pt file).
+- **Recipe**: `configs/{cfg.get('name', 'release')}.yaml` as run (the full config is inside the .pt file).
 - **Command**: `{a.command}`
 - **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{chr(10) + '- **Note**: ' + a.note if a.note else ''}
 - **Commit**: {commit}

@@ -165,7 +165,8 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
     assert rc == 0
     hist = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[-1]["train_loss"] < hist[0]["train_loss"]
-    capsys.readouterr()
+    # the error model is fitted within the crop's reach: error_reach (1.0) x sigma (1.5) / 2
+    assert "fitted to the errors within 0.75 diameters" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--split", "lsp-test", "--json",
                  "--per-stage"]) == 0
     m = json.loads(capsys.readouterr().out)
@@ -215,3 +216,14 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
                  f"cascade.stage1={s1}", "cascade.stages=[{sigma: 1.5, input_size: 32, codec: heatmap, "
                  "model: {name: poster_cnn, width: 4}}]"]) == 2
     assert "the heatmap codec needs a heatmap model" in capsys.readouterr().err
+    # bad stage codecs and a bad error_reach are refused in one line, naming the problem
+    stage = "cascade.stages=[{sigma: 1.5, input_size: 32, model: {name: poster_cnn, width: 4}, codec: %s}]"
+    for codec, msg in (("{stride: 4}", "codec must be a codec name or a mapping with a name"),
+                       ("nope", "unknown codec 'nope'")):
+        assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "z"), *over,
+                     f"cascade.stage1={s1}", stage % codec]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "z"), *over,
+                 f"cascade.stage1={s1}", "cascade.error_reach=-1"]) == 2
+    assert "cascade.error_reach must be positive or null" in capsys.readouterr().err

@@ -37,11 +37,6 @@ def near_ratio(s, point, radius=0.15):
     return float(s[disk].mean() / s.mean())
 
 
-def centroid(s):
-    xx, yy, _ = _grid(s)
-    return np.array([(s * xx).sum(), (s * yy).sum()]) / s.sum()
-
-
 def check_map(s, image):
     assert s.shape == image.shape[:2] and s.dtype == np.float32
     assert np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1

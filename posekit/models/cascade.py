@@ -6,8 +6,8 @@ every joint ``j``, at a square crop of the *original* image centred on the previ
 (any registry regression model: 14 x (x, y) outputs) regresses, in its output row ``j``, where the
 joint lies in the crop's normalised frame ([0, 1]^2, 0.5 = the crop centre), i.e. the displacement
 from the crop centre. A stage may instead use a fully convolutional heatmap model with the
-heatmap or integral codec; map ``j``, decoded, gives the same place. The estimate moves there, mapped back to image pixels, and the next stage
-starts from it.
+heatmap or integral codec; map ``j``, decoded, gives the same place. The estimate moves there,
+mapped back to image pixels, and the next stage starts from it.
 
 ``diam`` is DeepPose's pose diameter: the distance between opposing torso joints (left shoulder
 to right hip, and right shoulder to left hip; the larger), floored at a quarter of the pose's
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from posekit.codecs import build_codec
 from posekit.data.transforms import apply_affine, box_matrix, compose_affine, invert_affine, to_tensor, warp
 from posekit.skeleton import JOINT_INDEX, NUM_JOINTS
 
@@ -133,8 +134,6 @@ class Stage:
 
     def __post_init__(self):
         if self.codec is None:
-            from posekit.codecs import build_codec
-
             self.codec = build_codec("regression", self.input_size)
 
     def crops(self, image: np.ndarray, kp: np.ndarray, pre: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
