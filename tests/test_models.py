@@ -172,3 +172,33 @@ def test_regression_heads_start_at_frame_centre():
         with torch.no_grad():
             out = m(torch.randn(2, 3, size, size))
         assert (out - 0.5).abs().max() < 0.5, name  # inside the frame from the first step
+
+
+def test_grown_resnet_pose_starts_as_its_source(tmp_path):
+    """zero_init_residual + train.init_from grow a trained model deeper without changing its output:
+    the blocks the checkpoint has take its weights, the added ones begin as the identity."""
+    from posekit.checkpoint import save_checkpoint
+    from posekit.train import init_weights
+
+    torch.manual_seed(0)
+    small = build_model("resnet_pose", input_size=64, width=8, depths=[1, 1, 1, 1], neck=16)
+    with torch.no_grad():  # a "trained" model: no BN scale at zero, non-trivial running statistics
+        for m in small.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(tmp_path / "small.pt", model=small.state_dict(), config={})
+    big = build_model("resnet_pose", input_size=64, width=8, depths=[1, 2, 3, 2], neck=16, zero_init_residual=True)
+    line = init_weights(big, str(tmp_path / "small.pt"))
+    assert "keep their fresh init" in line
+    x = torch.randn(2, 3, 64, 64)
+    small.eval(), big.eval()
+    with torch.no_grad():
+        assert torch.allclose(big(x), small(x), atol=1e-6)
+    plain = build_model("resnet_pose", input_size=64, width=8, depths=[1, 2, 3, 2], neck=16)
+    init_weights(plain, str(tmp_path / "small.pt"))
+    with torch.no_grad():  # without it the added blocks change the output
+        assert not torch.allclose(plain.eval()(x), small(x), atol=1e-3)
+    big.train()
+    big(x).square().mean().backward()  # the added blocks' zeroed scales still get a gradient
+    assert big.stages[1][1].body[-1][1].weight.grad.abs().sum() > 0

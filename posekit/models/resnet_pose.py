@@ -3,7 +3,12 @@
 Stem (stride 2) -> 4 stages of BasicBlocks at strides 4, 8, 16, 32 (widths w, 2w, 4w, 8w;
 ``depths`` blocks each) -> top-down upsampling with lateral 1x1 convs back to ``out_stride``
 (4 by default) -> a 1x1 conv to one map per joint. Width and depth come from the config. Plain
-PyTorch, CPU-friendly (3x3 convs, BN, ReLU; BN folds into the convs at export)."""
+PyTorch, CPU-friendly (3x3 convs, BN, ReLU; BN folds into the convs at export).
+
+``zero_init_residual`` starts every block's last BN scale at 0, so each block begins as the
+identity (as in torchvision's ResNet). With ``train.init_from`` this grows a trained model: the
+blocks that exist in the checkpoint take its weights, the added ones start as the identity, and
+the grown network computes exactly what the checkpoint did before its first step."""
 from __future__ import annotations
 
 import torch
@@ -37,7 +42,8 @@ class ResNetPose(nn.Module):
     output_kind = "heatmap"
 
     def __init__(self, num_joints: int = NUM_JOINTS, input_size: int = 128, width: int = 32,
-                 depths: tuple[int, ...] | list[int] = (2, 2, 2, 2), neck: int = 64, out_stride: int = 4):
+                 depths: tuple[int, ...] | list[int] = (2, 2, 2, 2), neck: int = 64, out_stride: int = 4,
+                 zero_init_residual: bool = False):
         super().__init__()
         if len(depths) != 4 or min(depths) < 1:
             raise ValueError("resnet_pose: depths must be 4 positive integers")
@@ -64,6 +70,10 @@ class ResNetPose(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         nn.init.normal_(self.head[-1].weight, std=0.001)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.body[-1][1].weight)  # the last BN's scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
