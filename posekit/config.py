@@ -73,6 +73,7 @@ DEFAULTS: dict = {
         "grad_clip": None,
         "max_steps_per_epoch": None,  # cap steps per epoch (quick runs)
         "deterministic": False,
+        "ema": None,  # decay of a moving average of the weights (e.g. 0.999): validated, saved and shipped
         "init_from": None,  # transfer learning: start from this checkpoint / shipped model's weights
         "save_every": None,  # also keep epoch_NNN.pt every N epochs (accuracy-vs-epoch curves)
         "channels_last": True,  # NHWC activations: ~25% faster conv training on CPU (oneDNN)
@@ -175,7 +176,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
-    "train.save_every": int, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
+    "train.save_every": int, "train.ema": float, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
     "cascade.error_reach": float,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
@@ -201,6 +202,10 @@ def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> Non
         want = _NULLABLE.get(key) if default is None else type(default)
         if v is None and (default is None or key in _NULLABLE):
             continue
+        if default is None and want in (int, float) and isinstance(v, str):  # YAML reads '1e-3' as a string
+            v = cfg[k] = _coerce(0.0, v)
+            if want is int and isinstance(v, float) and v.is_integer():
+                v = cfg[k] = int(v)
         if want is not None and not _type_ok(v, want):
             raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
 
@@ -256,6 +261,7 @@ def validate(cfg: dict, where: str = "config") -> None:
          f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
         (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
         (t["save_every"] is None or t["save_every"] >= 1, "train.save_every must be >= 1 or null"),
+        (t["ema"] is None or 0 < t["ema"] < 1, "train.ema must be a decay in (0, 1) or null"),
         (cfg["cascade"]["joints_per_image"] >= 1, "cascade.joints_per_image must be >= 1"),
         (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
         (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,

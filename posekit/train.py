@@ -93,6 +93,25 @@ def init_weights(model: torch.nn.Module, source: str) -> str:
             f"{f' ({len(own) - len(take)} keep their fresh init)' if len(take) < len(own) else ''}")
 
 
+def _make_ema(model: torch.nn.Module, decay: float | None, state: dict | None):
+    """``train.ema``: an exponential moving average of the weights and BN statistics
+    (torch.optim.swa_utils), updated after every step; None when off. On resume it continues
+    from the checkpoint's average."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+    if state is not None and "train_model" in state:
+        ema.module.load_state_dict(state["model"])
+        ema.n_averaged.fill_(int(state["ema_updates"]))
+    elif state is not None:
+        raise ConfigError("train.ema: this checkpoint was trained without it; resume it without train.ema")
+    else:
+        ema.update_parameters(model)  # the average starts at the initial weights (not after step 1)
+    return ema
+
+
 def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = cfg["train"]
     if t["optimizer"] == "sgd":
@@ -252,8 +271,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         raise ConfigError(str(e)) from None
     if state is None and t["init_from"]:
         log(init_weights(model, t["init_from"]))
-    if state is not None:
-        model.load_state_dict(state["model"])
+    if state is not None:  # with train.ema, "model" holds the average and "train_model" the weights trained
+        model.load_state_dict(state.get("train_model", state["model"]))
     net = model  # what the training steps call: the model, or its DDP wrapper
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -266,6 +285,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     opt = build_optimizer(cfg, model)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+    ema = _make_ema(model, t["ema"], state) if main else None  # DDP: every process holds the same weights
     if not main:
         return _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch)
 
@@ -297,12 +317,12 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     stopped_early = False
     for epoch in range(start_epoch, t["epochs"]):
         total, count, seen, lr, train_time = _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device,
-                                                          world, rank, epoch, progress)
+                                                          world, rank, epoch, progress, ema)
         rec = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
                "images_per_s": seen / max(train_time, 1e-9), "train_time_s": train_time}
         if len(val_ds):
             vl = _loader(val_ds, t["batch_size"], False, t["num_workers"], seed, 0)
-            v = validate(model, codec, loss_fn, vl, device, amp)
+            v = validate(model if ema is None else ema.module, codec, loss_fn, vl, device, amp)
             first = v.pop("_first")
             rec.update({k: float(val) for k, val in v.items()})
             _log_images(writer, first, epoch + 1, t["log_images"])
@@ -329,6 +349,9 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         payload = dict(config=cfg, split=split, epoch=epoch, history=history, best=best, bad_epochs=bad_epochs,
                        model=model.state_dict(), optimizer=opt.state_dict(), metrics=rec,
                        stopped_early=stopped_early)
+        if ema is not None:  # "model" (what evaluate, predict and shipping read) is the average
+            payload.update(model=ema.module.state_dict(), train_model=model.state_dict(),
+                           ema_updates=int(ema.n_averaged))
         save_checkpoint(out / "last.pt", **payload)
         if improved:
             save_checkpoint(out / "best.pt", **payload)
@@ -384,7 +407,7 @@ def _broadcast_flag(flag: bool, device) -> bool:
 
 
 def _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device, world: int, rank: int, epoch: int,
-                 progress: bool = False) -> tuple[float, int, int, float, float]:
+                 progress: bool = False, ema=None) -> tuple[float, int, int, float, float]:
     """One epoch of training steps on this process. Returns (loss sum, samples, images seen by
     all processes, last learning rate, seconds); under DDP the loss sum and samples are global."""
     t = cfg["train"]
@@ -419,6 +442,8 @@ def _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device, world: 
         if t["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.item() * n
         count += n
         seen += n * world

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from conftest import tiny_overrides
 
@@ -38,8 +39,10 @@ def test_short_training_loss_falls(synth_root, tmp_path):
     assert not model.training
 
 
-def test_resume_matches_uninterrupted_run(synth_root, tmp_path):
-    extra = {"train.epochs": 3, "augment.flip": 0.5, "augment.rotate": 10, "model.dropout": 0.2}
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_matches_uninterrupted_run(synth_root, tmp_path, ema):
+    extra = {"train.epochs": 3, "augment.flip": 0.5, "augment.rotate": 10, "model.dropout": 0.2,
+             **({"train.ema": ema} if ema else {})}
     full = train(_cfg(synth_root, **extra), tmp_path / "full", progress=False, log=lambda *a: None)
     part_cfg = _cfg(synth_root, **{**extra, "train.epochs": 1})
     train(part_cfg, tmp_path / "part", progress=False, log=lambda *a: None)
@@ -48,9 +51,12 @@ def test_resume_matches_uninterrupted_run(synth_root, tmp_path):
     a = read_checkpoint(tmp_path / "full" / "last.pt")
     b = read_checkpoint(tmp_path / "part" / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    for part in ("model", "train_model") if ema else ("model",):  # with EMA, the average resumes too
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert a.get("ema_updates") == b.get("ema_updates")
     assert [r["train_loss"] for r in full["history"]] == [r["train_loss"] for r in resumed["history"]]
+    assert [r["val_loss"] for r in full["history"]] == [r["val_loss"] for r in resumed["history"]]
     assert json.loads((tmp_path / "part" / "history.json").read_text())[-1]["epoch"] == 3
 
 
@@ -137,3 +143,31 @@ def test_init_from_copies_matching_weights(synth_root, tmp_path):
                       + ["train.epochs=1", f"train.init_from={tmp_path / 'a'}", "data.input_size=64", "model.width=8"])
     with pytest.raises(ConfigError, match="no tensor matches"):
         train(bad, tmp_path / "c", progress=False, log=lambda *a: None)
+
+
+def test_ema_weights_are_the_average(synth_root, tmp_path):
+    """train.ema: "model" (what evaluate/predict/shipping load) holds the moving average of the
+    trained weights, "train_model" the weights themselves. A decay near 1 keeps the average at the
+    initial weights; a decay near 0 makes it follow the trained ones."""
+    from posekit.checkpoint import model_from_config
+    from posekit.utils import seed_everything
+
+    extra = {"train.epochs": 1, "train.max_steps_per_epoch": 6}
+    seed_everything(0)
+    init = model_from_config(_cfg(synth_root, **extra)).state_dict()
+    runs = {}
+    for decay in (1 - 1e-9, 1e-9):
+        s = train(_cfg(synth_root, **extra, **{"train.ema": decay}), tmp_path / str(decay), progress=False,
+                  log=lambda *a: None)
+        runs[decay] = ck = read_checkpoint(tmp_path / str(decay) / "last.pt")
+        assert ck["ema_updates"] == 1 + 6 and s["history"][0]["val_loss"] > 0
+    slow, fast = runs[1 - 1e-9], runs[1e-9]
+    conv = [k for k in init if init[k].dim() == 4]
+    for k in conv:
+        assert torch.allclose(slow["model"][k], init[k], atol=1e-6), k  # still the initial weights
+        assert torch.allclose(fast["model"][k], fast["train_model"][k], atol=1e-6), k
+    assert any(not torch.allclose(slow["train_model"][k], init[k], atol=1e-4) for k in conv)  # it did train
+    model, _, _ = load_model(tmp_path / str(1 - 1e-9) / "last.pt")
+    assert torch.allclose(model.state_dict()[conv[0]], init[conv[0]], atol=1e-6)
+    with pytest.raises(Exception, match="train.ema must be"):
+        _cfg(synth_root, **{"train.ema": 1.5})
