@@ -164,10 +164,18 @@ def markdown_table(metrics: dict) -> str:
                      ("mse_px96", "MSE ×96² (poster units)"), ("mean_px_error", "mean error (px)")):
         v = metrics.get(k)
         lines.append(f"| {label} | {v:.4f} |" if v is not None else f"| {label} | – |")
-    lines += ["", "| joint | PCK@0.2 |", "|---|---|"]
-    for name in JOINT_NAMES:
-        v = metrics["per_joint_pck"].get(name)
-        lines.append(f"| {name} | {v:.3f} |" if v is not None else f"| {name} | – |")
+    # PCK@0.2 per joint, and where the other joints went (metrics.error_breakdown)
+    errs = metrics.get("per_joint_errors") or {}
+    kinds = [k for k in ("jitter", "inversion", "miss") if k in errs]
+    lines += ["", "| joint | PCK@0.2 |" + "".join(f" {k} |" for k in kinds), "|---|---|" + "---|" * len(kinds)]
+    fmt = lambda v: f"{v:.3f}" if v is not None else "–"  # noqa: E731
+    for name in [*JOINT_NAMES, "all"]:
+        pck_v = metrics["pck"] if name == "all" else metrics["per_joint_pck"].get(name)
+        rest = [metrics["errors"][k] if name == "all" else errs[k].get(name) for k in kinds]
+        lines.append(f"| {name} | {fmt(pck_v)} |" + "".join(f" {fmt(v)} |" for v in rest))
+    if kinds:
+        lines += ["", "jitter: within 0.5 × torso but not 0.2; inversion: within 0.2 × torso of the "
+                  "left/right counterpart's truth; miss: anything else."]
     lines += ["", "| part | PCP@0.5 |", "|---|---|"]
     for name, v in metrics["per_part_pcp"].items():
         lines.append(f"| {name} | {v:.3f} |" if v is not None else f"| {name} | – |")

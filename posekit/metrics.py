@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR
+from .skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR
 
 # Relative slack so a distance exactly at the threshold counts as correct despite rounding.
 _REL_TOL = 1e-9
@@ -80,6 +80,37 @@ def pck(pred, gt, mask=None, thr: float = 0.2) -> tuple[float, np.ndarray]:
     pred, gt, mask = _check(pred, gt, mask)
     correct, counted = _pck_counts(pred, gt, mask, thr)
     return _ratio(correct.sum(), counted.sum()), _ratio(correct.sum(0), counted.sum(0))
+
+
+ERROR_KINDS: tuple[str, ...] = ("good", "jitter", "inversion", "miss")
+
+
+def error_breakdown(pred, gt, mask=None, thr: float = 0.2, jitter: float = 0.5) -> tuple[dict, dict]:
+    """Where the PCK misses go (the error types of Ronchi & Perona, ICCV 2017, for one person).
+    Every counted joint (as in :func:`pck`) is exactly one of:
+
+    - ``good``: within ``thr`` x torso of its truth (so ``good`` is PCK@thr);
+    - ``inversion``: not good, but within ``thr`` x torso of its left/right counterpart's truth
+      (a left wrist placed on the right wrist);
+    - ``jitter``: neither, but within ``jitter`` x torso of its truth (the right place, imprecisely);
+    - ``miss``: anything else.
+
+    Returns (overall fractions, per-joint fractions: kind -> joint name -> fraction or None)."""
+    pred, gt, mask = _check(pred, gt, mask)
+    correct, counted = _pck_counts(pred, gt, mask, thr)
+    a, b = TORSO_PAIR
+    torso = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)[:, None] * (1 + _REL_TOL)
+    d_own = np.linalg.norm(pred - gt, axis=-1)
+    d_mirror = np.linalg.norm(pred - gt[:, FLIP_PERM], axis=-1)
+    has_mirror = mask[:, FLIP_PERM] & (FLIP_PERM != np.arange(NUM_JOINTS))[None]
+    inversion = counted & ~correct & has_mirror & (d_mirror <= thr * torso)
+    jit = counted & ~correct & ~inversion & (d_own <= jitter * torso)
+    miss = counted & ~correct & ~inversion & ~jit
+    kinds = dict(zip(ERROR_KINDS, (correct, jit, inversion, miss)))
+    overall = {k: _num(_ratio(v.sum(), counted.sum())) for k, v in kinds.items()}
+    per_joint = {k: {name: _num(x) for name, x in zip(JOINT_NAMES, _ratio(v.sum(0), counted.sum(0)))}
+                 for k, v in kinds.items()}
+    return overall, per_joint
 
 
 def _endpoints(kp: np.ndarray, ends: tuple[int, ...]) -> np.ndarray:
@@ -152,12 +183,14 @@ def evaluate_keypoints(pred, gt, sizes, mask=None) -> dict:
     (see :func:`mse`), ``mse_px96`` (= mse x 96^2: the mean squared error per coordinate in
     pixels of a 96x96 rescaled image, directly comparable with the poster's loss measured on
     96x96 inputs), ``mean_px_error`` (original pixels), ``per_joint_pck`` (joint name -> value),
-    ``per_part_pcp`` (part name -> value), ``pck_curve`` ("0.05", "0.1", ..., "0.5" -> pck).
+    ``per_part_pcp`` (part name -> value), ``pck_curve`` ("0.05", "0.1", ..., "0.5" -> pck),
+    ``errors`` (:func:`error_breakdown`: kind -> fraction) and ``per_joint_errors``.
     """
     pred, gt, mask = _check(pred, gt, mask)
     p_all, p_joint = pck(pred, gt, mask)
     c_all, c_part = pcp(pred, gt, mask)
     m = mse(pred, gt, sizes, mask)
+    errors, per_joint_errors = error_breakdown(pred, gt, mask)
     return {
         "n": int(gt.shape[0]),
         "pck": _num(p_all),
@@ -168,4 +201,6 @@ def evaluate_keypoints(pred, gt, sizes, mask=None) -> dict:
         "per_joint_pck": {name: _num(v) for name, v in zip(JOINT_NAMES, p_joint)},
         "per_part_pcp": {part[0]: _num(v) for part, v in zip(PCP_PARTS, c_part)},
         "pck_curve": {f"{t:g}": _num(pck(pred, gt, mask, thr=t)[0]) for t in PCK_CURVE_THRESHOLDS},
+        "errors": errors,
+        "per_joint_errors": per_joint_errors,
     }

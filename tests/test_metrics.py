@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from posekit.metrics import evaluate_keypoints, mean_px_error, mse, pck, pcp
+from posekit.metrics import error_breakdown, evaluate_keypoints, mean_px_error, mse, pck, pcp
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS, PCP_PARTS, idx
 
 # A standing figure in a 100x200 image: torso ||left_shoulder - right_hip|| = ||(30, 40)|| = 50.
@@ -170,7 +170,7 @@ def test_evaluate_keypoints_json():
     pred = gt + rng.normal(0, 8, gt.shape)
     r = evaluate_keypoints(pred, gt, [SIZE] * 3)
     assert set(r) == {"n", "pck", "pcp", "mse", "mse_px96", "mean_px_error",
-                      "per_joint_pck", "per_part_pcp", "pck_curve"}
+                      "per_joint_pck", "per_part_pcp", "pck_curve", "errors", "per_joint_errors"}
     assert json.loads(json.dumps(r, allow_nan=False)) == r
     assert r["n"] == 3 and 0 <= r["pck"] <= 1 and 0 <= r["pcp"] <= 1
     assert list(r["per_joint_pck"]) == list(JOINT_NAMES)
@@ -179,3 +179,29 @@ def test_evaluate_keypoints_json():
     assert list(curve) == ["0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5"]
     assert curve["0.2"] == r["pck"]
     assert all(a <= b for a, b in zip(list(curve.values()), list(curve.values())[1:]))
+
+
+def test_error_breakdown_kinds():
+    """Each counted joint is exactly one of good / jitter / inversion / miss (torso 50 px)."""
+    gt = np.concatenate([gt1()] * 2)
+    pred = gt.copy()
+    lw, rw, la, ra = idx("left_wrist"), idx("right_wrist"), idx("left_ankle"), idx("right_ankle")
+    pred[0, lw] = gt[0, rw] + (3, 0)  # on the other wrist (30 px away from its own): inversion
+    pred[0, la] += (0, 20)  # 0.4 torso off: jitter
+    pred[0, idx("head_top")] += (0, 60)  # 1.2 torso off, near nothing: miss
+    pred[1, ra] += (9, 0)  # 0.18 torso: good
+    mask = np.ones((2, NUM_JOINTS), bool)
+    mask[1, idx("neck")] = False  # unannotated: not counted
+    overall, per_joint = error_breakdown(pred, gt, mask)
+    counted = 2 * NUM_JOINTS - 1
+    assert overall == pytest.approx({"good": (counted - 3) / counted, "jitter": 1 / counted,
+                                     "inversion": 1 / counted, "miss": 1 / counted})
+    assert overall["good"] == pytest.approx(pck(pred, gt, mask)[0])
+    assert per_joint["inversion"]["left_wrist"] == 0.5 and per_joint["inversion"]["right_wrist"] == 0
+    assert per_joint["jitter"]["left_ankle"] == 0.5 and per_joint["miss"]["head_top"] == 0.5
+    assert per_joint["good"]["neck"] == 1.0
+    for name in JOINT_NAMES:  # the kinds partition every joint
+        assert sum(per_joint[k][name] for k in per_joint) == pytest.approx(1.0)
+    # a joint without a left/right counterpart is never an inversion, however close to itself
+    pred[0, idx("neck")] = gt[0, idx("neck")] + (0, 40)
+    assert error_breakdown(pred, gt, mask)[1]["inversion"]["neck"] == 0
