@@ -113,9 +113,11 @@ def _coerce(default, v):
     """YAML reads '1e-3' as a string; take it as the number the default's type implies."""
     if isinstance(v, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
         try:
-            return float(v)
+            v = float(v)
         except ValueError:
-            pass
+            return v
+    if isinstance(v, float) and type(default) is int and v.is_integer():  # epochs=1e3
+        return int(v)
     return v
 
 
@@ -202,10 +204,8 @@ def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> Non
         want = _NULLABLE.get(key) if default is None else type(default)
         if v is None and (default is None or key in _NULLABLE):
             continue
-        if default is None and want in (int, float) and isinstance(v, str):  # YAML reads '1e-3' as a string
-            v = cfg[k] = _coerce(0.0, v)
-            if want is int and isinstance(v, float) and v.is_integer():
-                v = cfg[k] = int(v)
+        if default is None and want in (int, float) and isinstance(v, (str, float)):  # YAML reads '1e-3' as a string
+            v = cfg[k] = _coerce(want(0), v)
         if want is not None and not _type_ok(v, want):
             raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
 

@@ -174,8 +174,8 @@ def markdown_table(metrics: dict) -> str:
         rest = [metrics["errors"][k] if name == "all" else errs[k].get(name) for k in kinds]
         lines.append(f"| {name} | {fmt(pck_v)} |" + "".join(f" {fmt(v)} |" for v in rest))
     if kinds:
-        lines += ["", "jitter: within 0.5 × torso but not 0.2; inversion: within 0.2 × torso of the "
-                  "left/right counterpart's truth; miss: anything else."]
+        lines += ["", "inversion: nearer the left/right counterpart's truth than its own, and within 0.5 × torso "
+                  "of it; jitter: otherwise within 0.5 × torso of its own truth (but not 0.2); miss: the rest."]
     lines += ["", "| part | PCP@0.5 |", "|---|---|"]
     for name, v in metrics["per_part_pcp"].items():
         lines.append(f"| {name} | {v:.3f} |" if v is not None else f"| {name} | – |")

@@ -90,10 +90,13 @@ def error_breakdown(pred, gt, mask=None, thr: float = 0.2, jitter: float = 0.5) 
     Every counted joint (as in :func:`pck`) is exactly one of:
 
     - ``good``: within ``thr`` x torso of its truth (so ``good`` is PCK@thr);
-    - ``inversion``: not good, but within ``thr`` x torso of its left/right counterpart's truth
-      (a left wrist placed on the right wrist);
+    - ``inversion``: not good, nearer its left/right counterpart's truth than its own, and within
+      ``jitter`` x torso of it (a left wrist placed on the right wrist);
     - ``jitter``: neither, but within ``jitter`` x torso of its truth (the right place, imprecisely);
     - ``miss``: anything else.
+
+    As in coco-analyze, a joint is first matched to the nearer of its own and its counterpart's
+    truth, then judged by the ``jitter`` radius.
 
     Returns (overall fractions, per-joint fractions: kind -> joint name -> fraction or None)."""
     pred, gt, mask = _check(pred, gt, mask)
@@ -103,7 +106,7 @@ def error_breakdown(pred, gt, mask=None, thr: float = 0.2, jitter: float = 0.5) 
     d_own = np.linalg.norm(pred - gt, axis=-1)
     d_mirror = np.linalg.norm(pred - gt[:, FLIP_PERM], axis=-1)
     has_mirror = mask[:, FLIP_PERM] & (FLIP_PERM != np.arange(NUM_JOINTS))[None]
-    inversion = counted & ~correct & has_mirror & (d_mirror <= thr * torso)
+    inversion = counted & ~correct & has_mirror & (d_mirror < d_own) & (d_mirror <= jitter * torso)
     jit = counted & ~correct & ~inversion & (d_own <= jitter * torso)
     miss = counted & ~correct & ~inversion & ~jit
     kinds = dict(zip(ERROR_KINDS, (correct, jit, inversion, miss)))

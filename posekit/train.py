@@ -102,11 +102,9 @@ def _make_ema(model: torch.nn.Module, decay: float | None, state: dict | None):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
-    if state is not None and "train_model" in state:
+    if state is not None:  # train() has checked that the checkpoint holds an average
         ema.module.load_state_dict(state["model"])
         ema.n_averaged.fill_(int(state["ema_updates"]))
-    elif state is not None:
-        raise ConfigError("train.ema: this checkpoint was trained without it; resume it without train.ema")
     else:
         ema.update_parameters(model)  # the average starts at the initial weights (not after step 1)
     return ema
@@ -249,6 +247,10 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         history = state["history"]
         best = state["best"]
         bad_epochs = state["bad_epochs"]
+        if bool(t["ema"]) != ("train_model" in state):  # refuse before any process group or data loading
+            raise ConfigError(f"{state['path']}: trained {'with' if 'train_model' in state else 'without'} "
+                              f"train.ema, resumed {'with' if t['ema'] else 'without'} it; resume with the "
+                              "checkpoint's own train.ema")
 
     world, rank, ddp_device = _setup_distributed(t)
     main = rank == 0  # under torchrun only rank 0 logs, draws progress and writes files

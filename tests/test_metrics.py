@@ -190,15 +190,17 @@ def test_error_breakdown_kinds():
     pred[0, la] += (0, 20)  # 0.4 torso off: jitter
     pred[0, idx("head_top")] += (0, 60)  # 1.2 torso off, near nothing: miss
     pred[1, ra] += (9, 0)  # 0.18 torso: good
+    pred[1, idx("left_elbow")] = (48, 70)  # 0.34 torso from its own truth, 0.26 from the right elbow's: inversion
     mask = np.ones((2, NUM_JOINTS), bool)
     mask[1, idx("neck")] = False  # unannotated: not counted
     overall, per_joint = error_breakdown(pred, gt, mask)
     counted = 2 * NUM_JOINTS - 1
-    assert overall == pytest.approx({"good": (counted - 3) / counted, "jitter": 1 / counted,
-                                     "inversion": 1 / counted, "miss": 1 / counted})
+    assert overall == pytest.approx({"good": (counted - 4) / counted, "jitter": 1 / counted,
+                                     "inversion": 2 / counted, "miss": 1 / counted})
     assert overall["good"] == pytest.approx(pck(pred, gt, mask)[0])
     assert per_joint["inversion"]["left_wrist"] == 0.5 and per_joint["inversion"]["right_wrist"] == 0
     assert per_joint["jitter"]["left_ankle"] == 0.5 and per_joint["miss"]["head_top"] == 0.5
+    assert per_joint["inversion"]["left_elbow"] == 0.5
     assert per_joint["good"]["neck"] == 1.0
     for name in JOINT_NAMES:  # the kinds partition every joint
         assert sum(per_joint[k][name] for k in per_joint) == pytest.approx(1.0)

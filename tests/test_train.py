@@ -171,3 +171,21 @@ def test_ema_weights_are_the_average(synth_root, tmp_path):
     assert torch.allclose(model.state_dict()[conv[0]], init[conv[0]], atol=1e-6)
     with pytest.raises(Exception, match="train.ema must be"):
         _cfg(synth_root, **{"train.ema": 1.5})
+
+
+def test_resume_refuses_a_different_ema_setting(synth_root, tmp_path):
+    """A run is resumed with its own train.ema: the checkpoint's "model" means the average or the
+    weights, and switching would mix the two. Refused in one line before any data is loaded."""
+    from posekit.errors import ConfigError
+
+    extra = {"train.epochs": 1, "train.max_steps_per_epoch": 2}
+    train(_cfg(synth_root, **extra), tmp_path / "plain", progress=False, log=lambda *a: None)
+    train(_cfg(synth_root, **extra, **{"train.ema": 0.9}), tmp_path / "avg", progress=False, log=lambda *a: None)
+    more = {"train.epochs": 2, "train.max_steps_per_epoch": 2}
+    with pytest.raises(ConfigError, match="trained without train.ema, resumed with it"):
+        train(_cfg(synth_root, **more, **{"train.ema": 0.9}), tmp_path / "plain", resume=tmp_path / "plain" / "last.pt",
+              progress=False, log=lambda *a: None)
+    with pytest.raises(ConfigError, match="trained with train.ema, resumed without it"):
+        train(_cfg(synth_root, **more), tmp_path / "avg", resume=tmp_path / "avg" / "last.pt",
+              progress=False, log=lambda *a: None)
+    assert load_config("configs/poster.yaml", ["train.epochs=1e1", "train.save_every=2.0"])["train"]["epochs"] == 10
