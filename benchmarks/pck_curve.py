@@ -4,6 +4,8 @@ PCK@0.2 / PCP@0.5 per epoch next to the run's validation PCK and learning rate.
 
     python benchmarks/pck_curve.py --run runs/release80 --data $POSEKIT_DATA --json reports/release_curve.json
 
+``inversion`` is the fraction of joints placed on their left/right counterpart (metrics.error_breakdown).
+
 Snapshots only report; nothing is selected by test accuracy (the shipped model is the run's last
 epoch, as the cosine schedule ends)."""
 from __future__ import annotations
@@ -20,6 +22,8 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="run folder")
     ap.add_argument("--data", default=None, help="dataset root (default $POSEKIT_DATA)")
     ap.add_argument("--json", help="write the curve here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the rows of epoch_*.pt snapshots already in --json (a run in progress, evaluated as it goes)")
     a = ap.parse_args()
     run = Path(a.run)
     snaps = sorted(run.glob("epoch_*.pt"))
@@ -29,18 +33,27 @@ def main() -> None:
         raise SystemExit(f"{run}: no epoch_*.pt or last.pt")
     history = {h["epoch"]: h for h in json.loads((run / "history.json").read_text())}
     rows, seen = [], set()
+    done = {}
+    if a.reuse and a.json and Path(a.json).is_file():
+        done = {r["checkpoint"]: r for r in json.loads(Path(a.json).read_text())["curve"]
+                if r["checkpoint"].startswith("epoch_")}
     for p in snaps:
+        if p.name in done:
+            rows.append(done[p.name])
+            seen.add(done[p.name]["epoch"])
+            continue
         m, _ = evaluate(str(p), a.data, "lsp-test")
         if m["epoch"] in seen:
             continue
         seen.add(m["epoch"])
         h = history.get(m["epoch"], {})
         rows.append({"epoch": m["epoch"], "checkpoint": p.name, "pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4),
-                     "mean_px_error": round(m["mean_px_error"], 2), "val_pck": round(h.get("pck", float("nan")), 4),
-                     "lr": h.get("lr")})
+                     "mean_px_error": round(m["mean_px_error"], 2), "inversion": round(m["errors"]["inversion"], 4),
+                     "val_pck": round(h.get("pck", float("nan")), 4), "lr": h.get("lr")})
         r = rows[-1]
         print(f"epoch {r['epoch']:>3}  lsp-test PCK@0.2 {r['pck']:.3f}  PCP@0.5 {r['pcp']:.3f}  "
-              f"mean error {r['mean_px_error']:.1f} px  val PCK {r['val_pck']:.3f}", flush=True)
+              f"mean error {r['mean_px_error']:.1f} px  inversions {r['inversion']:.3f}  val PCK {r['val_pck']:.3f}",
+              flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"run": str(run), "split": "lsp-test", "curve": rows}, indent=1) + "\n")
 
