@@ -207,3 +207,27 @@ def test_error_breakdown_kinds():
     # a joint without a left/right counterpart is never an inversion, however close to itself
     pred[0, idx("neck")] = gt[0, idx("neck")] + (0, 40)
     assert error_breakdown(pred, gt, mask)[1]["inversion"]["neck"] == 0
+
+
+def test_error_analysis_lr_oracles():
+    """benchmarks/error_analysis.py's left/right oracles: swapping a whole pose fixes a person
+    seen facing the wrong way; deciding arms and legs apart also fixes one swapped leg."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "error_analysis.py"
+    spec = importlib.util.spec_from_file_location("error_analysis", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from posekit.skeleton import FLIP_PERM
+
+    gt = np.concatenate([gt1()] * 2)
+    pred = gt.copy()
+    pred[0] = gt[0, FLIP_PERM]  # facing the wrong way: every left/right joint swapped
+    legs = [idx(f"{s}_{j}") for s in ("left", "right") for j in ("hip", "knee", "ankle")]
+    pred[1, legs] = gt[1, legs[3:] + legs[:3]]  # only the legs swapped
+    mask = np.ones((2, NUM_JOINTS), bool)
+    r = mod.lr_oracles(pred, gt, mask)
+    assert r["pck"] < 0.5
+    assert r["images_swapped"] == 1 and r["pck_whole_pose_lr_oracle"] == pytest.approx((14 + 8) / 28)
+    assert r["chains_swapped"] == 3 and r["pck_arms_legs_lr_oracle"] == 1.0
