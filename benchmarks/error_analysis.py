@@ -2,10 +2,10 @@
 
 - the error kinds of every joint (``metrics.error_breakdown``: good, jitter, inversion, miss),
   overall and per joint;
-- two left/right oracles, which use the ground truth and only bound what fixing left/right
-  decisions could give: per image, swap the whole pose's left and right joints when the swapped
-  pose is nearer the truth (the person's facing direction), or decide the arms and the legs
-  separately.
+- two left/right oracles (``metrics.lr_oracles``), which use the ground truth and only bound
+  what fixing left/right decisions could give: per image, swap the whole pose's left and right
+  joints when the swapped pose is nearer the truth (the person's facing direction), or decide the
+  arms and the legs separately.
 
     python benchmarks/error_analysis.py --model posekit-lsp --data $POSEKIT_DATA --json reports/release_errors.json
 """
@@ -15,38 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from posekit.evaluate import evaluate
-from posekit.metrics import pck
-from posekit.skeleton import FLIP_PERM, idx
-
-CHAINS = (("shoulder", "elbow", "wrist"), ("hip", "knee", "ankle"))
-
-
-def _swap_where_nearer(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, joints: list[int],
-                       swapped: list[int]) -> tuple[np.ndarray, int]:
-    """pred with pred[:, swapped] moved to ``joints`` on the images where that is nearer the truth."""
-    def cost(p):
-        return np.where(mask[:, joints], np.linalg.norm(p - gt[:, joints], axis=-1), 0.0).sum(1)
-
-    better = cost(pred[:, swapped]) < cost(pred[:, joints])
-    out = pred.copy()
-    out[np.ix_(better, joints)] = pred[np.ix_(better, swapped)]
-    return out, int(better.sum())
-
-
-def lr_oracles(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict:
-    every = list(range(pred.shape[1]))
-    whole, n_whole = _swap_where_nearer(pred, gt, mask, every, list(FLIP_PERM))
-    chains, n_chain = pred, 0
-    for ch in CHAINS:
-        left, right = [idx(f"left_{c}") for c in ch], [idx(f"right_{c}") for c in ch]
-        chains, n = _swap_where_nearer(chains, gt, mask, left + right, right + left)
-        n_chain += n
-    return {"pck": float(pck(pred, gt, mask)[0]),
-            "pck_whole_pose_lr_oracle": float(pck(whole, gt, mask)[0]), "images_swapped": n_whole,
-            "pck_arms_legs_lr_oracle": float(pck(chains, gt, mask)[0]), "chains_swapped": n_chain}
+from posekit.metrics import lr_oracles
 
 
 def main() -> None:

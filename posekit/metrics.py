@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR
+from .skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR, idx
 
 # Relative slack so a distance exactly at the threshold counts as correct despite rounding.
 _REL_TOL = 1e-9
@@ -58,10 +58,16 @@ def _ratio(num, den) -> np.ndarray | float:
     return out if out.ndim else float(out)
 
 
+def _torso(gt: np.ndarray) -> np.ndarray:
+    """(N,) torso sizes of the LSP evaluation: ||gt[left_shoulder] - gt[right_hip]||."""
+    a, b = TORSO_PAIR
+    return np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+
+
 def _pck_counts(pred, gt, mask, thr):
     """(correct, counted) bool arrays (N, 14) for validated inputs."""
     a, b = TORSO_PAIR
-    torso = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    torso = _torso(gt)
     valid_img = mask[:, a] & mask[:, b] & (torso > 0)
     counted = mask & valid_img[:, None]
     dist = np.linalg.norm(pred - gt, axis=-1)
@@ -101,8 +107,7 @@ def error_breakdown(pred, gt, mask=None, thr: float = 0.2, jitter: float = 0.5) 
     Returns (overall fractions, per-joint fractions: kind -> joint name -> fraction or None)."""
     pred, gt, mask = _check(pred, gt, mask)
     correct, counted = _pck_counts(pred, gt, mask, thr)
-    a, b = TORSO_PAIR
-    torso = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)[:, None] * (1 + _REL_TOL)
+    torso = _torso(gt)[:, None] * (1 + _REL_TOL)
     d_own = np.linalg.norm(pred - gt, axis=-1)
     d_mirror = np.linalg.norm(pred - gt[:, FLIP_PERM], axis=-1)
     has_mirror = mask[:, FLIP_PERM] & (FLIP_PERM != np.arange(NUM_JOINTS))[None]
@@ -114,6 +119,37 @@ def error_breakdown(pred, gt, mask=None, thr: float = 0.2, jitter: float = 0.5) 
     per_joint = {k: {name: _num(x) for name, x in zip(JOINT_NAMES, _ratio(v.sum(0), counted.sum(0)))}
                  for k, v in kinds.items()}
     return overall, per_joint
+
+
+LR_CHAINS: tuple[tuple[str, ...], ...] = (("shoulder", "elbow", "wrist"), ("hip", "knee", "ankle"))
+
+
+def _swap_where_nearer(pred, gt, mask, joints: list[int], swapped: list[int]) -> tuple[np.ndarray, int]:
+    """pred with pred[:, swapped] moved to ``joints`` on the images where that is nearer the truth."""
+    def cost(p):
+        return np.where(mask[:, joints], np.linalg.norm(p - gt[:, joints], axis=-1), 0.0).sum(1)
+
+    better = cost(pred[:, swapped]) < cost(pred[:, joints])
+    out = pred.copy()
+    out[np.ix_(better, joints)] = pred[np.ix_(better, swapped)]
+    return out, int(better.sum())
+
+
+def lr_oracles(pred, gt, mask=None) -> dict:
+    """Two left/right oracles that peek at the truth, bounding what fixing left/right decisions
+    alone could give: PCK@0.2 after swapping, per image, the whole pose's left and right joints
+    where the swapped pose is nearer the truth (the person's facing direction), and after deciding
+    the arms and the legs (:data:`LR_CHAINS`) apart. An analysis, never a prediction."""
+    pred, gt, mask = _check(pred, gt, mask)
+    whole, n_whole = _swap_where_nearer(pred, gt, mask, list(range(NUM_JOINTS)), list(FLIP_PERM))
+    chains, n_chain = pred, 0
+    for ch in LR_CHAINS:
+        left, right = [idx(f"left_{c}") for c in ch], [idx(f"right_{c}") for c in ch]
+        chains, n = _swap_where_nearer(chains, gt, mask, left + right, right + left)
+        n_chain += n
+    return {"pck": _num(pck(pred, gt, mask)[0]),
+            "pck_whole_pose_lr_oracle": _num(pck(whole, gt, mask)[0]), "images_swapped": n_whole,
+            "pck_arms_legs_lr_oracle": _num(pck(chains, gt, mask)[0]), "chains_swapped": n_chain}
 
 
 def _endpoints(kp: np.ndarray, ends: tuple[int, ...]) -> np.ndarray:

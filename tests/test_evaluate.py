@@ -60,3 +60,21 @@ def test_to_original_inverts_each_samples_affine():
     orig = torch.tensor([[[1.0, 2.0]], [[5.0, 6.0]]], dtype=torch.float64)
     inp = torch.einsum("bij,bkj->bki", m[:, :, :2], orig) + m[:, None, :, 2]
     assert torch.allclose(to_original(inp, m), orig)
+
+
+def test_markdown_table_shows_error_kinds_per_joint():
+    """evaluate's table: PCK@0.2 and the error kinds per joint, plus an "all" row; metrics from
+    before the error kinds (no per_joint_errors) still print, with PCK alone."""
+    from posekit.evaluate import markdown_table
+    from posekit.skeleton import FLIP_PERM, JOINT_NAMES, idx
+
+    gt = np.array([[[50 + 10 * (j % 2), 10 + 12 * j] for j in range(len(JOINT_NAMES))]], float)
+    pred = gt.copy()
+    pred[0, idx("left_wrist")] = gt[0, FLIP_PERM[idx("left_wrist")]]  # on the right wrist
+    m = {**evaluate_keypoints(pred, gt, [(120, 200)]), "model": "m", "split": "s"}
+    lines = markdown_table(m).splitlines()
+    assert "| joint | PCK@0.2 | jitter | inversion | miss |" in lines
+    assert "| left_wrist | 0.000 | 0.000 | 1.000 | 0.000 |" in lines
+    assert f"| all | {m['pck']:.3f} | 0.000 | {1 / 14:.3f} | 0.000 |" in lines
+    old = {k: v for k, v in m.items() if k not in ("errors", "per_joint_errors")}
+    assert "| left_wrist | 0.000 |" in markdown_table(old).splitlines()

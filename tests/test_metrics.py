@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from posekit.metrics import error_breakdown, evaluate_keypoints, mean_px_error, mse, pck, pcp
+from posekit.metrics import error_breakdown, evaluate_keypoints, lr_oracles, mean_px_error, mse, pck, pcp
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS, PCP_PARTS, idx
 
 # A standing figure in a 100x200 image: torso ||left_shoulder - right_hip|| = ||(30, 40)|| = 50.
@@ -209,16 +209,9 @@ def test_error_breakdown_kinds():
     assert error_breakdown(pred, gt, mask)[1]["inversion"]["neck"] == 0
 
 
-def test_error_analysis_lr_oracles():
-    """benchmarks/error_analysis.py's left/right oracles: swapping a whole pose fixes a person
-    seen facing the wrong way; deciding arms and legs apart also fixes one swapped leg."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "error_analysis.py"
-    spec = importlib.util.spec_from_file_location("error_analysis", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_lr_oracles():
+    """The left/right oracles: swapping a whole pose fixes a person seen facing the wrong way;
+    deciding arms and legs apart also fixes one swapped leg."""
     from posekit.skeleton import FLIP_PERM
 
     gt = np.concatenate([gt1()] * 2)
@@ -227,7 +220,7 @@ def test_error_analysis_lr_oracles():
     legs = [idx(f"{s}_{j}") for s in ("left", "right") for j in ("hip", "knee", "ankle")]
     pred[1, legs] = gt[1, legs[3:] + legs[:3]]  # only the legs swapped
     mask = np.ones((2, NUM_JOINTS), bool)
-    r = mod.lr_oracles(pred, gt, mask)
+    r = lr_oracles(pred, gt, mask)
     assert r["pck"] < 0.5
     assert r["images_swapped"] == 1 and r["pck_whole_pose_lr_oracle"] == pytest.approx((14 + 8) / 28)
     assert r["chains_swapped"] == 3 and r["pck_arms_legs_lr_oracle"] == 1.0
