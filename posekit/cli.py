@@ -66,6 +66,22 @@ def _cmd_train(args) -> int:
     return 0
 
 
+RECROP_HELP = ("second look on a square crop around the first estimate, this margin per side; "
+               "off: one look (default: the model's own setting)")
+
+
+def _recrop_arg(text: str) -> float | bool:
+    if text.strip().lower() in ("off", "none", "no", "false"):
+        return False
+    try:
+        m = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a margin in [0, 2] or 'off', got {text!r}") from None
+    if not 0 <= m <= 2:
+        raise argparse.ArgumentTypeError(f"expected a margin in [0, 2] or 'off', got {text!r}")
+    return m
+
+
 def _cmd_evaluate(args) -> int:
     from posekit.evaluate import evaluate, markdown_table, write_report
 
@@ -73,7 +89,7 @@ def _cmd_evaluate(args) -> int:
         raise PosekitError("--batch-size and --limit must be >= 1")
     metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
                                device=args.device, limit=args.limit, flip_test=args.flip_test,
-                               per_stage=args.per_stage)
+                               per_stage=args.per_stage, recrop=args.recrop)
     if metrics["train_overlap"]:
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -99,7 +115,8 @@ def _cmd_predict(args) -> int:
     box = parse_box(args.box) if args.box else None
     fmt = "json" if args.json else "csv" if args.csv else "text"
     failures, total = run_predict(args.inputs, args.model, args.out, draw=args.draw, flip_test=args.flip_test, box=box,
-                           fmt=fmt, backend=args.backend, webcam=args.webcam, max_frames=args.max_frames)
+                           fmt=fmt, backend=args.backend, webcam=args.webcam, max_frames=args.max_frames,
+                           recrop=args.recrop)
     if failures and total > 1:
         print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed", file=sys.stderr)
     return 0 if failures == 0 else 2
@@ -240,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
+    e.add_argument("--recrop", type=_recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",
@@ -255,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
+    pr.add_argument("--recrop", type=_recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)

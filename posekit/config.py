@@ -52,6 +52,9 @@ DEFAULTS: dict = {
         "frame_margin": 0.17,  # stage-1 estimates on training images framed like LSP's (null: whole image)
         "error_reach": 1.0,  # fit the error model to errors within this x the crop's half-side (null: all)
     },
+    "infer": {  # how evaluate and predict run the trained model
+        "recrop": None,  # margin of a second pass on a square crop around the first estimate (null: one pass)
+    },
     "train": {
         "epochs": 30,
         "batch_size": 32,
@@ -179,7 +182,7 @@ _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
     "train.save_every": int, "train.ema": float, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
-    "cascade.error_reach": float,
+    "cascade.error_reach": float, "infer.recrop": float,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
@@ -266,6 +269,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
         (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
          "cascade.error_reach must be positive or null"),
+        (cfg["infer"]["recrop"] is None or 0 <= cfg["infer"]["recrop"] <= 2, "infer.recrop must be in [0, 2] or null"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

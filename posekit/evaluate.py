@@ -1,5 +1,7 @@
 """Evaluation: the model sees each whole test image (never a box derived from the ground truth),
-its output is mapped back to original-image pixels, then metrics.py scores it."""
+its output is mapped back to original-image pixels, then metrics.py scores it. A model with a
+re-crop margin (config ``infer.recrop``) then looks again at a square crop around its own first
+estimate, exactly as ``predict`` does."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ from posekit.checkpoint import cascade_stages, load_model
 from posekit.data.dataset import PoseLandmarksDataset
 from posekit.data.lsp import load_sets
 from posekit.data.splits import lsp_test_ids, make_split
-from posekit.data.transforms import PoseTransform
+from posekit.data.transforms import PoseTransform, box_matrix, person_box, to_tensor, warp
 from posekit.errors import PosekitError
 from posekit.metrics import evaluate_keypoints
 from posekit.skeleton import FLIP_PERM, JOINT_NAMES
@@ -47,6 +49,56 @@ def flip_test_predict(model, codec, x: torch.Tensor, out: torch.Tensor | None = 
     kpf = kpf.clone()
     kpf[..., 0] = x.shape[3] - 1 - kpf[..., 0]
     return (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
+
+
+def recrop_margin(cfg: dict, recrop: float | bool | None = None) -> float | None:
+    """The re-crop margin in force: ``recrop`` None = the model's own (config ``infer.recrop``,
+    absent in older checkpoints = off), False = off, a number = that margin."""
+    if recrop is None:
+        recrop = (cfg.get("infer") or {}).get("recrop")
+    if recrop is None or recrop is False:
+        return None
+    m = float(recrop)
+    if not (np.isfinite(m) and 0 <= m <= 2):
+        raise PosekitError(f"re-crop margin must be a number in [0, 2], got {recrop!r}")
+    return m
+
+
+def recrop_box(keypoints: np.ndarray, margin: float, width: int, height: int) -> tuple[float, float, float, float]:
+    """The square box around estimated joints (``person_box``, as the training crops are made),
+    its side at least a tenth of the image's longer side so a collapsed estimate cannot zoom
+    into a few pixels."""
+    x, y, side, _ = person_box(np.asarray(keypoints, np.float64), np.ones(len(keypoints)), margin, width, height)
+    floor = 0.1 * max(width, height)
+    if side < floor:
+        x, y, side = x - (floor - side) / 2, y - (floor - side) / 2, floor
+    return x, y, side, side
+
+
+@torch.no_grad()
+def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray, margin: float, input_size: int,
+                   device, flip_test: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A second look: for each RGB image, a square crop around the first estimate ``keypoints``
+    (N, 14, 2 in original pixels) enlarged by ``margin`` per side, at the network's full input
+    size, run and mapped back. The box comes from the model's own estimate, never the ground
+    truth (the top-down pipeline with the pose model as its own person detector). Returns
+    (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
+    kps, scores = [], []
+    for i in range(0, len(images), batch_size):
+        xs, ms = [], []
+        for img, kp in zip(images[i:i + batch_size], keypoints[i:i + batch_size]):
+            h, w = img.shape[:2]
+            m = box_matrix(recrop_box(kp, margin, w, h), input_size)
+            xs.append(to_tensor(warp(img, m, input_size)))
+            ms.append(torch.from_numpy(m))
+        x = torch.stack(xs).to(device)
+        if flip_test:
+            kp, sc = flip_test_predict(model, codec, x)
+        else:
+            kp, sc = codec.decode(model(x).float())
+        kps.append(to_original(kp.cpu(), torch.stack(ms)).numpy())
+        scores.append(sc.float().cpu().numpy())
+    return np.concatenate(kps), np.concatenate(scores)
 
 
 @torch.no_grad()
@@ -110,8 +162,10 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
              device: str | None = None, limit: int | None = None, workers: int = 0,
-             flip_test: bool = False, per_stage: bool = False) -> tuple[dict, dict]:
+             flip_test: bool = False, per_stage: bool = False,
+             recrop: float | bool | None = None) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
+    ``recrop``: None = the model's own re-crop setting, False = one pass, a number = that margin.
 
     A cascade checkpoint runs stage 1 on the whole image, then each refinement stage on crops of
     the original image; ``per_stage`` adds ``stages``: the metrics after every stage."""
@@ -132,13 +186,21 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
     res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
+    margin = recrop_margin(cfg, recrop)
     stages = cascade_stages(ckpt, dev)
+    originals = None
+    if margin is not None or stages:
+        from posekit.data.images import read_image
+
+        originals = [read_image(p) for p in ds.paths()]
+    if margin is not None:
+        res["pred"], res["scores"] = recrop_predict(model, codec, originals, res["pred"], margin,
+                                                    cfg["data"]["input_size"], dev, flip_test=flip_test)
     per_stage_metrics = []
     if stages:
-        from posekit.data.images import read_image
         from posekit.models.cascade import run_cascade
 
-        ests = run_cascade(stages, [read_image(p) for p in ds.paths()], res["pred"], dev)
+        ests = run_cascade(stages, originals, res["pred"], dev)
         for k, est in enumerate(ests, start=1):
             m = evaluate_keypoints(est, res["gt"], res["sizes"], res["mask"])
             per_stage_metrics.append({"stage": k, **{n: m[n] for n in ("pck", "pcp", "mse", "mean_px_error",
@@ -148,7 +210,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
         raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
     metrics.update(split=split_name, model=cfg["model"]["name"] + (f" + {len(stages)} cascade stage(s)" if stages else ""),
-                   checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test)
+                   checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test,
+                   recrop=margin)
     if per_stage:
         if not stages:
             raise PosekitError(f"{ckpt['path']}: --per-stage needs a cascade checkpoint (this one has a single stage)")

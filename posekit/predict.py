@@ -22,7 +22,7 @@ from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
-from posekit.evaluate import flip_test_predict, to_original
+from posekit.evaluate import flip_test_predict, recrop_margin, recrop_predict, to_original
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 
@@ -93,17 +93,20 @@ def parse_box(box) -> tuple[float, float, float, float] | None:
 
 class Predictor:
     """``Predictor(model="posekit-lsp" | checkpoint | run folder | .onnx file, device=None,
-    backend="torch" | "onnx", flip_test=False)``.
+    backend="torch" | "onnx", flip_test=False, recrop=None)``.
 
     ``predict(image, box=None, color="RGB")`` takes a path, a PIL image or a uint8 array (RGB, or
     BGR with ``color="BGR"``) and an optional person box (x, y, w, h) in pixels; without a box the
     whole image is the person's box. It returns a :class:`Pose`: the 14 joints in original image
     pixels, a confidence per joint and the joint names. ``predict_batch`` does a list at once.
     The ``onnx`` backend runs the network with onnxruntime on the CPU (an ``.onnx`` file from
-    ``posekit export``, or a checkpoint exported in memory)."""
+    ``posekit export``, or a checkpoint exported in memory). A model with a re-crop margin (config
+    ``infer.recrop``, the shipped model's) looks twice: once at the whole image (or box), then at a
+    square crop around its own first estimate; ``recrop=False`` keeps the first look only, a number
+    sets the margin."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
-                 flip_test: bool = False, threads: int | None = None):
+                 flip_test: bool = False, threads: int | None = None, recrop: float | bool | None = None):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         model = DEFAULT_MODEL if model is None else model
@@ -129,6 +132,7 @@ class Predictor:
             cfg = ckpt["config"]
             self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, when a cascade
         self.config = cfg
+        self.recrop = recrop_margin(cfg, recrop)
         self.input_size = cfg["data"]["input_size"]
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
 
@@ -168,11 +172,14 @@ class Predictor:
         orig = to_original(kp.cpu(), m).numpy()
         if not np.isfinite(orig).all():
             raise PosekitError("the prediction is not finite (a box of absurd size?)")
+        sc = sc.float().cpu().numpy()
+        if self.recrop is not None:  # a second look, around the first estimate
+            orig, sc = recrop_predict(self.network, self.codec, [p[4] for p in prepared], orig, self.recrop,
+                                      self.input_size, self.device, flip_test=self.flip_test)
         if self.stages:
             from posekit.models.cascade import run_cascade
 
             orig = run_cascade(self.stages, [p[4] for p in prepared], orig, self.device)[-1]
-        sc = sc.cpu().numpy()
         return [Pose(orig[i], sc[i], p[2], p[3]) for i, p in enumerate(prepared)]
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
@@ -271,7 +278,7 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
                 box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
-                max_frames: int | None = None, write=print) -> int:
+                max_frames: int | None = None, write=print, recrop: float | bool | None = None) -> int:
     """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets ``<name>.json`` per image
     and ``<name>.jsonl`` (a record per frame) per video or webcam, and with ``draw`` the annotated
     ``<name>_pose.png`` / ``<name>_pose.mp4``. A bad input is reported (one line naming it) and
@@ -283,7 +290,7 @@ def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, 
 
     box = parse_box(box)
     items, missing = collect_inputs(inputs) if inputs else ([], [])
-    pred = Predictor(model, flip_test=flip_test, backend=backend)
+    pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop)
     emit = _Emitter(fmt, write)
     out = Path(out_dir) if out_dir else None
     if out is not None and out.exists() and not out.is_dir():

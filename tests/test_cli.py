@@ -120,6 +120,8 @@ def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
     ("train.device=tpu", "train.device must be"),
     ("data.cache=maybe", "'data.cache' must be true or false"),
     ("name=5", "'name' must be a string"),
+    ("infer.recrop=3", "infer.recrop must be in [0, 2] or null"),
+    ("infer.recrop=wide", "'infer.recrop' must be a number"),
 ])
 def test_bad_config_values(tmp_path, synth_root, capsys, override, needle):
     assert _train(synth_root, tmp_path / "o", override) == 2

@@ -62,3 +62,60 @@ def test_predict_cli_bad_inputs(ckpt, tmp_path, capsys):
     assert "expected 4 finite numbers x,y,w,h" in capsys.readouterr().err
     assert main(["predict", "examples/lsp_im1003.jpg", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_recrop_is_a_second_look_around_the_first_estimate(ckpt, synth_root, tmp_path, capsys):
+    """``recrop`` runs the network again on the square crop around its own first estimate: the
+    same as predicting with that box by hand; evaluate sees the same; the margin can live in the
+    checkpoint's config (``infer.recrop``) and be overridden either way."""
+    import torch
+
+    from posekit.evaluate import evaluate, recrop_box
+
+    img = read_image("examples/lsp_im1003.jpg")
+    h, w = img.shape[:2]
+    one = Predictor(str(ckpt))
+    assert one.recrop is None  # the recipe sets no re-crop
+    a = one.predict(img)
+    two = Predictor(str(ckpt), recrop=0.1)
+    b = two.predict(img)
+    by_hand = one.predict(img, box=recrop_box(a.keypoints, 0.1, w, h))
+    np.testing.assert_allclose(b.keypoints, by_hand.keypoints, atol=1e-3)
+    np.testing.assert_allclose(b.scores, by_hand.scores, atol=1e-5)
+    assert np.abs(b.keypoints - a.keypoints).max() > 0.5  # a different look, not the first one again
+
+    # evaluate's numbers are predict's, second look included
+    m, extras = evaluate(str(ckpt), str(synth_root), "val", recrop=0.1)
+    assert m["recrop"] == 0.1
+    paths = [str(p) for p in extras["ds"].paths()]
+    mine = np.stack([p.keypoints for p in two.predict_batch(paths)])
+    np.testing.assert_allclose(extras["res"]["pred"], mine, atol=1e-3)
+    m0, _ = evaluate(str(ckpt), str(synth_root), "val")
+    assert m0["recrop"] is None and m0["mse"] != m["mse"]
+
+    # the model's own setting, and the overrides of it
+    ck = torch.load(str(ckpt / "best.pt"), map_location="cpu", weights_only=False)
+    ck["config"]["infer"] = {"recrop": 0.1}
+    torch.save(ck, tmp_path / "recrop.pt")
+    own = Predictor(str(tmp_path / "recrop.pt"))
+    assert own.recrop == 0.1
+    np.testing.assert_allclose(own.predict(img).keypoints, b.keypoints, atol=1e-4)
+    assert Predictor(str(tmp_path / "recrop.pt"), recrop=False).recrop is None
+    assert main(["predict", "examples/lsp_im1003.jpg", "--model", str(tmp_path / "recrop.pt"), "--json",
+                 "--recrop", "off"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose([[j["x"], j["y"]] for j in rec["joints"]], a.keypoints, atol=0.01)
+    with pytest.raises(SystemExit):
+        main(["predict", "examples/lsp_im1003.jpg", "--model", str(ckpt), "--recrop", "3"])
+    assert "expected a margin in [0, 2] or 'off', got '3'" in capsys.readouterr().err
+
+
+def test_recrop_box_is_square_and_never_collapses():
+    from posekit.evaluate import recrop_box
+
+    kp = np.array([[10.0, 20.0], [30.0, 60.0]] * 7)
+    x, y, side, side2 = recrop_box(kp, 0.25, 200, 100)
+    assert side == side2 == pytest.approx(40 * 1.5)
+    assert (x + side / 2, y + side / 2) == pytest.approx((20.5, 40.5))  # centred on the joints
+    x, y, side, _ = recrop_box(np.full((14, 2), 50.0), 0.1, 200, 100)  # every joint in one place
+    assert side == pytest.approx(20.0) and x + side / 2 == pytest.approx(50.5)

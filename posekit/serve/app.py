@@ -131,7 +131,7 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
         from posekit.checkpoint import shipped_models
 
         return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
-                           "flip_test": pred.flip_test},
+                           "flip_test": pred.flip_test, "recrop": pred.recrop},
                 "shipped": shipped_models()}
 
     @app.get("/v1/skeleton", tags=["pose"])
