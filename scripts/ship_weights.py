@@ -24,12 +24,19 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made (e.g. the code it started from)")
+    ap.add_argument("--recrop", type=float, default=None,
+                    help="ship with this re-crop margin (infer.recrop), chosen by benchmarks/recrop_margin.py on val")
     a = ap.parse_args()
     ck = read_checkpoint(a.run)
     metrics = json.loads(Path(a.metrics).read_text())
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["model"].items()}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     cfg = ck["config"]
+    if a.recrop is not None:
+        cfg["infer"] = {**cfg.get("infer", {}), "recrop": a.recrop}
+    if metrics.get("recrop") != (cfg.get("infer") or {}).get("recrop"):
+        raise SystemExit(f"{a.metrics}: scored with recrop={metrics.get('recrop')}, but the model ships with "
+                         f"recrop={(cfg.get('infer') or {}).get('recrop')}")
     out = WEIGHTS_DIR / f"{a.name}.pt"
     save_checkpoint(out, config=cfg, split=ck["split"], epoch=ck["epoch"], history=ck["history"],
                     model=state, metrics=metrics, best=ck.get("best"), shipped=True, commit=commit)
@@ -40,6 +47,10 @@ def main() -> None:
     model = model_from_config(cfg)
     s = cfg["data"]["input_size"]
     pj = metrics["per_joint_pck"]
+    margin = (cfg.get("infer") or {}).get("recrop")
+    recrop_line = ("" if margin is None else f"\n- **Inference**: two looks: the whole image, then a square crop around the "
+                   f"first estimate with margin {margin} per side (`infer.recrop`, chosen on the validation split "
+                   "by `benchmarks/recrop_margin.py`; `--recrop off` for one look)")
     card = f"""# {a.name}
 
 The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} parameters,
@@ -50,11 +61,11 @@ The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} p
   (seed {cfg['data']['split_seed']}); validation {len(ck['split']['val'])} images carved from train.
 - **Recipe**: `configs/{cfg.get('name', 'release')}.yaml` as run (the full config is inside the .pt file).
 - **Command**: `{a.command}`
-- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{chr(10) + '- **Note**: ' + a.note if a.note else ''}
+- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{chr(10) + '- **Note**: ' + a.note if a.note else ''}{recrop_line}
 - **Commit**: {commit}
 - **Date**: {dt.date.today().isoformat()}
 
-## LSP test split (1000 images, whole image, no ground-truth box{', flip-test' if metrics.get('flip_test') else ''})
+## LSP test split (1000 images, whole image, no ground-truth box{', flip-test' if metrics.get('flip_test') else ''}{', second look' if margin is not None else ''})
 
 `posekit evaluate --model {a.name} --data $POSEKIT_DATA --split lsp-test --json`
 

@@ -45,6 +45,19 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
         assert next(m16.parameters()).dtype == torch.float32
         assert torch.allclose(m16(x), m32(x), atol=2e-2)
 
+    # shipping with a second look needs metrics scored with that very look
+    ship = [sys.executable, "-c", code, str(weights), "--run", str(run_dir), "--name", "tiny2",
+            "--command", "posekit train ...", "--recrop", "0.1"]
+    r = subprocess.run(ship + ["--metrics", str(metrics)], capture_output=True, text=True)
+    assert r.returncode != 0 and "scored with recrop=None, but the model ships with recrop=0.1" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "posekit", "evaluate", "--model", str(run_dir), "--data", str(synth_root),
+                        "--json", "--recrop", "0.1"], capture_output=True, text=True)
+    metrics.write_text(r.stdout)
+    r = subprocess.run(ship + ["--metrics", str(metrics)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert ck.read_checkpoint("tiny2")["config"]["infer"]["recrop"] == 0.1
+    assert "margin 0.1 per side" in (weights / "tiny2.md").read_text()
+
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):
     monkeypatch.setattr(ck, "WEIGHTS_DIR", tmp_path)
