@@ -70,7 +70,8 @@ RECROP_HELP = ("second look on a square crop around the first estimate, this mar
                "off: one look (default: the model's own setting)")
 
 
-def _recrop_arg(text: str) -> float | bool:
+def recrop_arg(text: str) -> float | bool:
+    """``--recrop``: a margin in [0, 2], or off (one look)."""
     if text.strip().lower() in ("off", "none", "no", "false"):
         return False
     try:
@@ -139,7 +140,7 @@ def _cmd_serve(args) -> int:
     if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
         raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
     run(host=args.host, port=args.port, model=args.model, backend=args.backend, max_bytes=int(args.max_mb * 1024 * 1024),
-        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue)
+        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, recrop=args.recrop)
     return 0
 
 
@@ -257,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
-    e.add_argument("--recrop", type=_recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    e.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
-    pr.add_argument("--recrop", type=_recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-pixels", type=int, default=50_000_000, help="largest declared image size (413 above)")
     sv.add_argument("--workers", type=int, default=1, help="inference threads")
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
+    sv.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
     sv.set_defaults(func=_cmd_serve)
 
     ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")

@@ -18,7 +18,7 @@ from posekit.data.splits import lsp_test_ids, make_split
 from posekit.data.transforms import PoseTransform, box_matrix, person_box, to_tensor, warp
 from posekit.errors import PosekitError
 from posekit.metrics import evaluate_keypoints
-from posekit.skeleton import FLIP_PERM, JOINT_NAMES
+from posekit.skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 
 EVAL_SPLITS = ("lsp-test", "lsp-train", "paper-test", "val")
@@ -51,17 +51,22 @@ def flip_test_predict(model, codec, x: torch.Tensor, out: torch.Tensor | None = 
     return (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
 
 
-def recrop_margin(cfg: dict, recrop: float | bool | None = None) -> float | None:
+def recrop_margin(cfg: dict, recrop: float | bool | None = None, cascade: bool = False) -> float | None:
     """The re-crop margin in force: ``recrop`` None = the model's own (config ``infer.recrop``,
-    absent in older checkpoints = off), False = off, a number = that margin."""
-    if recrop is None:
+    absent in older checkpoints = off), False = off, a number in [0, 2] = that margin. A cascade
+    refines with its own stages, which were fitted to first-look estimates: it takes no re-crop."""
+    own = recrop is None
+    if own:
         recrop = (cfg.get("infer") or {}).get("recrop")
     if recrop is None or recrop is False:
         return None
-    m = float(recrop)
-    if not (np.isfinite(m) and 0 <= m <= 2):
-        raise PosekitError(f"re-crop margin must be a number in [0, 2], got {recrop!r}")
-    return m
+    if isinstance(recrop, bool) or not isinstance(recrop, (int, float)) or not (0 <= recrop <= 2):
+        raise PosekitError(f"the re-crop margin must be a number in [0, 2] or False (off), got {recrop!r}")
+    if cascade:
+        if own:
+            return None
+        raise PosekitError("a cascade checkpoint refines with its own stages; the re-crop does not apply to it")
+    return float(recrop)
 
 
 def recrop_box(keypoints: np.ndarray, margin: float, width: int, height: int) -> tuple[float, float, float, float]:
@@ -83,7 +88,9 @@ def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray
     size, run and mapped back. The box comes from the model's own estimate, never the ground
     truth (the top-down pipeline with the pose model as its own person detector). Returns
     (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
-    kps, scores = [], []
+    if not np.isfinite(keypoints).all():
+        raise PosekitError("the first estimate is not finite (NaN/inf), so there is nothing to re-crop around")
+    kps, scores = [np.zeros((0, NUM_JOINTS, 2))], [np.zeros((0, NUM_JOINTS), np.float32)]
     for i in range(0, len(images), batch_size):
         xs, ms = [], []
         for img, kp in zip(images[i:i + batch_size], keypoints[i:i + batch_size]):
@@ -185,15 +192,17 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"], train=False)
     ds = PoseLandmarksDataset(sets, ids, tf)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-    res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
-    margin = recrop_margin(cfg, recrop)
     stages = cascade_stages(ckpt, dev)
+    margin = recrop_margin(cfg, recrop, cascade=bool(stages))
+    res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
     originals = None
     if margin is not None or stages:
         from posekit.data.images import read_image
 
         originals = [read_image(p) for p in ds.paths()]
     if margin is not None:
+        if not np.isfinite(res["pred"]).all():
+            raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
         res["pred"], res["scores"] = recrop_predict(model, codec, originals, res["pred"], margin,
                                                     cfg["data"]["input_size"], dev, flip_test=flip_test)
     per_stage_metrics = []

@@ -59,7 +59,8 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
     """Vanilla gradient saliency of ``predictor`` (a :class:`posekit.predict.Predictor`) on one
     image (path or RGB uint8 array), for one joint by name or all joints (``None``), on the
     whole image or a person ``box`` (x, y, w, h) as in ``predict``. The map explains one plain
-    forward pass (no flip test, even when the predictor uses one for ``pose``).
+    forward pass (no flip test, even when the predictor uses one for ``pose``): the pass that made
+    the pose, so with a re-crop the second look, on the crop around the first estimate.
 
     Returns ``{"image": RGB uint8 (H, W, 3), "saliency": float32 (H, W) in [0, 1],
     "pose": the Pose from predictor.predict, "joints": tuple of the joint names explained}``."""
@@ -68,7 +69,7 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
         raise PosekitError("saliency needs the torch backend (gradients); an ONNX model cannot be explained")
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
     pose = predictor.predict(img, box)  # validates the image and box
-    x0, matrix, w, h = predictor._prepare(img, box)
+    x0, matrix, w, h = predictor._prepare(img, predictor.last_look_box(img, box))
     model = predictor.model
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]

@@ -22,7 +22,7 @@ from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
-from posekit.evaluate import flip_test_predict, recrop_margin, recrop_predict, to_original
+from posekit.evaluate import flip_test_predict, recrop_box, recrop_margin, recrop_predict, to_original
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 
@@ -132,7 +132,7 @@ class Predictor:
             cfg = ckpt["config"]
             self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, when a cascade
         self.config = cfg
-        self.recrop = recrop_margin(cfg, recrop)
+        self.recrop = recrop_margin(cfg, recrop, cascade=bool(self.stages))
         self.input_size = cfg["data"]["input_size"]
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
 
@@ -162,7 +162,19 @@ class Predictor:
         boxes = [None] * len(images) if boxes is None else list(boxes)
         if len(boxes) != len(images):
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
-        prepared = [self._prepare_rgb(as_rgb(im, color), b) for im, b in zip(images, boxes)]
+        return self._run([self._prepare_rgb(as_rgb(im, color), b) for im, b in zip(images, boxes)])
+
+    def last_look_box(self, image, box=None, color: str = "RGB"):
+        """The box the network's last look uses for this image: ``box`` itself with one look, the
+        square around the first estimate with a re-crop (for explaining the pass that made the pose)."""
+        if self.recrop is None:
+            return box
+        prepared = [self._prepare_rgb(as_rgb(image, color), box)]
+        first = self._run(prepared, second_look=False)[0]
+        return recrop_box(first.keypoints, self.recrop, first.width, first.height)
+
+    @torch.inference_mode()
+    def _run(self, prepared: list, second_look: bool = True) -> list[Pose]:
         x = torch.stack([p[0] for p in prepared]).to(self.device)
         m = torch.stack([p[1] for p in prepared])
         if self.flip_test:
@@ -173,7 +185,7 @@ class Predictor:
         if not np.isfinite(orig).all():
             raise PosekitError("the prediction is not finite (a box of absurd size?)")
         sc = sc.float().cpu().numpy()
-        if self.recrop is not None:  # a second look, around the first estimate
+        if self.recrop is not None and second_look:  # a second look, around the first estimate
             orig, sc = recrop_predict(self.network, self.codec, [p[4] for p in prepared], orig, self.recrop,
                                       self.input_size, self.device, flip_test=self.flip_test)
         if self.stages:

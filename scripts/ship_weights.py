@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from posekit.checkpoint import WEIGHTS_DIR, model_from_config, read_checkpoint, save_checkpoint
+from posekit.cli import recrop_arg
 from posekit.models import count_parameters, model_flops
 
 
@@ -24,8 +25,9 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made (e.g. the code it started from)")
-    ap.add_argument("--recrop", type=float, default=None,
-                    help="ship with this re-crop margin (infer.recrop), chosen by benchmarks/recrop_margin.py on val")
+    ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN|off",
+                    help="ship with this re-crop margin (infer.recrop), chosen by benchmarks/recrop_margin.py on val; "
+                    "off: one look (default: the run's own setting)")
     a = ap.parse_args()
     ck = read_checkpoint(a.run)
     metrics = json.loads(Path(a.metrics).read_text())
@@ -33,7 +35,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     cfg = ck["config"]
     if a.recrop is not None:
-        cfg["infer"] = {**cfg.get("infer", {}), "recrop": a.recrop}
+        cfg["infer"] = {**cfg.get("infer", {}), "recrop": None if a.recrop is False else a.recrop}
     if metrics.get("recrop") != (cfg.get("infer") or {}).get("recrop"):
         raise SystemExit(f"{a.metrics}: scored with recrop={metrics.get('recrop')}, but the model ships with "
                          f"recrop={(cfg.get('infer') or {}).get('recrop')}")

@@ -191,6 +191,10 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
     assert pck(pred, lsp.keypoints[test], lsp.annotated[test])[0] == pytest.approx(m["pck"], abs=1e-9)
     assert main(["evaluate", "--model", str(s1), "--data", str(synth_root), "--per-stage", "--json"]) == 2
     assert "needs a cascade checkpoint" in capsys.readouterr().err
+    # a cascade's stages were fitted to first-look estimates: no second look, asked for or inherited
+    assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--recrop", "0.1", "--json"]) == 2
+    assert "the re-crop does not apply to it" in capsys.readouterr().err
+    assert Predictor(str(out), recrop=None).recrop is None
     # what a cascade cannot do is refused in one line
     assert main(["train", "--resume", str(out)]) == 2
     assert "not resumable" in capsys.readouterr().err

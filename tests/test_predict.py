@@ -7,6 +7,7 @@ import pytest
 
 from posekit.cli import main
 from posekit.data.images import read_image
+from posekit.errors import PosekitError
 from posekit.predict import Predictor
 from posekit.skeleton import JOINT_NAMES
 
@@ -108,6 +109,30 @@ def test_recrop_is_a_second_look_around_the_first_estimate(ckpt, synth_root, tmp
     with pytest.raises(SystemExit):
         main(["predict", "examples/lsp_im1003.jpg", "--model", str(ckpt), "--recrop", "3"])
     assert "expected a margin in [0, 2] or 'off', got '3'" in capsys.readouterr().err
+    for bad in (True, "off", 3.0, float("nan")):
+        with pytest.raises(PosekitError, match="re-crop margin must be a number in"):
+            Predictor(str(ckpt), recrop=bad)
+
+    # flip-test applies to both looks; explain sees the pass that made the pose
+    flip1 = Predictor(str(ckpt), flip_test=True)
+    flip2 = Predictor(str(ckpt), flip_test=True, recrop=0.1)
+    first = flip1.predict(img)
+    np.testing.assert_allclose(flip2.predict(img).keypoints,
+                               flip1.predict(img, box=recrop_box(first.keypoints, 0.1, w, h)).keypoints, atol=1e-3)
+    assert two.last_look_box(img) == pytest.approx(recrop_box(a.keypoints, 0.1, w, h))
+    assert one.last_look_box(img, (1, 2, 30, 40)) == (1, 2, 30, 40)
+
+
+def test_recrop_of_a_nan_first_look_is_refused():
+    from posekit.codecs import build_codec
+    from posekit.evaluate import recrop_predict
+
+    img = np.zeros((40, 30, 3), np.uint8)
+    kp = np.full((1, 14, 2), np.nan)
+    with pytest.raises(PosekitError, match="first estimate is not finite"):
+        recrop_predict(lambda x: x, build_codec("regression", 32), [img], kp, 0.1, 32, "cpu")
+    out, sc = recrop_predict(lambda x: x, build_codec("regression", 32), [], np.zeros((0, 14, 2)), 0.1, 32, "cpu")
+    assert out.shape == (0, 14, 2) and sc.shape == (0, 14)
 
 
 def test_recrop_box_is_square_and_never_collapses():
@@ -119,3 +144,8 @@ def test_recrop_box_is_square_and_never_collapses():
     assert (x + side / 2, y + side / 2) == pytest.approx((20.5, 40.5))  # centred on the joints
     x, y, side, _ = recrop_box(np.full((14, 2), 50.0), 0.1, 200, 100)  # every joint in one place
     assert side == pytest.approx(20.0) and x + side / 2 == pytest.approx(50.5)
+    # the crop's centre is the joints' centre: box_matrix puts it at the input's middle pixel
+    from posekit.data.transforms import apply_affine, box_matrix
+
+    m = box_matrix(recrop_box(kp, 0.17, 200, 100), 64)
+    assert apply_affine(np.array([20.0, 40.0]), m) == pytest.approx([31.5, 31.5])

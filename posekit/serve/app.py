@@ -72,12 +72,13 @@ def check_image_bytes(data: bytes, max_pixels: int):
 
 
 def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None) -> FastAPI:
-    """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model`` and
-    ``backend`` unless given."""
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None,
+               recrop: float | bool | None = None) -> FastAPI:
+    """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model``,
+    ``backend`` and ``recrop`` (None: the model's own second-look setting) unless given."""
     from posekit.predict import Predictor, parse_box
 
-    pred = predictor if predictor is not None else Predictor(model, backend=backend)
+    pred = predictor if predictor is not None else Predictor(model, backend=backend, recrop=recrop)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posekit-infer")
     lock = threading.Lock()
     state = {"in_flight": 0, "served": 0, "refused": 0}
