@@ -4,7 +4,9 @@ map back to original pixels — what a user of `predict` waits for, per image.
     python benchmarks/latency.py --model posekit-lsp paper_vgg poster_cnn --image path.jpg --json reports/latency_cpu.json
 
 A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
-with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml)."""
+with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint
+runs through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with a
+re-crop (``infer.recrop``) is timed with both of its looks (``looks`` in the JSON)."""
 from __future__ import annotations
 
 import argparse
@@ -36,26 +38,41 @@ def _load(spec: str):
     return model, codec, ck["config"]
 
 
-def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
-    model, codec, cfg = _load(spec)
+def _one_look(model, codec, cfg):
     s = cfg["data"]["input_size"]
     tf = PoseTransform(s, cfg["data"]["resize_mode"])
-    mask = np.ones(14, bool)
-    zeros = np.zeros((14, 2))
+    mask, zeros = np.ones(14, bool), np.zeros((14, 2))
+
+    def run(image: Path) -> None:
+        item = tf(read_image(image), zeros, mask)
+        kp, _ = codec.decode(model(item["image"][None]).float())
+        to_original(kp, item["matrix"][None])
+    return run
+
+
+def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
+    if spec in MODELS:
+        model, codec, cfg = _load(spec)
+        run, looks = _one_look(model, codec, cfg), 1
+    else:
+        from posekit.predict import Predictor
+
+        pred = Predictor(spec, device="cpu")
+        model, cfg = pred.model, pred.config
+        run, looks = (lambda path: pred.predict(str(path))), 1 + (pred.recrop is not None)
+    s = cfg["data"]["input_size"]
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
             t0 = time.perf_counter()
-            img = read_image(image)
-            item = tf(img, zeros, mask)
-            kp, _ = codec.decode(model(item["image"][None]).float())
-            to_original(kp, item["matrix"][None])
+            run(image)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
+    gflops = model_flops(model, s)
     return {"model": spec, "arch": cfg["model"]["name"], "input_size": s, "params": count_parameters(model),
-            "gflops": round(model_flops(model, s), 3), "p50_ms": round(float(np.median(ms)), 2),
-            "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
+            "gflops": round(gflops, 3), "looks": looks, "gflops_per_image": round(gflops * looks, 3),
+            "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
 
 
 def main() -> None:
@@ -70,7 +87,8 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     rows = [measure(m, Path(a.image), a.runs if m != "paper_vgg" else max(5, a.runs // 5)) for m in a.model]
     for r in rows:
-        print(f"{r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params {r['gflops']:>7} GFLOPs  "
+        print(f"{r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params {r['gflops']:>7} GFLOPs "
+              f"x {r['looks']} look(s)  "
               f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms")
     if a.json:
         with open(a.json, "w") as f:
