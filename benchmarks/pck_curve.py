@@ -5,6 +5,8 @@ PCK@0.2 / PCP@0.5 per epoch next to the run's validation PCK and learning rate.
     python benchmarks/pck_curve.py --run runs/release80 --data $POSEKIT_DATA --json reports/release_curve.json
 
 ``inversion`` is the fraction of joints placed on their left/right counterpart (metrics.error_breakdown).
+``--recrop MARGIN`` adds ``pck_recrop`` / ``pcp_recrop``: the same snapshot with a second look at
+that margin (``posekit evaluate --recrop``), as a model shipped with it runs.
 
 Snapshots only report; nothing is selected by test accuracy (the shipped model is the run's last
 epoch, as the cosine schedule ends)."""
@@ -24,6 +26,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the curve here")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the rows of epoch_*.pt snapshots already in --json (a run in progress, evaluated as it goes)")
+    ap.add_argument("--recrop", type=float, default=None, help="also score a second look at this margin")
     a = ap.parse_args()
     run = Path(a.run)
     snaps = sorted(run.glob("epoch_*.pt"))
@@ -51,9 +54,12 @@ def main() -> None:
                      "mean_px_error": round(m["mean_px_error"], 2), "inversion": round(m["errors"]["inversion"], 4),
                      "val_pck": round(h.get("pck", float("nan")), 4), "lr": h.get("lr")})
         r = rows[-1]
+        if a.recrop is not None:
+            m2, _ = evaluate(str(p), a.data, "lsp-test", recrop=a.recrop)
+            r.update(recrop=a.recrop, pck_recrop=round(m2["pck"], 4), pcp_recrop=round(m2["pcp"], 4))
         print(f"epoch {r['epoch']:>3}  lsp-test PCK@0.2 {r['pck']:.3f}  PCP@0.5 {r['pcp']:.3f}  "
-              f"mean error {r['mean_px_error']:.1f} px  inversions {r['inversion']:.3f}  val PCK {r['val_pck']:.3f}",
-              flush=True)
+              f"mean error {r['mean_px_error']:.1f} px  inversions {r['inversion']:.3f}  val PCK {r['val_pck']:.3f}"
+              + (f"  second look {r['pck_recrop']:.3f}" if "pck_recrop" in r else ""), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"run": str(run), "split": "lsp-test", "curve": rows}, indent=1) + "\n")
 
