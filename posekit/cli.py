@@ -83,6 +83,21 @@ def recrop_arg(text: str) -> float | bool:
     return m
 
 
+FUSE_HELP = ("with a second look: blend the first look's heatmaps into the second's at this weight in [0, 1) "
+             "(default: the model's own)")
+
+
+def fuse_arg(text: str) -> float:
+    """``--fuse``: a weight in [0, 1)."""
+    try:
+        w = float(text)
+    except ValueError:
+        w = -1.0
+    if not 0 <= w < 1:
+        raise argparse.ArgumentTypeError(f"expected a weight in [0, 1), got {text!r}")
+    return w
+
+
 def _cmd_evaluate(args) -> int:
     from posekit.evaluate import evaluate, markdown_table, write_report
 
@@ -90,7 +105,7 @@ def _cmd_evaluate(args) -> int:
         raise PosekitError("--batch-size and --limit must be >= 1")
     metrics, extras = evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
                                device=args.device, limit=args.limit, flip_test=args.flip_test,
-                               per_stage=args.per_stage, recrop=args.recrop)
+                               per_stage=args.per_stage, recrop=args.recrop, fuse=args.fuse)
     if metrics["train_overlap"]:
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -117,7 +132,7 @@ def _cmd_predict(args) -> int:
     fmt = "json" if args.json else "csv" if args.csv else "text"
     failures, total = run_predict(args.inputs, args.model, args.out, draw=args.draw, flip_test=args.flip_test, box=box,
                            fmt=fmt, backend=args.backend, webcam=args.webcam, max_frames=args.max_frames,
-                           recrop=args.recrop)
+                           recrop=args.recrop, fuse=args.fuse)
     if failures and total > 1:
         print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed", file=sys.stderr)
     return 0 if failures == 0 else 2
@@ -259,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
     e.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    e.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",
@@ -275,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
     pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    pr.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)

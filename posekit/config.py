@@ -54,6 +54,7 @@ DEFAULTS: dict = {
     },
     "infer": {  # how evaluate and predict run the trained model
         "recrop": None,  # margin of a second pass on a square crop around the first estimate (null: one pass)
+        "fuse": 0.0,  # weight of the first pass's heatmaps blended into the second's (no extra network cost)
     },
     "train": {
         "epochs": 30,
@@ -270,6 +271,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
          "cascade.error_reach must be positive or null"),
         (cfg["infer"]["recrop"] is None or 0 <= cfg["infer"]["recrop"] <= 2, "infer.recrop must be in [0, 2] or null"),
+        (0 <= cfg["infer"]["fuse"] < 1, "infer.fuse must be in [0, 1)"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

@@ -39,16 +39,27 @@ def flip_test_predict(model, codec, x: torch.Tensor, out: torch.Tensor | None = 
     (as SimpleBaselines does: where the two passes disagree, e.g. left/right, the stronger mode
     wins instead of a midpoint between them); coordinate outputs are averaged as coordinates.
     ``out`` is ``model(x)`` when already computed. Returns (keypoints in input pixels, scores)."""
+    return look(model, codec, x, flip_test=True, out=out)[1:]
+
+
+@torch.no_grad()
+def look(model, codec, x: torch.Tensor, flip_test: bool = False, out: torch.Tensor | None = None):
+    """One look of the network at a batch: (maps, keypoints in input pixels, scores). ``maps`` is
+    the heatmap-like output (B, J, H, W) that was decoded (flip-averaged with ``flip_test``), for
+    fusing with another look; None for coordinate outputs."""
     out = (model(x) if out is None else out).float()
+    if not flip_test:
+        return (out if out.dim() == 4 else None), *codec.decode(out)
     outf = model(torch.flip(x, dims=[3])).float()
     perm = torch.as_tensor(FLIP_PERM, device=x.device)
     if out.dim() == 4:  # cell i of the mirror map is cell W-1-i of the original (centre-aligned grid)
-        return codec.decode((out + torch.flip(outf, dims=[3])[:, perm]) / 2)
+        maps = (out + torch.flip(outf, dims=[3])[:, perm]) / 2
+        return maps, *codec.decode(maps)
     kp, sc = codec.decode(out)
     kpf, scf = codec.decode(outf)
     kpf = kpf.clone()
     kpf[..., 0] = x.shape[3] - 1 - kpf[..., 0]
-    return (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
+    return None, (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
 
 
 def recrop_margin(cfg: dict, recrop: float | bool | None = None, cascade: bool = False) -> float | None:
@@ -69,6 +80,16 @@ def recrop_margin(cfg: dict, recrop: float | bool | None = None, cascade: bool =
     return float(recrop)
 
 
+def fuse_weight(cfg: dict, fuse: float | None = None) -> float:
+    """The weight of the first look in the second (config ``infer.fuse``, absent = 0): ``fuse``
+    None = the model's own, else a number in [0, 1)."""
+    if fuse is None:
+        fuse = (cfg.get("infer") or {}).get("fuse", 0.0)
+    if isinstance(fuse, bool) or not isinstance(fuse, (int, float)) or not 0 <= fuse < 1:
+        raise PosekitError(f"the fusing weight of the first look must be a number in [0, 1), got {fuse!r}")
+    return float(fuse)
+
+
 def recrop_box(keypoints: np.ndarray, margin: float, width: int, height: int) -> tuple[float, float, float, float]:
     """The square box around estimated joints (``person_box``, as the training crops are made),
     its side at least a tenth of the image's longer side so a collapsed estimate cannot zoom
@@ -80,14 +101,41 @@ def recrop_box(keypoints: np.ndarray, margin: float, width: int, height: int) ->
     return x, y, side, side
 
 
+def _pixel_frame(n: int, stride: float) -> np.ndarray:
+    """3x3 affine from an output grid's cell coordinates (cell centres at 0..n-1) to input pixels."""
+    c = (stride - 1) / 2
+    return np.array([[stride, 0, c], [0, stride, c], [0, 0, 1]], np.float64)
+
+
+def carry_maps(maps: torch.Tensor, from_matrices, to_matrices, input_size: int) -> torch.Tensor:
+    """Resample heatmaps (B, J, n, n) made on inputs warped by ``from_matrices`` (B, 2, 3,
+    original -> input) into the frame of inputs warped by ``to_matrices``: each output cell takes
+    the bilinear value at the same original-image point (zero outside the first maps)."""
+    b, _, n, _ = maps.shape
+    g2i = _pixel_frame(n, input_size / n)
+    norm = np.array([[2 / n, 0, 1 / n - 1], [0, 2 / n, 1 / n - 1], [0, 0, 1]])  # cells -> grid_sample's [-1, 1]
+    thetas = []
+    for m1, m2 in zip(np.asarray(from_matrices, np.float64), np.asarray(to_matrices, np.float64)):
+        a = np.linalg.inv(g2i) @ np.vstack([m1, [0, 0, 1]]) @ np.linalg.inv(np.vstack([m2, [0, 0, 1]])) @ g2i
+        thetas.append((norm @ a @ np.linalg.inv(norm))[:2])
+    theta = torch.as_tensor(np.stack(thetas), dtype=maps.dtype, device=maps.device)
+    grid = torch.nn.functional.affine_grid(theta, list(maps.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 @torch.no_grad()
 def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray, margin: float, input_size: int,
-                   device, flip_test: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                   device, flip_test: bool = False, batch_size: int = 32, fuse: float = 0.0,
+                   first_maps: torch.Tensor | None = None, first_matrices=None) -> tuple[np.ndarray, np.ndarray]:
     """A second look: for each RGB image, a square crop around the first estimate ``keypoints``
     (N, 14, 2 in original pixels) enlarged by ``margin`` per side, at the network's full input
     size, run and mapped back. The box comes from the model's own estimate, never the ground
-    truth (the top-down pipeline with the pose model as its own person detector). Returns
-    (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
+    truth (the top-down pipeline with the pose model as its own person detector).
+
+    ``fuse`` > 0 blends in the first look at that weight, at no extra network cost: heatmap-like
+    outputs carry the first look's maps (``first_maps``, made on inputs warped by
+    ``first_matrices``) into the crop's frame and decode the blend; coordinate outputs blend the
+    coordinates. Returns (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
     if not np.isfinite(keypoints).all():
         raise PosekitError("the first estimate is not finite (NaN/inf), so there is nothing to re-crop around")
     kps, scores = [np.zeros((0, NUM_JOINTS, 2))], [np.zeros((0, NUM_JOINTS), np.float32)]
@@ -99,23 +147,28 @@ def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray
             xs.append(to_tensor(warp(img, m, input_size)))
             ms.append(torch.from_numpy(m))
         x = torch.stack(xs).to(device)
-        if flip_test:
-            kp, sc = flip_test_predict(model, codec, x)
-        else:
-            kp, sc = codec.decode(model(x).float())
-        kps.append(to_original(kp.cpu(), torch.stack(ms)).numpy())
+        maps, kp, sc = look(model, codec, x, flip_test)
+        if fuse > 0 and maps is not None and first_maps is not None:
+            old = torch.as_tensor(first_maps[i:i + batch_size], device=maps.device).float()
+            carried = carry_maps(old, np.asarray(first_matrices[i:i + batch_size]), np.stack(ms), input_size)
+            kp, sc = codec.decode((1 - fuse) * maps + fuse * carried)
+        out = to_original(kp.cpu(), torch.stack(ms)).numpy()
+        if fuse > 0 and maps is None:  # coordinates: blend them
+            out = (1 - fuse) * out + fuse * keypoints[i:i + batch_size]
+        kps.append(out)
         scores.append(sc.float().cpu().numpy())
     return np.concatenate(kps), np.concatenate(scores)
 
 
 @torch.no_grad()
 def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, loss_fn=None,
-                   keep_first: bool = True, flip_test: bool = False) -> dict:
+                   keep_first: bool = True, flip_test: bool = False, keep_maps: bool = False) -> dict:
     """Run a model over an evaluation loader. Returns numpy ``pred``/``gt`` (N, 14, 2) in original
     pixels, ``mask``, ``sizes``, ``scores``, the mean ``loss`` when ``loss_fn`` is given, and the
-    first batch's input-frame tensors (for drawing)."""
+    first batch's input-frame tensors (for drawing). ``keep_maps`` adds ``maps`` (the decoded
+    heatmap-like outputs, None for coordinate outputs) and their input ``matrices``."""
     model.eval()
-    preds, gts, masks, sizes, scores = [], [], [], [], []
+    preds, gts, masks, sizes, scores, maps, matrices = [], [], [], [], [], [], []
     total, count = 0.0, 0
     first = None
     for batch in loader:
@@ -123,11 +176,11 @@ def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else torch.no_grad()
         with ctx:
             out = model(x)
-            if flip_test:  # one more pass, on the mirrored batch
-                kp, sc = flip_test_predict(model, codec, x, out)
+            decoded, kp, sc = look(model, codec, x, flip_test, out)  # flip-test: one more pass, mirrored
         out = out.float()
-        if not flip_test:
-            kp, sc = codec.decode(out)
+        if keep_maps:
+            maps.append(None if decoded is None else decoded.cpu())
+            matrices.append(batch["matrix"].numpy())
         if loss_fn is not None:
             target, weight = codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
             loss = loss_fn(codec.loss_input(out), target, weight)
@@ -145,6 +198,9 @@ def predict_loader(model, codec, loader: DataLoader, device, amp: bool = False, 
     res = {"pred": np.concatenate(preds), "gt": np.concatenate(gts).astype(np.float64),
            "mask": np.concatenate(masks), "sizes": np.concatenate(sizes), "scores": np.concatenate(scores),
            "first": first}
+    if keep_maps:
+        res["maps"] = None if not maps or maps[0] is None else torch.cat(maps)
+        res["matrices"] = np.concatenate(matrices) if matrices else np.zeros((0, 2, 3))
     if loss_fn is not None:
         res["loss"] = total / max(count, 1)
     return res
@@ -170,9 +226,10 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
              device: str | None = None, limit: int | None = None, workers: int = 0,
              flip_test: bool = False, per_stage: bool = False,
-             recrop: float | bool | None = None) -> tuple[dict, dict]:
+             recrop: float | bool | None = None, fuse: float | None = None) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
-    ``recrop``: None = the model's own re-crop setting, False = one pass, a number = that margin.
+    ``recrop``: None = the model's own re-crop setting, False = one pass, a number = that margin;
+    ``fuse``: the first look's weight in the second (None = the model's own).
 
     A cascade checkpoint runs stage 1 on the whole image, then each refinement stage on crops of
     the original image; ``per_stage`` adds ``stages``: the metrics after every stage."""
@@ -194,7 +251,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
     stages = cascade_stages(ckpt, dev)
     margin = recrop_margin(cfg, recrop, cascade=bool(stages))
-    res = predict_loader(model, codec, loader, dev, flip_test=flip_test)
+    fuse = fuse_weight(cfg, fuse) if margin is not None else 0.0
+    res = predict_loader(model, codec, loader, dev, flip_test=flip_test, keep_maps=fuse > 0)
     originals = None
     if margin is not None or stages:
         from posekit.data.images import read_image
@@ -204,7 +262,9 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
         if not np.isfinite(res["pred"]).all():
             raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")
         res["pred"], res["scores"] = recrop_predict(model, codec, originals, res["pred"], margin,
-                                                    cfg["data"]["input_size"], dev, flip_test=flip_test)
+                                                    cfg["data"]["input_size"], dev, flip_test=flip_test, fuse=fuse,
+                                                    first_maps=res.pop("maps", None),
+                                                    first_matrices=res.pop("matrices", None))
     per_stage_metrics = []
     if stages:
         from posekit.models.cascade import run_cascade
@@ -220,7 +280,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
     metrics.update(split=split_name, model=cfg["model"]["name"] + (f" + {len(stages)} cascade stage(s)" if stages else ""),
                    checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test,
-                   recrop=margin)
+                   recrop=margin, fuse=fuse)
     if per_stage:
         if not stages:
             raise PosekitError(f"{ckpt['path']}: --per-stage needs a cascade checkpoint (this one has a single stage)")

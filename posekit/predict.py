@@ -22,7 +22,7 @@ from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
-from posekit.evaluate import flip_test_predict, recrop_box, recrop_margin, recrop_predict, to_original
+from posekit.evaluate import fuse_weight, look, recrop_box, recrop_margin, recrop_predict, to_original
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 
@@ -103,10 +103,12 @@ class Predictor:
     ``posekit export``, or a checkpoint exported in memory). A model with a re-crop margin (config
     ``infer.recrop``, the shipped model's) looks twice: once at the whole image (or box), then at a
     square crop around its own first estimate; ``recrop=False`` keeps the first look only, a number
-    sets the margin."""
+    sets the margin. ``fuse`` (config ``infer.fuse``) blends the first look's heatmaps into the
+    second's at that weight, at no extra network cost."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
-                 flip_test: bool = False, threads: int | None = None, recrop: float | bool | None = None):
+                 flip_test: bool = False, threads: int | None = None, recrop: float | bool | None = None,
+                 fuse: float | None = None):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         model = DEFAULT_MODEL if model is None else model
@@ -133,6 +135,7 @@ class Predictor:
             self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, when a cascade
         self.config = cfg
         self.recrop = recrop_margin(cfg, recrop, cascade=bool(self.stages))
+        self.fuse = fuse_weight(cfg, fuse) if self.recrop is not None else 0.0
         self.input_size = cfg["data"]["input_size"]
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
 
@@ -177,17 +180,15 @@ class Predictor:
     def _run(self, prepared: list, second_look: bool = True) -> list[Pose]:
         x = torch.stack([p[0] for p in prepared]).to(self.device)
         m = torch.stack([p[1] for p in prepared])
-        if self.flip_test:
-            kp, sc = flip_test_predict(self.network, self.codec, x)
-        else:
-            kp, sc = self.codec.decode(self.network(x).float())
+        maps, kp, sc = look(self.network, self.codec, x, self.flip_test)
         orig = to_original(kp.cpu(), m).numpy()
         if not np.isfinite(orig).all():
             raise PosekitError("the prediction is not finite (a box of absurd size?)")
         sc = sc.float().cpu().numpy()
         if self.recrop is not None and second_look:  # a second look, around the first estimate
             orig, sc = recrop_predict(self.network, self.codec, [p[4] for p in prepared], orig, self.recrop,
-                                      self.input_size, self.device, flip_test=self.flip_test)
+                                      self.input_size, self.device, flip_test=self.flip_test, fuse=self.fuse,
+                                      first_maps=maps, first_matrices=m.numpy())
         if self.stages:
             from posekit.models.cascade import run_cascade
 
@@ -290,7 +291,8 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
                 box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
-                max_frames: int | None = None, write=print, recrop: float | bool | None = None) -> int:
+                max_frames: int | None = None, write=print, recrop: float | bool | None = None,
+                fuse: float | None = None) -> int:
     """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets ``<name>.json`` per image
     and ``<name>.jsonl`` (a record per frame) per video or webcam, and with ``draw`` the annotated
     ``<name>_pose.png`` / ``<name>_pose.mp4``. A bad input is reported (one line naming it) and
@@ -302,7 +304,7 @@ def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, 
 
     box = parse_box(box)
     items, missing = collect_inputs(inputs) if inputs else ([], [])
-    pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop)
+    pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop, fuse=fuse)
     emit = _Emitter(fmt, write)
     out = Path(out_dir) if out_dir else None
     if out is not None and out.exists() and not out.is_dir():

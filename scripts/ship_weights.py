@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from posekit.checkpoint import WEIGHTS_DIR, model_from_config, read_checkpoint, save_checkpoint
-from posekit.cli import recrop_arg
+from posekit.cli import fuse_arg, recrop_arg
 from posekit.models import count_parameters, model_flops
 
 
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN|off",
                     help="ship with this re-crop margin (infer.recrop), chosen by benchmarks/recrop_margin.py on val; "
                     "off: one look (default: the run's own setting)")
+    ap.add_argument("--fuse", type=fuse_arg, default=None, metavar="W",
+                    help="ship with this weight of the first look in the second (infer.fuse)")
     a = ap.parse_args()
     ck = read_checkpoint(a.run)
     metrics = json.loads(Path(a.metrics).read_text())
@@ -36,6 +38,11 @@ def main() -> None:
     cfg = ck["config"]
     if a.recrop is not None:
         cfg["infer"] = {**cfg.get("infer", {}), "recrop": None if a.recrop is False else a.recrop}
+    if a.fuse is not None:
+        cfg["infer"] = {**cfg.get("infer", {}), "fuse": a.fuse}
+    if metrics.get("fuse", 0.0) != ((cfg.get("infer") or {}).get("fuse", 0.0) if metrics.get("recrop") else 0.0):
+        raise SystemExit(f"{a.metrics}: scored with fuse={metrics.get('fuse', 0.0)}, but the model ships with "
+                         f"fuse={(cfg.get('infer') or {}).get('fuse', 0.0)}")
     if metrics.get("recrop") != (cfg.get("infer") or {}).get("recrop"):
         raise SystemExit(f"{a.metrics}: scored with recrop={metrics.get('recrop')}, but the model ships with "
                          f"recrop={(cfg.get('infer') or {}).get('recrop')}")
@@ -51,8 +58,10 @@ def main() -> None:
     pj = metrics["per_joint_pck"]
     margin = (cfg.get("infer") or {}).get("recrop")
     recrop_line = ("" if margin is None else f"\n- **Inference**: two looks: the whole image, then a square crop around the "
-                   f"first estimate with margin {margin} per side (`infer.recrop`, chosen on the validation split "
-                   "by `benchmarks/recrop_margin.py`; `--recrop off` for one look)")
+                   f"first estimate with margin {margin} per side (`infer.recrop`"
+                   + (f", with the first look's heatmaps blended in at weight {cfg['infer'].get('fuse', 0.0)} (`infer.fuse`)"
+                      if cfg["infer"].get("fuse") else "")
+                   + "; chosen on the validation split by `benchmarks/recrop_margin.py`; `--recrop off` for one look)")
     card = f"""# {a.name}
 
 The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} parameters,

@@ -149,3 +149,66 @@ def test_recrop_box_is_square_and_never_collapses():
 
     m = box_matrix(recrop_box(kp, 0.17, 200, 100), 64)
     assert apply_affine(np.array([20.0, 40.0]), m) == pytest.approx([31.5, 31.5])
+
+
+def test_carry_maps_moves_a_peak_to_the_same_image_point():
+    """A Gaussian made on one input frame, carried into another, peaks at the same original
+    point; carried into its own frame it is unchanged."""
+    import torch
+
+    from posekit.codecs import build_codec
+    from posekit.codecs.heatmap import grid_to_input
+    from posekit.data.transforms import box_matrix
+    from posekit.evaluate import carry_maps, to_original
+
+    size, codec = 64, build_codec({"name": "heatmap", "stride": 4, "sigma": 2.0}, 64)
+    m1 = box_matrix((0.0, -20.0, 120.0, 120.0), size)  # a whole 120x80 image, letterboxed
+    m2 = box_matrix((-25.0, -36.0, 144.0, 144.0), size)  # another frame, holding the whole blob
+    point = np.array([[[52.0, 33.0]] * 14])
+    in1 = torch.from_numpy((point @ m1[:, :2].T + m1[:, 2]).astype(np.float32))
+    maps = codec.encode(in1, torch.ones(1, 14))[0].reshape(1, 14, 16, 16)
+    same = carry_maps(maps, m1[None], m1[None], size)
+    torch.testing.assert_close(same, maps, atol=1e-5, rtol=0)
+    carried = carry_maps(maps, m1[None], m2[None], size)[0, 0]
+    r = torch.arange(16, dtype=torch.float64)
+    w = carried.double() / carried.sum()
+    centre = torch.stack([(w.sum(0) * r).sum(), (w.sum(1) * r).sum()])  # the carried blob's centroid, in cells
+    back = to_original(grid_to_input(centre, 4)[None, None].float(), torch.from_numpy(m2[None])).numpy()
+    assert np.abs(back[0, 0] - point[0, 0]).max() < 0.1  # original pixels (cells are 7.5 and 9 px here)
+
+
+@pytest.fixture(scope="module")
+def heatmap_ckpt(tmp_path_factory, synth_root):
+    from conftest import tiny_overrides
+
+    out = tmp_path_factory.mktemp("h") / "run"
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
+    assert main(["train", "--config", "configs/release.yaml", "--out", str(out), "--epochs", "1", "--no-progress", *over,
+                 "data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]", "model.neck=16"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("which", ["heatmap", "regression"])
+def test_fusing_the_two_looks(which, heatmap_ckpt, ckpt, synth_root):
+    """``fuse`` blends the first look into the second: 0 is the second look alone; heatmaps are
+    blended as maps, coordinates as coordinates; evaluate gives what predict gives."""
+    from posekit.evaluate import evaluate
+
+    model = str(heatmap_ckpt if which == "heatmap" else ckpt)
+    img = read_image("examples/lsp_im1003.jpg")
+    first = Predictor(model).predict(img)
+    second = Predictor(model, recrop=0.1).predict(img)
+    np.testing.assert_allclose(Predictor(model, recrop=0.1, fuse=0.0).predict(img).keypoints, second.keypoints)
+    fused = Predictor(model, recrop=0.1, fuse=0.5)
+    both = fused.predict(img)
+    if which == "regression":
+        np.testing.assert_allclose(both.keypoints, 0.5 * first.keypoints + 0.5 * second.keypoints, atol=1e-4)
+    else:
+        assert np.abs(both.keypoints - second.keypoints).max() > 1e-3
+    m, extras = evaluate(model, str(synth_root), "val", recrop=0.1, fuse=0.5)
+    assert m["fuse"] == 0.5
+    mine = np.stack([p.keypoints for p in fused.predict_batch([str(p) for p in extras["ds"].paths()])])
+    np.testing.assert_allclose(extras["res"]["pred"], mine, atol=1e-3)
+    assert Predictor(model).fuse == 0.0  # no second look, nothing to fuse
+    with pytest.raises(PosekitError, match="fusing weight"):
+        Predictor(model, recrop=0.1, fuse=1.0)
