@@ -23,7 +23,7 @@ from posekit.codecs import build_codec
 from posekit.config import load_config
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform
-from posekit.evaluate import to_original
+from posekit.looks import to_original
 from posekit.models import MODELS, count_parameters, model_flops
 
 RECIPES = {"paper_vgg": "configs/paper.yaml", "poster_cnn": "configs/poster.yaml", "resnet_pose": "configs/release.yaml"}

@@ -89,8 +89,8 @@ def main() -> None:
     print(f"\nchosen on val: recrop={best['recrop']} fuse={best['fuse']} (val PCK@0.2 {best['val']['pck']}; "
           f"one look {rows[0]['val']['pck']})")
     if a.json:
-        out = {"model": a.model, "chosen_on": "val" + (f", framed with margin {a.frame}" if framed else ""), "chosen": {"recrop": best["recrop"], "fuse": best["fuse"]},
-               "results": rows}
+        out = {"model": a.model, "chosen_on": "val" + (f", framed with margin {a.frame}" if framed else ""),
+               "chosen": {"recrop": best["recrop"], "fuse": best["fuse"]}, "results": rows}
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -22,7 +22,7 @@ from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
-from posekit.evaluate import fuse_weight, look, recrop_box, recrop_margin, recrop_predict, to_original
+from posekit.looks import fuse_weight, look, recrop_box, recrop_margin, recrop_predict, to_original
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 

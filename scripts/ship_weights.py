@@ -57,6 +57,8 @@ def main() -> None:
     s = cfg["data"]["input_size"]
     pj = metrics["per_joint_pck"]
     margin = (cfg.get("infer") or {}).get("recrop")
+    note_line = "\n- **Note**: " + a.note if a.note else ""
+    how = (", flip-test" if metrics.get("flip_test") else "") + (", second look" if margin is not None else "")
     recrop_line = ("" if margin is None else f"\n- **Inference**: two looks: the whole image, then a square crop around the "
                    f"first estimate with margin {margin} per side (`infer.recrop`"
                    + (f", with the first look's heatmaps blended in at weight {cfg['infer'].get('fuse', 0.0)} (`infer.fuse`)"
@@ -72,11 +74,11 @@ The model posekit ships: `{cfg['model']['name']}` ({count_parameters(model):,} p
   (seed {cfg['data']['split_seed']}); validation {len(ck['split']['val'])} images carved from train.
 - **Recipe**: `configs/{cfg.get('name', 'release')}.yaml` as run (the full config is inside the .pt file).
 - **Command**: `{a.command}`
-- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{chr(10) + '- **Note**: ' + a.note if a.note else ''}{recrop_line}
+- **Epochs trained**: {ck['epoch'] + 1} of {cfg['train']['epochs']}{note_line}{recrop_line}
 - **Commit**: {commit}
 - **Date**: {dt.date.today().isoformat()}
 
-## LSP test split (1000 images, whole image, no ground-truth box{', flip-test' if metrics.get('flip_test') else ''}{', second look' if margin is not None else ''})
+## LSP test split (1000 images, whole image, no ground-truth box{how})
 
 `posekit evaluate --model {a.name} --data $POSEKIT_DATA --split lsp-test --json`
 

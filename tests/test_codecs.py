@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from posekit.codecs import build_codec
-from posekit.evaluate import flip_test_predict
+from posekit.looks import flip_test_predict
 from posekit.models import build_model
 from posekit.skeleton import FLIP_PERM, NUM_JOINTS
 

@@ -8,7 +8,8 @@ from posekit.data.dataset import PoseLandmarksDataset
 from posekit.data.lsp import load_sets
 from posekit.data.synthetic import make_synthetic_set
 from posekit.data.transforms import PoseTransform
-from posekit.evaluate import predict_loader, to_original
+from posekit.evaluate import predict_loader
+from posekit.looks import to_original
 from posekit.metrics import evaluate_keypoints
 
 

@@ -71,7 +71,8 @@ def test_recrop_is_a_second_look_around_the_first_estimate(ckpt, synth_root, tmp
     checkpoint's config (``infer.recrop``) and be overridden either way."""
     import torch
 
-    from posekit.evaluate import evaluate, recrop_box
+    from posekit.evaluate import evaluate
+    from posekit.looks import recrop_box
 
     img = read_image("examples/lsp_im1003.jpg")
     h, w = img.shape[:2]
@@ -125,7 +126,7 @@ def test_recrop_is_a_second_look_around_the_first_estimate(ckpt, synth_root, tmp
 
 def test_recrop_of_a_nan_first_look_is_refused():
     from posekit.codecs import build_codec
-    from posekit.evaluate import recrop_predict
+    from posekit.looks import recrop_predict
 
     img = np.zeros((40, 30, 3), np.uint8)
     kp = np.full((1, 14, 2), np.nan)
@@ -136,7 +137,7 @@ def test_recrop_of_a_nan_first_look_is_refused():
 
 
 def test_recrop_box_is_square_and_never_collapses():
-    from posekit.evaluate import recrop_box
+    from posekit.looks import recrop_box
 
     kp = np.array([[10.0, 20.0], [30.0, 60.0]] * 7)
     x, y, side, side2 = recrop_box(kp, 0.25, 200, 100)
@@ -159,7 +160,7 @@ def test_carry_maps_moves_a_peak_to_the_same_image_point():
     from posekit.codecs import build_codec
     from posekit.codecs.heatmap import grid_to_input
     from posekit.data.transforms import box_matrix
-    from posekit.evaluate import carry_maps, to_original
+    from posekit.looks import carry_maps, to_original
 
     size, codec = 64, build_codec({"name": "heatmap", "stride": 4, "sigma": 2.0}, 64)
     m1 = box_matrix((0.0, -20.0, 120.0, 120.0), size)  # a whole 120x80 image, letterboxed
@@ -212,3 +213,30 @@ def test_fusing_the_two_looks(which, heatmap_ckpt, ckpt, synth_root):
     assert Predictor(model).fuse == 0.0  # no second look, nothing to fuse
     with pytest.raises(PosekitError, match="fusing weight"):
         Predictor(model, recrop=0.1, fuse=1.0)
+
+
+def test_recrop_margin_benchmark_chooses_on_framed_val(heatmap_ckpt, synth_root, tmp_path, monkeypatch):
+    """benchmarks/recrop_margin.py --frame: validation images cut square around their person,
+    truth moved into the cut; every setting scored; the choice is the best validation row."""
+    import runpy
+    import sys
+
+    mod = runpy.run_path("benchmarks/recrop_margin.py")
+    images, kp, mask = mod["framed_val"](str(heatmap_ckpt), str(synth_root), 0.17)
+    assert len(images) == len(kp) > 0
+    for img, k, m in zip(images, kp, mask):
+        h, w = img.shape[:2]
+        assert h == w
+        pts = k[m.astype(bool)]
+        side = pts.max(0) - pts.min(0)
+        assert (pts >= -0.5).all() and (pts <= w - 0.5).all()  # the person lies inside the cut ...
+        assert max(side) / w == pytest.approx(1 / 1.34, rel=0.1) or max(side) < 8  # ... with the margin around
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["recrop_margin.py", "--model", str(heatmap_ckpt), "--data", str(synth_root),
+                                      "--margins", "0.1", "--fuse", "0", "0.5", "--frame", "0.17", "--json", str(out)])
+    runpy.run_path("benchmarks/recrop_margin.py", run_name="__main__")
+    d = json.loads(out.read_text())
+    assert [(r["recrop"], r["fuse"]) for r in d["results"]] == [(None, 0.0), (0.1, 0.0), (0.1, 0.5)]
+    best = max(d["results"], key=lambda r: r["val"]["pck"])
+    assert d["chosen"] == {"recrop": best["recrop"], "fuse": best["fuse"]} and "framed" in d["chosen_on"]
+    assert all(r["val"]["n"] == len(images) for r in d["results"])
