@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posekit.checkpoint import load_model
 from posekit.data.images import read_image
 from posekit.models import count_parameters, model_flops
 from posekit.predict import Predictor
@@ -24,6 +25,7 @@ from posekit.skeleton import NUM_JOINTS
 @torch.inference_mode()
 def measure(model_path: str, images: list[Path], repeat: int, warmup: int = 3) -> dict:
     pred = Predictor(model_path, device="cpu")
+    stage1 = load_model(model_path)[0]  # as trained (the predictor's copy has its BN folded)
     stages, pred.stages = pred.stages, []  # stage 1 alone is what `predict` does for a plain model
     if not stages:
         raise SystemExit(f"{model_path}: not a cascade checkpoint (no refinement stages)")
@@ -43,7 +45,7 @@ def measure(model_path: str, images: list[Path], repeat: int, warmup: int = 3) -
             for t, v in zip(times, lap):
                 t.append(v * 1000)
     rows = [{"stage": 1, "model": cfg["model"]["name"], "input_size": pred.input_size,
-             "params": count_parameters(pred.model), "gflops": round(model_flops(pred.model, pred.input_size), 3),
+             "params": count_parameters(stage1), "gflops": round(model_flops(stage1, pred.input_size), 3),
              "p50_ms": round(float(np.median(times[0])), 2)}]
     for k, (st, t) in enumerate(zip(stages, times[1:]), start=2):
         rows.append({"stage": k, "model": type(st.net).__name__, "input_size": st.input_size, "sigma": st.sigma,

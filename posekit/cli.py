@@ -66,21 +66,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
-RECROP_HELP = ("second look on a square crop around the first estimate, this margin per side; "
-               "off: one look (default: the model's own setting)")
+RECROP_HELP = ("look again at square crops around the first estimate, one per margin (per side; several: "
+               "comma-separated, e.g. 0.05,0.1,0.22, run in one pass and averaged); off: one look "
+               "(default: the model's own setting)")
 
 
-def recrop_arg(text: str) -> float | bool:
-    """``--recrop``: a margin in [0, 2], or off (one look)."""
+def recrop_arg(text: str) -> float | list[float] | bool:
+    """``--recrop``: a margin in [0, 2], comma-separated margins, or off (one look)."""
     if text.strip().lower() in ("off", "none", "no", "false"):
         return False
+    from posekit.looks import MAX_CROPS
+
     try:
-        m = float(text)
+        ms = [float(t) for t in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a margin in [0, 2] or 'off', got {text!r}") from None
-    if not 0 <= m <= 2:
-        raise argparse.ArgumentTypeError(f"expected a margin in [0, 2] or 'off', got {text!r}")
-    return m
+        ms = []
+    if not 1 <= len(ms) <= MAX_CROPS or not all(0 <= m <= 2 for m in ms):
+        raise argparse.ArgumentTypeError(f"expected a margin in [0, 2], up to {MAX_CROPS} of them comma-separated, "
+                                         f"or 'off', got {text!r}")
+    return ms[0] if len(ms) == 1 else ms
 
 
 FUSE_HELP = ("with a second look: blend the first look's heatmaps into the second's at this weight in [0, 1) "
@@ -273,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
-    e.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    e.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
     e.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
     e.set_defaults(func=_cmd_evaluate)
 
@@ -290,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
-    pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
     pr.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
@@ -316,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-pixels", type=int, default=50_000_000, help="largest declared image size (413 above)")
     sv.add_argument("--workers", type=int, default=1, help="inference threads")
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
-    sv.add_argument("--recrop", type=recrop_arg, metavar="MARGIN|off", help=RECROP_HELP)
+    sv.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
     sv.set_defaults(func=_cmd_serve)
 
     ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")

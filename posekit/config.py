@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, PosekitError
 
 DEFAULTS: dict = {
     "name": "run",
@@ -53,7 +53,7 @@ DEFAULTS: dict = {
         "error_reach": 1.0,  # fit the error model to errors within this x the crop's half-side (null: all)
     },
     "infer": {  # how evaluate and predict run the trained model
-        "recrop": None,  # margin of a second pass on a square crop around the first estimate (null: one pass)
+        "recrop": None,  # margin(s) of second looks at square crops around the first estimate (null: one pass)
         "fuse": 0.0,  # weight of the first pass's heatmaps blended into the second's (no extra network cost)
     },
     "train": {
@@ -183,8 +183,8 @@ _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
     "train.save_every": int, "train.ema": float, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
-    "cascade.error_reach": float, "infer.recrop": float,
-}
+    "cascade.error_reach": float,
+}  # infer.recrop (a number or a list of numbers) is checked in validate
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
 
@@ -214,6 +214,17 @@ def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> Non
             raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
 
 
+def _recrop_ok(value) -> bool:
+    from posekit.looks import recrop_margin
+
+    if value is None:
+        return True
+    try:
+        return recrop_margin({}, value) is not None  # False (off on the command line) is not a config value
+    except PosekitError:
+        return False
+
+
 def validate(cfg: dict, where: str = "config") -> None:
     """Type and value checks of every key (the model's own options are checked by the registry)."""
     from posekit.codecs import CODECS
@@ -221,6 +232,7 @@ def validate(cfg: dict, where: str = "config") -> None:
     from posekit.data.splits import SPLITS
     from posekit.data.transforms import RESIZE_MODES
     from posekit.losses import LOSSES
+    from posekit.looks import MAX_CROPS
     from posekit.models import MODELS
 
     _check_types(cfg, DEFAULTS, where)
@@ -270,7 +282,8 @@ def validate(cfg: dict, where: str = "config") -> None:
         (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
         (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
          "cascade.error_reach must be positive or null"),
-        (cfg["infer"]["recrop"] is None or 0 <= cfg["infer"]["recrop"] <= 2, "infer.recrop must be in [0, 2] or null"),
+        (_recrop_ok(cfg["infer"]["recrop"]),
+         f"infer.recrop must be a margin in [0, 2], a list of 1 to {MAX_CROPS} margins, or null"),
         (0 <= cfg["infer"]["fuse"] < 1, "infer.fuse must be in [0, 1)"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]

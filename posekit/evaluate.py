@@ -19,6 +19,7 @@ from posekit.data.transforms import PoseTransform
 from posekit.errors import PosekitError
 from posekit.looks import fuse_weight, look, recrop_margin, recrop_predict, to_original
 from posekit.metrics import evaluate_keypoints
+from posekit.models import inference_ready
 from posekit.skeleton import JOINT_NAMES
 from posekit.utils import atomic_write_text, select_device
 
@@ -93,7 +94,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
              flip_test: bool = False, per_stage: bool = False,
              recrop: float | bool | None = None, fuse: float | None = None) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
-    ``recrop``: None = the model's own re-crop setting, False = one pass, a number = that margin;
+    ``recrop``: None = the model's own re-crop setting, False = one pass, a number or a list of
+    numbers = crops at those margins;
     ``fuse``: the first look's weight in the second (None = the model's own).
 
     A cascade checkpoint runs stage 1 on the whole image, then each refinement stage on crops of
@@ -102,6 +104,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
         raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
     dev = select_device(device)
     model, codec, ckpt = load_model(model_path, dev)
+    inference_ready(model)  # as Predictor runs it
     cfg = ckpt["config"]
     needed = ["lsp"] if split_name in ("lsp-test", "lsp-train") else list(ckpt["split"].get("sets", cfg["data"]["sets"]))
     sets = load_sets(data_root, needed)

@@ -50,22 +50,35 @@ def look(model, codec, x: torch.Tensor, flip_test: bool = False, out: torch.Tens
     return None, (kp + kpf[:, perm]) / 2, (sc + scf[:, perm]) / 2
 
 
-def recrop_margin(cfg: dict, recrop: float | bool | None = None, cascade: bool = False) -> float | None:
-    """The re-crop margin in force: ``recrop`` None = the model's own (config ``infer.recrop``,
-    absent in older checkpoints = off), False = off, a number in [0, 2] = that margin. A cascade
-    refines with its own stages, which were fitted to first-look estimates: it takes no re-crop."""
+MAX_CROPS = 8
+
+
+def recrop_margin(cfg: dict, recrop=None, cascade: bool = False) -> float | list[float] | None:
+    """The re-crop margin(s) in force: ``recrop`` None = the model's own (config ``infer.recrop``,
+    absent in older checkpoints = off), False = off, a number in [0, 2] = one crop at that margin,
+    a list of them = one crop per margin, all run in one network pass and averaged (a one-item
+    list is that number). A cascade refines with its own stages, which were fitted to first-look
+    estimates: it takes no re-crop."""
     own = recrop is None
     if own:
         recrop = (cfg.get("infer") or {}).get("recrop")
     if recrop is None or recrop is False:
         return None
-    if isinstance(recrop, bool) or not isinstance(recrop, (int, float)) or not (0 <= recrop <= 2):
-        raise PosekitError(f"the re-crop margin must be a number in [0, 2] or False (off), got {recrop!r}")
+    items = list(recrop) if isinstance(recrop, (list, tuple)) else [recrop]
+    if not 1 <= len(items) <= MAX_CROPS or any(
+            isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 <= m <= 2) for m in items):
+        raise PosekitError(f"the re-crop margin must be a number in [0, 2], a list of 1 to {MAX_CROPS} of them, "
+                           f"or False (off), got {recrop!r}")
     if cascade:
         if own:
             return None
         raise PosekitError("a cascade checkpoint refines with its own stages; the re-crop does not apply to it")
-    return float(recrop)
+    return float(items[0]) if len(items) == 1 else [float(m) for m in items]
+
+
+def margins_of(recrop) -> list[float]:
+    """The margins of a re-crop setting (a number or a list) as a list."""
+    return [float(m) for m in recrop] if isinstance(recrop, (list, tuple)) else [float(recrop)]
 
 
 def fuse_weight(cfg: dict, fuse: float | None = None) -> float:
@@ -111,38 +124,78 @@ def carry_maps(maps: torch.Tensor, from_matrices, to_matrices, input_size: int) 
     return torch.nn.functional.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def crop_batch(images: list[np.ndarray], keypoints: np.ndarray, margins: list[float],
+               input_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The second look's inputs: for each image, a square crop around its first estimate
+    (``keypoints`` (N, 14, 2) original pixels) per margin. Returns (inputs (N*K, 3, S, S), image by
+    image, margin by margin; their affines original -> input (N, K, 2, 3))."""
+    xs, ms = [], []
+    for img, kp in zip(images, keypoints):
+        h, w = img.shape[:2]
+        for margin in margins:
+            m = box_matrix(recrop_box(kp, margin, w, h), input_size)
+            xs.append(to_tensor(warp(img, m, input_size)))
+            ms.append(m)
+    return torch.stack(xs), np.stack(ms).reshape(len(images), len(margins), 2, 3)
+
+
+def blend_looks(codec, maps: torch.Tensor | None, keypoints: np.ndarray, scores: np.ndarray, matrices: np.ndarray,
+                input_size: int, fuse: float = 0.0, first_maps: torch.Tensor | None = None, first_matrices=None,
+                first_keypoints: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Combine the crops' looks of N images, K crops each, into one pose per image.
+
+    Heatmap-like outputs (``maps`` (N, K, J, n, n), ``matrices`` (N, K, 2, 3)): the crops' maps
+    are carried into the first crop's frame and averaged; with ``fuse`` > 0 the first look's maps
+    (``first_maps``, made on inputs warped by ``first_matrices``) are carried there too and
+    blended in at that weight; the blend is decoded. Coordinate outputs (``maps`` None) average
+    the crops' ``keypoints`` (N, K, J, 2, original pixels) and ``scores`` (N, K, J), then blend
+    ``first_keypoints`` in at ``fuse``. Returns (keypoints (N, J, 2) original pixels, scores (N, J))."""
+    if maps is None:
+        kp, sc = keypoints.mean(1), scores.mean(1)
+        if fuse > 0:
+            kp = (1 - fuse) * kp + fuse * first_keypoints
+        return kp, sc
+    frame = matrices[:, 0]
+    total = maps[:, 0].float().clone()
+    for k in range(1, maps.shape[1]):
+        total += carry_maps(maps[:, k].float(), matrices[:, k], frame, input_size)
+    total /= maps.shape[1]
+    if fuse > 0 and first_maps is not None:
+        carried = carry_maps(torch.as_tensor(first_maps, device=total.device).float(),
+                             np.asarray(first_matrices), frame, input_size)
+        total = (1 - fuse) * total + fuse * carried
+    kp, sc = codec.decode(total)
+    return to_original(kp.cpu(), torch.as_tensor(frame)).numpy(), sc.float().cpu().numpy()
+
+
 @torch.no_grad()
-def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray, margin: float, input_size: int,
+def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray, margin, input_size: int,
                    device, flip_test: bool = False, batch_size: int = 32, fuse: float = 0.0,
                    first_maps: torch.Tensor | None = None, first_matrices=None) -> tuple[np.ndarray, np.ndarray]:
-    """A second look: for each RGB image, a square crop around the first estimate ``keypoints``
-    (N, 14, 2 in original pixels) enlarged by ``margin`` per side, at the network's full input
-    size, run and mapped back. The box comes from the model's own estimate, never the ground
-    truth (the top-down pipeline with the pose model as its own person detector).
+    """A second look: for each RGB image, square crops around the first estimate ``keypoints``
+    (N, 14, 2 in original pixels), one per margin of ``margin`` (a number or a list; each
+    enlarges the box by that much per side), at the network's full input size, run in one pass
+    and combined by :func:`blend_looks`. The boxes come from the model's own estimate, never the
+    ground truth (the top-down pipeline with the pose model as its own person detector).
 
     ``fuse`` > 0 blends in the first look at that weight, at no extra network cost: heatmap-like
     outputs carry the first look's maps (``first_maps``, made on inputs warped by
-    ``first_matrices``) into the crop's frame and decode the blend; coordinate outputs blend the
-    coordinates. Returns (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
+    ``first_matrices``) into the first crop's frame and decode the blend; coordinate outputs blend
+    the coordinates. Returns (keypoints (N, 14, 2) in original pixels, scores (N, 14))."""
     if not np.isfinite(keypoints).all():
         raise PosekitError("the first estimate is not finite (NaN/inf), so there is nothing to re-crop around")
+    margins = margins_of(margin)
+    step = max(1, batch_size // len(margins))
     kps, scores = [np.zeros((0, NUM_JOINTS, 2))], [np.zeros((0, NUM_JOINTS), np.float32)]
-    for i in range(0, len(images), batch_size):
-        xs, ms = [], []
-        for img, kp in zip(images[i:i + batch_size], keypoints[i:i + batch_size]):
-            h, w = img.shape[:2]
-            m = box_matrix(recrop_box(kp, margin, w, h), input_size)
-            xs.append(to_tensor(warp(img, m, input_size)))
-            ms.append(torch.from_numpy(m))
-        x = torch.stack(xs).to(device)
-        maps, kp, sc = look(model, codec, x, flip_test)
-        if fuse > 0 and maps is not None and first_maps is not None:
-            old = torch.as_tensor(first_maps[i:i + batch_size], device=maps.device).float()
-            carried = carry_maps(old, np.asarray(first_matrices[i:i + batch_size]), np.stack(ms), input_size)
-            kp, sc = codec.decode((1 - fuse) * maps + fuse * carried)
-        out = to_original(kp.cpu(), torch.stack(ms)).numpy()
-        if fuse > 0 and maps is None:  # coordinates: blend them
-            out = (1 - fuse) * out + fuse * keypoints[i:i + batch_size]
+    for i in range(0, len(images), step):
+        x, ms = crop_batch(images[i:i + step], keypoints[i:i + step], margins, input_size)
+        n, k = ms.shape[:2]
+        maps, kp, sc = look(model, codec, x.to(device), flip_test)
+        kp = to_original(kp.cpu(), torch.from_numpy(ms.reshape(n * k, 2, 3))).numpy().reshape(n, k, NUM_JOINTS, 2)
+        maps = None if maps is None else maps.reshape(n, k, *maps.shape[1:])
+        out, sc = blend_looks(codec, maps, kp, sc.float().cpu().numpy().reshape(n, k, NUM_JOINTS), ms, input_size,
+                              fuse, None if first_maps is None else first_maps[i:i + step],
+                              None if first_matrices is None else first_matrices[i:i + step], keypoints[i:i + step])
         kps.append(out)
-        scores.append(sc.float().cpu().numpy())
+        scores.append(sc)
     return np.concatenate(kps), np.concatenate(scores)

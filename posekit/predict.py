@@ -22,7 +22,8 @@ from posekit.codecs import build_codec
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
-from posekit.looks import fuse_weight, look, recrop_box, recrop_margin, recrop_predict, to_original
+from posekit.looks import fuse_weight, look, margins_of, recrop_box, recrop_margin, recrop_predict, to_original
+from posekit.models import inference_ready
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
 from posekit.utils import atomic_write_text, select_device
 
@@ -101,10 +102,11 @@ class Predictor:
     pixels, a confidence per joint and the joint names. ``predict_batch`` does a list at once.
     The ``onnx`` backend runs the network with onnxruntime on the CPU (an ``.onnx`` file from
     ``posekit export``, or a checkpoint exported in memory). A model with a re-crop margin (config
-    ``infer.recrop``, the shipped model's) looks twice: once at the whole image (or box), then at a
-    square crop around its own first estimate; ``recrop=False`` keeps the first look only, a number
-    sets the margin. ``fuse`` (config ``infer.fuse``) blends the first look's heatmaps into the
-    second's at that weight, at no extra network cost."""
+    ``infer.recrop``, the shipped model's) looks again after the first look at the whole image (or
+    box): at square crops around its own first estimate, one per margin, all in one network pass;
+    ``recrop=False`` keeps the first look only, a number or a list of numbers sets the margins.
+    ``fuse`` (config ``infer.fuse``) blends the first look's heatmaps into the crops' at that
+    weight, at no extra network cost."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
                  flip_test: bool = False, threads: int | None = None, recrop: float | bool | None = None,
@@ -130,6 +132,7 @@ class Predictor:
                 raise PosekitError(f"{model}: an ONNX file needs backend='onnx' (--backend onnx)")
             self.device = select_device(device)
             self.model, self.codec, ckpt = load_model(model, self.device)
+            inference_ready(self.model)  # BN folded, channels-last: the same outputs, faster
             self.network = self.model
             cfg = ckpt["config"]
             self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, when a cascade
@@ -174,7 +177,7 @@ class Predictor:
             return box
         prepared = [self._prepare_rgb(as_rgb(image, color), box)]
         first = self._run(prepared, second_look=False)[0]
-        return recrop_box(first.keypoints, self.recrop, first.width, first.height)
+        return recrop_box(first.keypoints, margins_of(self.recrop)[0], first.width, first.height)
 
     @torch.inference_mode()
     def _run(self, prepared: list, second_look: bool = True) -> list[Pose]:

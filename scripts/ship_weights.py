@@ -14,6 +14,7 @@ from pathlib import Path
 
 from posekit.checkpoint import WEIGHTS_DIR, model_from_config, read_checkpoint, save_checkpoint
 from posekit.cli import fuse_arg, recrop_arg
+from posekit.looks import margins_of
 from posekit.models import count_parameters, model_flops
 
 
@@ -25,8 +26,8 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made (e.g. the code it started from)")
-    ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN|off",
-                    help="ship with this re-crop margin (infer.recrop), chosen by benchmarks/recrop_margin.py on val; "
+    ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN[,MARGIN...]|off",
+                    help="ship with these re-crop margins (infer.recrop), chosen by benchmarks/recrop_margin.py on val; "
                     "off: one look (default: the run's own setting)")
     ap.add_argument("--fuse", type=fuse_arg, default=None, metavar="W",
                     help="ship with this weight of the first look in the second (infer.fuse)")
@@ -59,8 +60,11 @@ def main() -> None:
     margin = (cfg.get("infer") or {}).get("recrop")
     note_line = "\n- **Note**: " + a.note if a.note else ""
     how = (", flip-test" if metrics.get("flip_test") else "") + (", second look" if margin is not None else "")
-    recrop_line = ("" if margin is None else f"\n- **Inference**: two looks: the whole image, then a square crop around the "
-                   f"first estimate with margin {margin} per side (`infer.recrop`"
+    crops = margins_of(margin) if margin is not None else []
+    recrop_line = ("" if margin is None else f"\n- **Inference**: {1 + len(crops)} looks in two network passes: the whole "
+                   "image, then " + ("a square crop" if len(crops) == 1 else f"{len(crops)} square crops")
+                   + f" around the first estimate with margin {', '.join(map(str, crops))} per side"
+                   + (" (run in one batch, their heatmaps averaged)" if len(crops) > 1 else "") + " (`infer.recrop`"
                    + (f", with the first look's heatmaps blended in at weight {cfg['infer'].get('fuse', 0.0)} (`infer.fuse`)"
                       if cfg["infer"].get("fuse") else "")
                    + "; chosen on the validation split by `benchmarks/recrop_margin.py`; `--recrop off` for one look)")

@@ -120,8 +120,11 @@ def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
     ("train.device=tpu", "train.device must be"),
     ("data.cache=maybe", "'data.cache' must be true or false"),
     ("name=5", "'name' must be a string"),
-    ("infer.recrop=3", "infer.recrop must be in [0, 2] or null"),
-    ("infer.recrop=wide", "'infer.recrop' must be a number"),
+    ("infer.recrop=3", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
+    ("infer.recrop=wide", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
+    ("infer.recrop=[0.1,3]", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
+    ("infer.recrop=[]", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
+    ("infer.recrop=false", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
 ])
 def test_bad_config_values(tmp_path, synth_root, capsys, override, needle):
     assert _train(synth_root, tmp_path / "o", override) == 2

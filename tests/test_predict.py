@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from posekit.cli import main
 from posekit.data.images import read_image
@@ -109,8 +110,8 @@ def test_recrop_is_a_second_look_around_the_first_estimate(ckpt, synth_root, tmp
     np.testing.assert_allclose([[j["x"], j["y"]] for j in rec["joints"]], a.keypoints, atol=0.01)
     with pytest.raises(SystemExit):
         main(["predict", "examples/lsp_im1003.jpg", "--model", str(ckpt), "--recrop", "3"])
-    assert "expected a margin in [0, 2] or 'off', got '3'" in capsys.readouterr().err
-    for bad in (True, "off", 3.0, float("nan")):
+    assert "expected a margin in [0, 2], up to 8 of them comma-separated, or 'off', got '3'" in capsys.readouterr().err
+    for bad in (True, "off", 3.0, float("nan"), [], [0.1, 3.0], [0.1] * 9, [0.1, True]):
         with pytest.raises(PosekitError, match="re-crop margin must be a number in"):
             Predictor(str(ckpt), recrop=bad)
 
@@ -178,6 +179,33 @@ def test_carry_maps_moves_a_peak_to_the_same_image_point():
     assert np.abs(back[0, 0] - point[0, 0]).max() < 0.1  # original pixels (cells are 7.5 and 9 px here)
 
 
+def test_blend_looks_averages_the_crops_in_the_first_crops_frame():
+    """Two crops' maps of the same image point decode to it; two crops that disagree by a little
+    decode between them; the first look blended in at a weight pulls the result its way; the
+    crops' frame is the first crop's."""
+    from posekit.codecs import build_codec
+    from posekit.data.transforms import box_matrix
+    from posekit.looks import blend_looks
+
+    size, codec = 64, build_codec({"name": "heatmap", "stride": 4, "sigma": 2.0}, 64)
+    frames = np.stack([box_matrix((10.0, 0.0, 100.0, 100.0), size), box_matrix((0.0, -10.0, 130.0, 130.0), size)])
+
+    def maps_at(points, matrices):  # one Gaussian per frame at an original point
+        inp = [np.array([pt] * 14) @ m[:, :2].T + m[:, 2] for pt, m in zip(points, matrices)]
+        return codec.encode(torch.from_numpy(np.stack(inp)).float(), torch.ones(len(inp), 14))[0].reshape(-1, 14, 16, 16)
+
+    p, q = np.array([60.0, 50.0]), np.array([62.0, 51.0])
+    same = blend_looks(codec, maps_at([p, p], frames)[None], None, None, frames[None], size)[0]
+    assert np.abs(same[0] - p).max() < 0.2
+    mid = blend_looks(codec, maps_at([p, q], frames)[None], None, None, frames[None], size)[0]
+    assert np.abs(mid[0] - (p + q) / 2).max() < 0.4
+    whole = box_matrix((-20.0, -20.0, 200.0, 200.0), size)[None]
+    r = np.array([66.0, 53.0])
+    pulled = blend_looks(codec, maps_at([p, p], frames)[None], None, None, frames[None], size, fuse=0.3,
+                         first_maps=maps_at([r], whole), first_matrices=whole)[0]
+    assert 0.5 < np.linalg.norm(pulled[0, 0] - p) < np.linalg.norm(r - p) / 2  # pulled toward r, less than halfway
+
+
 @pytest.fixture(scope="module")
 def heatmap_ckpt(tmp_path_factory, synth_root):
     from conftest import tiny_overrides
@@ -215,6 +243,48 @@ def test_fusing_the_two_looks(which, heatmap_ckpt, ckpt, synth_root):
         Predictor(model, recrop=0.1, fuse=1.0)
 
 
+@pytest.mark.parametrize("which", ["heatmap", "regression"])
+def test_several_crops_are_one_pass_averaged(which, heatmap_ckpt, ckpt, synth_root, capsys):
+    """``recrop`` as a list looks at one crop per margin in one network pass: heatmaps are carried
+    into the first crop's frame and averaged (then the first look is blended in), coordinates
+    are averaged; a one-item list is that number; the CLI and evaluate take the list too."""
+    from posekit.evaluate import evaluate
+    from posekit.looks import carry_maps, crop_batch, look, to_original
+
+    model = str(heatmap_ckpt if which == "heatmap" else ckpt)
+    img = read_image("examples/lsp_im1003.jpg")
+    one = Predictor(model, recrop=False)
+    first = one.predict(img)
+    multi = Predictor(model, recrop=[0.05, 0.2], fuse=0.3)
+    assert multi.recrop == [0.05, 0.2] and Predictor(model, recrop=[0.1]).recrop == 0.1
+    got = multi.predict(img).keypoints
+    # by hand: the two crops, run together; the first look's maps from the whole image
+    x, ms = crop_batch([img], first.keypoints[None], [0.05, 0.2], one.input_size)
+    assert x.shape[0] == 2 and ms.shape == (1, 2, 2, 3)
+    with torch.inference_mode():
+        maps, kp, _ = look(one.network, one.codec, x)
+        prep = one._prepare_rgb(img, None)
+        maps1 = look(one.network, one.codec, prep[0][None])[0]
+    if which == "regression":
+        crops = to_original(kp, torch.from_numpy(ms[0])).numpy()
+        np.testing.assert_allclose(got, 0.7 * crops.mean(0) + 0.3 * first.keypoints, atol=1e-3)
+    else:
+        frame = ms[:, 0]
+        blend = 0.7 * (maps[:1] + carry_maps(maps[1:], ms[:, 1], frame, one.input_size)) / 2 \
+            + 0.3 * carry_maps(maps1, prep[1][None].numpy(), frame, one.input_size)
+        want = to_original(one.codec.decode(blend)[0], torch.from_numpy(frame)).numpy()[0]
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    m, extras = evaluate(model, str(synth_root), "val", recrop=[0.05, 0.2], fuse=0.3)
+    assert m["recrop"] == [0.05, 0.2]
+    mine = np.stack([p.keypoints for p in multi.predict_batch([str(p) for p in extras["ds"].paths()])])
+    np.testing.assert_allclose(extras["res"]["pred"], mine, atol=1e-3)
+    capsys.readouterr()
+    assert main(["predict", "examples/lsp_im1003.jpg", "--model", model, "--json", "--recrop", "0.05,0.2",
+                 "--fuse", "0.3"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose([[j["x"], j["y"]] for j in rec["joints"]], got, atol=0.01)
+
+
 def test_recrop_margin_benchmark_chooses_on_framed_val(heatmap_ckpt, synth_root, tmp_path, monkeypatch):
     """benchmarks/recrop_margin.py --frame: validation images cut square around their person,
     truth moved into the cut; every setting scored; the choice is the best validation row."""
@@ -233,10 +303,22 @@ def test_recrop_margin_benchmark_chooses_on_framed_val(heatmap_ckpt, synth_root,
         assert max(side) / w == pytest.approx(1 / 1.34, rel=0.1) or max(side) < 8  # ... with the margin around
     out = tmp_path / "r.json"
     monkeypatch.setattr(sys, "argv", ["recrop_margin.py", "--model", str(heatmap_ckpt), "--data", str(synth_root),
-                                      "--margins", "0.1", "--fuse", "0", "0.5", "--frame", "0.17", "--json", str(out)])
+                                      "--margins", "0.2", "0.1", "--crops", "1", "2", "--fuse", "0", "0.5",
+                                      "--frame", "0.17", "--json", str(out)])
     runpy.run_path("benchmarks/recrop_margin.py", run_name="__main__")
     d = json.loads(out.read_text())
-    assert [(r["recrop"], r["fuse"]) for r in d["results"]] == [(None, 0.0), (0.1, 0.0), (0.1, 0.5)]
+    assert [(r["recrop"], r["fuse"]) for r in d["results"]] == [
+        (None, 0.0), (0.1, 0.0), (0.1, 0.5), (0.2, 0.0), (0.2, 0.5), ([0.1, 0.2], 0.0), ([0.1, 0.2], 0.5)]
+    # each row, made from kept looks, is what the predictor returns with that setting
+    framed = images[:6], kp[:6], mask[:6]
+    pred = Predictor(str(heatmap_ckpt), recrop=False)
+    kept = mod["kept_looks"](pred, framed[0], [0.1, 0.2])
+    for margins, fuse in [((0.1,), 0.5), ((0.1, 0.2), 0.5), ((0.1, 0.2), 0.0)]:
+        rows = mod["combine"](kept, margins, fuse, pred.input_size, pred.codec, batch=4)
+        p = Predictor(str(heatmap_ckpt), recrop=list(margins), fuse=fuse)
+        np.testing.assert_allclose(rows, np.stack([q.keypoints for q in p.predict_batch(framed[0])]), atol=1e-3)
+    np.testing.assert_allclose(mod["score"](kept["first"]["keypoints"], framed)["pck"],
+                               mod["score"](np.stack([q.keypoints for q in pred.predict_batch(framed[0])]), framed)["pck"])
     best = max(d["results"], key=lambda r: r["val"]["pck"])
     assert d["chosen"] == {"recrop": best["recrop"], "fuse": best["fuse"]} and "framed" in d["chosen_on"]
     assert all(r["val"]["n"] == len(images) for r in d["results"])
