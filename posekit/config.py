@@ -231,8 +231,8 @@ def validate(cfg: dict, where: str = "config") -> None:
     from posekit.data.lsp import KNOWN_SETS
     from posekit.data.splits import SPLITS
     from posekit.data.transforms import RESIZE_MODES
-    from posekit.losses import LOSSES
     from posekit.looks import MAX_CROPS
+    from posekit.losses import LOSSES
     from posekit.models import MODELS
 
     _check_types(cfg, DEFAULTS, where)

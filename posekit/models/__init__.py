@@ -125,6 +125,6 @@ register_model("paper_vgg")(PaperVGG)
 register_model("poster_cnn")(PosterCNN)
 register_model("resnet_pose")(ResNetPose)
 
-__all__ = ["MODELS", "PaperVGG", "PosterCNN", "build_model", "count_parameters", "fold_batchnorm", "inference_ready", "list_models",
-           "model_flops", "model_options", "register_model"]
+__all__ = ["MODELS", "PaperVGG", "PosterCNN", "build_model", "count_parameters", "fold_batchnorm", "inference_ready",
+           "list_models", "model_flops", "model_options", "register_model"]
 
