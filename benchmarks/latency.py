@@ -6,7 +6,10 @@ map back to original pixels — what a user of `predict` waits for, per image.
 A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
 with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint
 runs through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with a
-re-crop (``infer.recrop``) is timed with both of its looks (``looks`` in the JSON)."""
+re-crop (``infer.recrop``) is timed with all of its looks (``looks`` in the JSON: the first, plus
+one per crop; ``passes``: network calls, the crops running as one batch). Registry models run as
+``Predictor`` runs a network (BN folded, channels-last: ``posekit.models.inference_ready``);
+parameters and GFLOPs are counted on the model as trained."""
 from __future__ import annotations
 
 import argparse
@@ -23,8 +26,8 @@ from posekit.codecs import build_codec
 from posekit.config import load_config
 from posekit.data.images import read_image
 from posekit.data.transforms import PoseTransform
-from posekit.looks import to_original
-from posekit.models import MODELS, count_parameters, model_flops
+from posekit.looks import margins_of, to_original
+from posekit.models import MODELS, count_parameters, inference_ready, model_flops
 
 RECIPES = {"paper_vgg": "configs/paper.yaml", "poster_cnn": "configs/poster.yaml", "resnet_pose": "configs/release.yaml"}
 
@@ -51,16 +54,17 @@ def _one_look(model, codec, cfg):
 
 
 def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
+    model, codec, cfg = _load(spec)
+    s = cfg["data"]["input_size"]
+    params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
     if spec in MODELS:
-        model, codec, cfg = _load(spec)
-        run, looks = _one_look(model, codec, cfg), 1
+        run, looks, passes = _one_look(inference_ready(model), codec, cfg), 1, 1
     else:
         from posekit.predict import Predictor
 
         pred = Predictor(spec, device="cpu")
-        model, cfg = pred.model, pred.config
-        run, looks = (lambda path: pred.predict(str(path))), 1 + (pred.recrop is not None)
-    s = cfg["data"]["input_size"]
+        crops = 0 if pred.recrop is None else len(margins_of(pred.recrop))
+        run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
@@ -69,9 +73,8 @@ def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
-    gflops = model_flops(model, s)
-    return {"model": spec, "arch": cfg["model"]["name"], "input_size": s, "params": count_parameters(model),
-            "gflops": round(gflops, 3), "looks": looks, "gflops_per_image": round(gflops * looks, 3),
+    return {"model": spec, "arch": cfg["model"]["name"], "input_size": s, "params": params,
+            "gflops": round(gflops, 3), "looks": looks, "passes": passes, "gflops_per_image": round(gflops * looks, 3),
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
 
 
