@@ -1,7 +1,8 @@
 """Looking at an image: one network pass mapped back to image pixels (``to_original``, ``look``,
-flip-test), and the second look on the crop around the first estimate (``recrop_predict``), with
-the first look's heatmaps carried into its frame (``carry_maps``). Pure functions on arrays and
-tensors, no I/O: ``evaluate`` and ``Predictor`` both run them, so they score what users get."""
+flip-test), and the second look on crops around the first estimate (``recrop_predict``), the
+crops' and the first look's heatmaps carried into one frame (``carry_maps``) and blended
+(``blend_looks``). Pure functions on arrays and tensors, no I/O: ``evaluate`` and ``Predictor``
+both run them, so they score what users get."""
 from __future__ import annotations
 
 import numpy as np
