@@ -73,7 +73,7 @@ def check_image_bytes(data: bytes, max_pixels: int):
 
 def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None,
-               recrop: float | bool | None = None) -> FastAPI:
+               recrop: float | list[float] | bool | None = None) -> FastAPI:
     """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model``,
     ``backend`` and ``recrop`` (None: the model's own second-look setting) unless given."""
     from posekit.predict import Predictor, parse_box
