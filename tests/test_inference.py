@@ -297,3 +297,40 @@ def test_video_csv_and_ctrl_c_on_a_webcam(tmp_path, capsys, monkeypatch):
     assert len(capsys.readouterr().out.splitlines()) == 4
     assert len((out / "webcam1.jsonl").read_text().splitlines()) == 4
     assert int(real(str(out / "webcam1_pose.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_int8_calibration_sees_the_crops(monkeypatch, tmp_path):
+    """A model that looks again at crops is calibrated on them too: each image's crops around
+    its own first estimate, as the predictor makes them; a model with one look adds none."""
+    from posekit.data.transforms import box_matrix, to_tensor, warp
+    from posekit.export import recrop_inputs
+    from posekit.looks import margins_of, recrop_box
+
+    images = [read_image(p) for p in EXAMPLES[:2]]
+    pred = Predictor("posekit-lsp")
+    crops = recrop_inputs("posekit-lsp", images)
+    margins = margins_of(pred.recrop)
+    assert len(crops) == 2 * len(margins) and crops[0].shape == (3, pred.input_size, pred.input_size)
+    first = Predictor("posekit-lsp", recrop=False).predict(images[1]).keypoints
+    h, w = images[1].shape[:2]
+    want = to_tensor(warp(images[1], box_matrix(recrop_box(first, margins[-1], w, h), pred.input_size), pred.input_size))
+    diff = np.abs(crops[-1].numpy() - want.numpy())  # the first estimates agree to ~1e-6 px across batch sizes
+    assert diff.mean() < 1e-5 and diff.max() < 0.05
+    assert recrop_inputs("posekit-lsp", []) == []
+    # and quantize_int8 feeds them to the calibration: the whole images, then the crops
+    import onnxruntime.quantization as q
+
+    from posekit.export import quantize_int8
+
+    seen = []
+
+    def fake_quantize(src, dst, reader, **kw):
+        while (b := reader.get_next()) is not None:
+            seen.append(b["image"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(q, "quantize_static", fake_quantize)
+    with pytest.raises(RuntimeError, match="stop here"):
+        quantize_int8("posekit-lsp", tmp_path / "q.onnx", images)
+    assert len(seen) == 2 + len(crops)
+    np.testing.assert_allclose(seen[-1][0], crops[-1].numpy(), atol=1e-6)
