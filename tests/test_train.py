@@ -189,3 +189,22 @@ def test_resume_refuses_a_different_ema_setting(synth_root, tmp_path):
         train(_cfg(synth_root, **more), tmp_path / "avg", resume=tmp_path / "avg" / "last.pt",
               progress=False, log=lambda *a: None)
     assert load_config("configs/poster.yaml", ["train.epochs=1e1", "train.save_every=2.0"])["train"]["epochs"] == 10
+
+
+def test_a_rerun_is_bit_identical_and_the_check_says_so(synth_root, tmp_path):
+    """The same command twice gives the same weights and history, and benchmarks/rerun_check.py
+    reports it; a changed tensor is reported as different."""
+    import runpy
+
+    check = runpy.run_path("benchmarks/rerun_check.py")["compare"]
+    cfg = _cfg(synth_root, **{"train.epochs": 2, "train.save_every": 1})
+    for name in ("a", "b"):
+        train(cfg, tmp_path / name, progress=False, log=lambda *a: None)
+    r = check(tmp_path / "a", tmp_path / "b")
+    assert r["all_identical"] and len(r["snapshots"]) == 2 and len(r["epochs"]) == 2
+    ck = torch.load(tmp_path / "b" / "epoch_002.pt", weights_only=False)
+    k = next(iter(ck["model"]))
+    ck["model"][k] = ck["model"][k] + 1e-3
+    torch.save(ck, tmp_path / "b" / "epoch_002.pt")
+    r = check(tmp_path / "a", tmp_path / "b")
+    assert not r["all_identical"] and r["snapshots"][1]["max_abs_diff"] == pytest.approx(1e-3, rel=1e-2)
