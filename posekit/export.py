@@ -101,27 +101,10 @@ class OnnxNetwork:
         return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
 
 
-def recrop_inputs(model: str | os.PathLike, images: list[np.ndarray]) -> list:
-    """The crops a model with a re-crop (``infer.recrop``) looks at for these RGB images, around
-    its own first estimates, as network inputs (3, S, S); [] for a model with one look."""
-    from posekit.looks import crop_batch, margins_of
-    from posekit.predict import Predictor
-
-    pred = Predictor(model)
-    if pred.recrop is None or not images:
-        return []
-    first = Predictor(model, recrop=False).predict_batch(images)
-    with torch.inference_mode():
-        x, _ = crop_batch(images, np.stack([p.keypoints for p in first]), margins_of(pred.recrop), pred.input_size)
-    return list(x)
-
-
 def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration: list[np.ndarray]) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) of ``model`` with onnxruntime, its
     activation ranges calibrated on ``calibration`` (RGB uint8 images, preprocessed the way the
-    Predictor does). A model that looks again at crops (``infer.recrop``) is calibrated on the
-    inputs it will see: each whole image and its crops around the model's own first estimate.
-    The posekit metadata travels with the file."""
+    Predictor does). The posekit metadata travels with the file."""
     import tempfile
 
     import onnx
@@ -136,7 +119,6 @@ def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration:
     tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"])
     zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
     batches = [tf(img, zeros, ones)["image"][None].numpy() for img in calibration]
-    batches += [x[None].numpy() for x in recrop_inputs(model, calibration)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
