@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from posekit.cli import recrop_arg
 from posekit.evaluate import evaluate
 
 
@@ -26,7 +27,8 @@ def main() -> None:
     ap.add_argument("--json", help="write the curve here")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the rows of epoch_*.pt snapshots already in --json (a run in progress, evaluated as it goes)")
-    ap.add_argument("--recrop", type=float, default=None, help="also score a second look at this margin")
+    ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN[,MARGIN...]",
+                    help="also score a second look at this margin (or these crops' margins)")
     a = ap.parse_args()
     run = Path(a.run)
     snaps = sorted(run.glob("epoch_*.pt"))

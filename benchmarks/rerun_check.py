@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -22,21 +23,26 @@ def _history(run: Path) -> list[dict]:
     return h if isinstance(h, list) else h.get("history", [])
 
 
+def _same(x, y) -> bool:
+    """Equal, or both NaN (a diverged epoch reproduced is still reproduced)."""
+    return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+
+
 def compare(original: Path, rerun: Path) -> dict:
     snaps = sorted({p.name for p in original.glob("epoch_*.pt")} & {p.name for p in rerun.glob("epoch_*.pt")})
     weights = []
     for name in snaps:
         a = torch.load(original / name, map_location="cpu", weights_only=False)["model"]
         b = torch.load(rerun / name, map_location="cpu", weights_only=False)["model"]
-        same_keys = sorted(a) == sorted(b)
-        diff = max(((a[k].double() - b[k].double()).abs().max().item() for k in a if k in b), default=float("nan"))
-        weights.append({"epoch": int(re.findall(r"\d+", name)[0]), "tensors": len(a), "same_names": same_keys,
-                        "identical": same_keys and all(torch.equal(a[k], b[k]) for k in a), "max_abs_diff": diff})
+        same = sorted(a) == sorted(b) and all(a[k].shape == b[k].shape for k in a)
+        diff = max(((a[k].double() - b[k].double()).abs().max().item() for k in a), default=0.0) if same else float("nan")
+        weights.append({"epoch": int(re.findall(r"\d+", name)[0]), "tensors": len(a), "same_names_and_shapes": same,
+                        "identical": same and all(torch.equal(a[k], b[k]) for k in a), "max_abs_diff": diff})
     ha, hb = _history(original), _history(rerun)
     epochs = []
     for ea, eb in zip(ha, hb):
         epochs.append({"epoch": ea["epoch"], **{f"{k}": [ea.get(k), eb.get(k)] for k in KEYS},
-                       "identical": all(ea.get(k) == eb.get(k) for k in KEYS)})
+                       "identical": all(_same(ea.get(k), eb.get(k)) for k in KEYS)})
     return {"original": str(original), "rerun": str(rerun), "snapshots": weights, "epochs": epochs,
             "all_identical": bool(weights or epochs) and all(w["identical"] for w in weights)
             and all(e["identical"] for e in epochs)}

@@ -214,15 +214,27 @@ def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> Non
             raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
 
 
-def _recrop_ok(value) -> bool:
+def _recrop_ok(cfg: dict) -> bool:
+    """Is ``infer.recrop`` null, a margin or a list of margins? Normalises it in place (numbers
+    YAML read as strings, such as 1e-1, become numbers; a list is sorted)."""
     from posekit.looks import recrop_margin
 
+    value = cfg["infer"]["recrop"]
     if value is None:
         return True
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(m, str) for m in items):
+        try:
+            items = [float(m) if isinstance(m, str) else m for m in items]
+        except ValueError:
+            return False
+        value = items if isinstance(value, list) else items[0]
     try:
-        return recrop_margin({}, value) is not None  # False (off on the command line) is not a config value
+        norm = recrop_margin({}, value)  # False (off on the command line) is not a config value
     except PosekitError:
         return False
+    cfg["infer"]["recrop"] = norm
+    return norm is not None
 
 
 def validate(cfg: dict, where: str = "config") -> None:
@@ -282,7 +294,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
         (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
          "cascade.error_reach must be positive or null"),
-        (_recrop_ok(cfg["infer"]["recrop"]),
+        (_recrop_ok(cfg),
          f"infer.recrop must be a margin in [0, 2], a list of 1 to {MAX_CROPS} margins, or null"),
         (0 <= cfg["infer"]["fuse"] < 1, "infer.fuse must be in [0, 1)"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),

@@ -1,6 +1,6 @@
 """Evaluation: the model sees each whole test image (never a box derived from the ground truth),
 its output is mapped back to original-image pixels, then metrics.py scores it. A model with a
-re-crop margin (config ``infer.recrop``) then looks again at a square crop around its own first
+re-crop margin (config ``infer.recrop``) then looks again at square crops around its own first
 estimate, exactly as ``predict`` does."""
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
              device: str | None = None, limit: int | None = None, workers: int = 0,
              flip_test: bool = False, per_stage: bool = False,
-             recrop: float | bool | None = None, fuse: float | None = None) -> tuple[dict, dict]:
+             recrop: float | list[float] | bool | None = None, fuse: float | None = None) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
     ``recrop``: None = the model's own re-crop setting, False = one pass, a number or a list of
     numbers = crops at those margins;

@@ -57,8 +57,9 @@ MAX_CROPS = 8
 def recrop_margin(cfg: dict, recrop=None, cascade: bool = False) -> float | list[float] | None:
     """The re-crop margin(s) in force: ``recrop`` None = the model's own (config ``infer.recrop``,
     absent in older checkpoints = off), False = off, a number in [0, 2] = one crop at that margin,
-    a list of them = one crop per margin, all run in one network pass and averaged (a one-item
-    list is that number). A cascade refines with its own stages, which were fitted to first-look
+    a list of them = one crop per margin, all run in one network pass and averaged (returned
+    sorted, so the tightest crop, inside all the others, is the frame they are combined in; a
+    one-item list is that number). A cascade refines with its own stages, which were fitted to first-look
     estimates: it takes no re-crop."""
     own = recrop is None
     if own:
@@ -69,17 +70,18 @@ def recrop_margin(cfg: dict, recrop=None, cascade: bool = False) -> float | list
     if not 1 <= len(items) <= MAX_CROPS or any(
             isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 <= m <= 2) for m in items):
         raise PosekitError(f"the re-crop margin must be a number in [0, 2], a list of 1 to {MAX_CROPS} of them, "
-                           f"or False (off), got {recrop!r}")
+                           f"or False (off), got {recrop!r}" + (" (the model's infer.recrop)" if own else ""))
     if cascade:
         if own:
             return None
         raise PosekitError("a cascade checkpoint refines with its own stages; the re-crop does not apply to it")
-    return float(items[0]) if len(items) == 1 else [float(m) for m in items]
+    items = sorted(float(m) for m in items)  # the tightest crop first: the frame the crops are combined in
+    return items[0] if len(items) == 1 else items
 
 
 def margins_of(recrop) -> list[float]:
-    """The margins of a re-crop setting (a number or a list) as a list."""
-    return [float(m) for m in recrop] if isinstance(recrop, (list, tuple)) else [float(recrop)]
+    """The margins of a re-crop setting (a number or a list) as a sorted list."""
+    return sorted(float(m) for m in recrop) if isinstance(recrop, (list, tuple)) else [float(recrop)]
 
 
 def fuse_weight(cfg: dict, fuse: float | None = None) -> float:

@@ -109,7 +109,7 @@ class Predictor:
     weight, at no extra network cost."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
-                 flip_test: bool = False, threads: int | None = None, recrop: float | bool | None = None,
+                 flip_test: bool = False, threads: int | None = None, recrop: float | list[float] | bool | None = None,
                  fuse: float | None = None):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -294,7 +294,7 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
                 box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
-                max_frames: int | None = None, write=print, recrop: float | bool | None = None,
+                max_frames: int | None = None, write=print, recrop: float | list[float] | bool | None = None,
                 fuse: float | None = None) -> int:
     """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets ``<name>.json`` per image
     and ``<name>.jsonl`` (a record per frame) per video or webcam, and with ``draw`` the annotated

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from posekit.checkpoint import WEIGHTS_DIR, model_from_config, read_checkpoint, save_checkpoint
 from posekit.cli import fuse_arg, recrop_arg
-from posekit.looks import margins_of
+from posekit.looks import margins_of, recrop_margin
 from posekit.models import count_parameters, model_flops
 
 
@@ -38,13 +38,13 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     cfg = ck["config"]
     if a.recrop is not None:
-        cfg["infer"] = {**cfg.get("infer", {}), "recrop": None if a.recrop is False else a.recrop}
+        cfg["infer"] = {**cfg.get("infer", {}), "recrop": None if a.recrop is False else recrop_margin({}, a.recrop)}
     if a.fuse is not None:
         cfg["infer"] = {**cfg.get("infer", {}), "fuse": a.fuse}
-    if metrics.get("fuse", 0.0) != ((cfg.get("infer") or {}).get("fuse", 0.0) if metrics.get("recrop") else 0.0):
+    if metrics.get("fuse", 0.0) != ((cfg.get("infer") or {}).get("fuse", 0.0) if metrics.get("recrop") is not None else 0.0):
         raise SystemExit(f"{a.metrics}: scored with fuse={metrics.get('fuse', 0.0)}, but the model ships with "
                          f"fuse={(cfg.get('infer') or {}).get('fuse', 0.0)}")
-    if metrics.get("recrop") != (cfg.get("infer") or {}).get("recrop"):
+    if recrop_margin({}, metrics.get("recrop")) != recrop_margin(cfg):  # both normalised (sorted, [m] = m)
         raise SystemExit(f"{a.metrics}: scored with recrop={metrics.get('recrop')}, but the model ships with "
                          f"recrop={(cfg.get('infer') or {}).get('recrop')}")
     out = WEIGHTS_DIR / f"{a.name}.pt"
@@ -61,9 +61,10 @@ def main() -> None:
     note_line = "\n- **Note**: " + a.note if a.note else ""
     how = (", flip-test" if metrics.get("flip_test") else "") + (", second look" if margin is not None else "")
     crops = margins_of(margin) if margin is not None else []
-    recrop_line = ("" if margin is None else f"\n- **Inference**: {1 + len(crops)} looks in two network passes: the whole "
+    recrop_line = ("" if margin is None else f"\n- **Inference**: {1 + len(crops)} looks: the whole "
                    "image, then " + ("a square crop" if len(crops) == 1 else f"{len(crops)} square crops")
-                   + f" around the first estimate with margin {', '.join(map(str, crops))} per side"
+                   + f" around the first estimate with margin{'s' if len(crops) > 1 else ''} "
+                   + f"{', '.join(map(str, crops))} per side"
                    + (" (run in one batch, their heatmaps averaged)" if len(crops) > 1 else "") + " (`infer.recrop`"
                    + (f", with the first look's heatmaps blended in at weight {cfg['infer'].get('fuse', 0.0)} (`infer.fuse`)"
                       if cfg["infer"].get("fuse") else "")

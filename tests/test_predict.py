@@ -257,6 +257,7 @@ def test_several_crops_are_one_pass_averaged(which, heatmap_ckpt, ckpt, synth_ro
     first = one.predict(img)
     multi = Predictor(model, recrop=[0.05, 0.2], fuse=0.3)
     assert multi.recrop == [0.05, 0.2] and Predictor(model, recrop=[0.1]).recrop == 0.1
+    assert Predictor(model, recrop=[0.2, 0.05]).recrop == [0.05, 0.2]  # sorted: the tightest crop is the frame
     got = multi.predict(img).keypoints
     # by hand: the two crops, run together; the first look's maps from the whole image
     x, ms = crop_batch([img], first.keypoints[None], [0.05, 0.2], one.input_size)
@@ -283,6 +284,40 @@ def test_several_crops_are_one_pass_averaged(which, heatmap_ckpt, ckpt, synth_ro
                  "--fuse", "0.3"]) == 0
     rec = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose([[j["x"], j["y"]] for j in rec["joints"]], got, atol=0.01)
+
+
+def test_recrop_predict_chunks_match_one_batch():
+    """Images of different sizes, several crops each, fused with their own first looks: chunks of
+    3 images give what one batch gives (each image keeps its own first maps and matrices), and
+    the order the margins are given in does not matter."""
+    from posekit.codecs import build_codec
+    from posekit.data.transforms import PoseTransform
+    from posekit.looks import look, recrop_predict, to_original
+    from posekit.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("resnet_pose", input_size=64, width=8, depths=[1, 1, 1, 1], neck=16).eval()
+    codec = build_codec({"name": "heatmap", "stride": 4, "sigma": 2.0}, 64)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (int(h), int(w), 3), dtype=np.uint8)
+              for h, w in zip(rng.integers(60, 200, 7), rng.integers(60, 200, 7))]
+    tf = PoseTransform(64, "letterbox")
+    items = [tf(img, np.zeros((14, 2)), np.ones(14)) for img in images]
+    x, m = torch.stack([t["image"] for t in items]), torch.stack([t["matrix"] for t in items])
+    with torch.inference_mode():
+        maps, kp, _ = look(net, codec, x)
+    first = to_original(kp, m).numpy()
+    args = dict(fuse=0.3, first_maps=maps, first_matrices=m.numpy())
+    one, s1 = recrop_predict(net, codec, images, first, [0.05, 0.2], 64, "cpu", batch_size=32, **args)
+    chunked, s2 = recrop_predict(net, codec, images, first, [0.05, 0.2], 64, "cpu", batch_size=6, **args)
+    np.testing.assert_allclose(chunked, one, atol=1e-3)
+    np.testing.assert_allclose(s2, s1, atol=1e-4)
+    swapped, _ = recrop_predict(net, codec, images, first, [0.2, 0.05], 64, "cpu", batch_size=6, **args)
+    np.testing.assert_allclose(swapped, one, atol=1e-3)
+    # a first look paired with the wrong image would move the result
+    wrong, _ = recrop_predict(net, codec, images, first, [0.05, 0.2], 64, "cpu", fuse=0.3,
+                              first_maps=maps.flip(0), first_matrices=m.numpy()[::-1])
+    assert np.abs(wrong - one).max() > 1e-2
 
 
 def test_recrop_margin_benchmark_chooses_on_framed_val(heatmap_ckpt, synth_root, tmp_path, monkeypatch):

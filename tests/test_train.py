@@ -189,6 +189,10 @@ def test_resume_refuses_a_different_ema_setting(synth_root, tmp_path):
         train(_cfg(synth_root, **more), tmp_path / "avg", resume=tmp_path / "avg" / "last.pt",
               progress=False, log=lambda *a: None)
     assert load_config("configs/poster.yaml", ["train.epochs=1e1", "train.save_every=2.0"])["train"]["epochs"] == 10
+    # infer.recrop: a margin or a list of them; YAML strings such as 1e-1 read as numbers, lists sorted
+    assert load_config("configs/poster.yaml", ["infer.recrop=1e-1"])["infer"]["recrop"] == 0.1
+    assert load_config("configs/poster.yaml", ["infer.recrop=[0.2,5e-2]"])["infer"]["recrop"] == [0.05, 0.2]
+    assert load_config("configs/poster.yaml", ["infer.recrop=[0.1]"])["infer"]["recrop"] == 0.1
 
 
 def test_a_rerun_is_bit_identical_and_the_check_says_so(synth_root, tmp_path):

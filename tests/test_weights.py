@@ -1,4 +1,5 @@
 """Shipped models: fp16 weights selected by name; the default model name resolves to them."""
+import json
 import subprocess
 import sys
 
@@ -57,6 +58,15 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     assert ck.read_checkpoint("tiny2")["config"]["infer"]["recrop"] == 0.1
     assert "margin 0.1 per side" in (weights / "tiny2.md").read_text()
+    # several crops: given in any order, compared and stored sorted
+    r = subprocess.run([sys.executable, "-m", "posekit", "evaluate", "--model", str(run_dir), "--data", str(synth_root),
+                        "--json", "--recrop", "0.2,0.05"], capture_output=True, text=True)
+    metrics.write_text(r.stdout)
+    assert json.loads(r.stdout)["recrop"] == [0.05, 0.2]
+    r = subprocess.run(ship[:-1] + ["0.2,0.05", "--metrics", str(metrics)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert ck.read_checkpoint("tiny2")["config"]["infer"]["recrop"] == [0.05, 0.2]
+    assert "3 looks: the whole image, then 2 square crops" in (weights / "tiny2.md").read_text()
 
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):
