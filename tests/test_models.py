@@ -202,3 +202,36 @@ def test_grown_resnet_pose_starts_as_its_source(tmp_path):
     big.train()
     big(x).square().mean().backward()  # the added blocks' zeroed scales still get a gradient
     assert big.stages[1][1].body[-1][1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,opts,size", [
+    ("resnet_pose", {"width": 8, "depths": [1, 2, 1, 1], "neck": 16}, 64),
+    ("poster_cnn", {}, 96),
+])
+def test_inference_ready_folds_batchnorm_and_keeps_outputs(name, opts, size):
+    """BN folded into the preceding convs and channels-last weights: no BatchNorm left, the same
+    outputs (with non-trivial running statistics), gradients still reach the input; a model in
+    training mode is refused (its batch statistics cannot be frozen)."""
+    import copy
+
+    from posekit.models import build_model, fold_batchnorm, inference_ready
+
+    torch.manual_seed(0)
+    net = build_model(name, input_size=size, **opts)
+    for m in net.modules():  # running statistics and affine terms away from their defaults
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(copy.deepcopy(net))
+    net.eval()
+    ready = inference_ready(copy.deepcopy(net))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ready.modules())
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(ready(x), net(x), atol=1e-4, rtol=1e-4)
+    ready(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.requires_grad for p in ready.parameters())
