@@ -33,6 +33,12 @@ def _cmd_train(args) -> int:
         cfg = apply_overrides(complete_config(ckpt["config"], resume), overrides)
         validate(cfg, f"{resume} (+ overrides)")
         out = Path(args.out) if args.out else Path(resume).parent
+        done = ckpt["epoch"] + 1
+        if done >= cfg["train"]["epochs"] or ckpt.get("stopped_early"):  # nothing left: touch nothing
+            why = "stopped early" if ckpt.get("stopped_early") else f"train.epochs is {cfg['train']['epochs']}"
+            print(f"{resume}: finished, {done} epochs trained ({why}); nothing to resume "
+                  "(raise --epochs to train on)")
+            return 0
     else:
         if not args.config:
             raise PosekitError("train needs --config FILE (or --resume RUN)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rerun the shipped model's recipe end to end: the model card's four training commands, each from
 # the previous rerun's best.pt, into runs/rerun/ (or $1). A run that is unfinished (a sitting was
-# cut off) is resumed with `posekit train --resume`, a finished one is skipped, so calling this
+# cut off) is resumed with `posekit train --resume`, which leaves a finished one alone, so calling this
 # again continues where it stopped. Then the rerun is scored as shipped (the card's looks) on the
 # LSP test split, and its runs are compared with the originals (benchmarks/rerun_check.py).
 #
@@ -13,19 +13,9 @@ D=${POSEKIT_DATA:?set POSEKIT_DATA to the LSP data root}
 R=${1:-runs/rerun}
 LOOKS=(--recrop 0.05,0.13,0.22 --fuse 0.1)
 
-finished() {  # run folder -> exit 0 when its last.pt has trained every epoch of its config
-  [ -f "$1/last.pt" ] && python -c "
-import sys
-from posekit.checkpoint import read_checkpoint
-ck = read_checkpoint(sys.argv[1])
-sys.exit(0 if ck['epoch'] + 1 >= ck['config']['train']['epochs'] or ck.get('stopped_early') else 1)" "$1/last.pt"
-}
-
-run() {  # name config [init]
+run() {  # name config [init]: resume an unfinished run (a finished one says so and is left alone)
   local out=$R/$1 cfg=$2 init=${3:-}
-  if finished "$out"; then
-    echo "$out: finished"
-  elif [ -f "$out/last.pt" ]; then
+  if [ -f "$out/last.pt" ]; then
     posekit train --resume "$out" --no-progress
   else
     posekit train --config "$cfg" --data "$D" ${init:+train.init_from=$init} --out "$out" --no-progress

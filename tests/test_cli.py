@@ -79,6 +79,12 @@ def test_resume_cli(trained, synth_root, capsys):
     assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
     hist = json.loads((trained / "history.json").read_text())
     assert [r["epoch"] for r in hist] == [1, 2, 3]
+    # resuming a finished run (what a chain of runs does when called again) leaves it untouched
+    before = {f: (trained / f).read_bytes() for f in ("last.pt", "best.pt", "history.json")}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(trained), "--no-progress"]) == 0
+    assert "finished, 3 epochs trained (train.epochs is 3); nothing to resume" in capsys.readouterr().out
+    assert {f: (trained / f).read_bytes() for f in before} == before
 
 
 def test_existing_run_needs_resume_or_force(trained, synth_root, capsys):
