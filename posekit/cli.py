@@ -33,12 +33,6 @@ def _cmd_train(args) -> int:
         cfg = apply_overrides(complete_config(ckpt["config"], resume), overrides)
         validate(cfg, f"{resume} (+ overrides)")
         out = Path(args.out) if args.out else Path(resume).parent
-        done = ckpt["epoch"] + 1
-        if done >= cfg["train"]["epochs"] or ckpt.get("stopped_early"):  # nothing left: touch nothing
-            why = "stopped early" if ckpt.get("stopped_early") else f"train.epochs is {cfg['train']['epochs']}"
-            print(f"{resume}: finished, {done} epochs trained ({why}); nothing to resume "
-                  "(raise --epochs to train on)")
-            return 0
     else:
         if not args.config:
             raise PosekitError("train needs --config FILE (or --resume RUN)")
@@ -59,6 +53,8 @@ def _cmd_train(args) -> int:
         return 0
     model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
     summary = train(cfg, out, resume=resume, progress=not args.no_progress)
+    if summary.get("nothing_to_resume"):  # train said why; nothing was touched
+        return 0
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -232,6 +232,19 @@ def _log_images(writer, first: dict | None, epoch: int, n: int) -> None:
     writer.add_image("val/predictions", make_grid(ims, ncols=4, cell=160), epoch, dataformats="HWC")
 
 
+def nothing_left(state: dict, cfg: dict) -> str | None:
+    """Why the run saved in checkpoint ``state`` has nothing left to train under ``cfg`` (the config
+    it is resumed with, overrides included); None when it has epochs left."""
+    t, done = cfg["train"], state["epoch"] + 1
+    if done >= t["epochs"]:
+        return f"{done} epochs trained (train.epochs is {t['epochs']}); raise --epochs to train on"
+    patience = t["early_stopping_patience"]
+    if patience and state["bad_epochs"] >= patience:
+        return (f"stopped early after {done} epochs (no val-loss improvement for {state['bad_epochs']}, "
+                f"train.early_stopping_patience is {patience}); raise it to train on")
+    return None
+
+
 def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
           log=print) -> dict:
     """Train a recipe; returns the final summary (also in ``last.pt``)."""
@@ -251,6 +264,12 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             raise ConfigError(f"{state['path']}: trained {'with' if 'train_model' in state else 'without'} "
                               f"train.ema, resumed {'with' if t['ema'] else 'without'} it; resume with the "
                               "checkpoint's own train.ema")
+        why = nothing_left(state, cfg)
+        if why:  # a finished run is left untouched: no data loading, no files rewritten
+            if dist_info()[1] == 0:
+                log(f"{state['path']}: finished, {why}; nothing to resume")
+            return {"out": str(out), "epochs_done": start_epoch, "best": best, "history": history,
+                    "stopped_early": bool(state.get("stopped_early")), "nothing_to_resume": True}
 
     world, rank, ddp_device = _setup_distributed(t)
     main = rank == 0  # under torchrun only rank 0 logs, draws progress and writes files

@@ -83,7 +83,8 @@ def test_resume_cli(trained, synth_root, capsys):
     before = {f: (trained / f).read_bytes() for f in ("last.pt", "best.pt", "history.json")}
     capsys.readouterr()
     assert main(["train", "--resume", str(trained), "--no-progress"]) == 0
-    assert "finished, 3 epochs trained (train.epochs is 3); nothing to resume" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "finished, 3 epochs trained (train.epochs is 3); raise --epochs to train on; nothing to resume" in said
     assert {f: (trained / f).read_bytes() for f in before} == before
 
 

@@ -66,6 +66,19 @@ def test_early_stopping(synth_root, tmp_path):
                               "train.optimizer": "sgd", "train.momentum": 0.0})
     s = train(cfg, tmp_path / "es", progress=False, log=lambda *a: None)
     assert s["stopped_early"] and s["epochs_done"] < 10
+    # resumed as it was, it has nothing left to train and touches nothing ...
+    files = {f: (tmp_path / "es" / f).read_bytes() for f in ("last.pt", "best.pt", "history.json")}
+    said = []
+    again = train(cfg, tmp_path / "es", resume=tmp_path / "es" / "last.pt", progress=False, log=said.append)
+    assert again["nothing_to_resume"] and again["epochs_done"] == s["epochs_done"]
+    assert "stopped early after" in said[0] and "raise it to train on" in said[0]
+    assert {f: (tmp_path / "es" / f).read_bytes() for f in files} == files
+    # ... and without early stopping it trains on to train.epochs
+    on = load_config("configs/poster.yaml", tiny_overrides(synth_root, **{
+        "train.epochs": s["epochs_done"] + 1, "train.lr": 1e-12, "train.early_stopping_patience": "null",
+        "train.optimizer": "sgd", "train.momentum": 0.0}))
+    more = train(on, tmp_path / "es", resume=tmp_path / "es" / "last.pt", progress=False, log=lambda *a: None)
+    assert "nothing_to_resume" not in more and more["epochs_done"] == s["epochs_done"] + 1
 
 
 def test_lr_schedules(synth_root):
