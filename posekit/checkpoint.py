@@ -40,8 +40,23 @@ def model_from_config(cfg: dict, where: str | None = None) -> torch.nn.Module:
         raise PosekitError(f"{where}: {msg}" if where else msg) from None
 
 
+def plain(obj):
+    """``obj`` with NumPy scalars and arrays turned into Python numbers and lists (tensors kept),
+    so a checkpoint holds only what ``torch.load(weights_only=True)`` reads."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return obj
+
+
 def save_checkpoint(path: str | os.PathLike, **payload) -> None:
-    atomic_torch_save({"format": FORMAT, **payload}, path)
+    """Write a checkpoint atomically (see :func:`posekit.utils.atomic_write_bytes`)."""
+    atomic_torch_save({"format": FORMAT, **plain(payload)}, path)
 
 
 DEFAULT_MODEL = "posekit-lsp"
@@ -54,7 +69,9 @@ def shipped_models() -> list[str]:
 
 
 def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
-    """A checkpoint file, a run folder (its best.pt, else last.pt) or a shipped model's name."""
+    """A checkpoint file, a run folder (its best checkpoint, see :func:`best_in_run`) or a
+    shipped model's name. Raises PosekitError naming the path when there is none, and listing
+    the shipped models for an unknown name."""
     if path is None or str(path) == "":
         path = DEFAULT_MODEL
     p = Path(path)
@@ -62,29 +79,114 @@ def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
         shipped = WEIGHTS_DIR / f"{p.name}.pt"
         if shipped.is_file():
             return shipped
-        if p.name == DEFAULT_MODEL:
-            raise PosekitError(f"no shipped model {DEFAULT_MODEL!r} in this install ({WEIGHTS_DIR}); "
-                               "pass a checkpoint file or run folder with --model")
+        names = ", ".join(shipped_models()) or "none in this install"
+        raise PosekitError(f"{p}: no such model file, run folder or shipped model (shipped: {names})")
     if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / name).is_file():
-                return p / name
-        raise PosekitError(f"{p}: no best.pt or last.pt in this run folder")
+        return best_in_run(p)
     if not p.is_file():
-        raise PosekitError(f"{p}: model file not found")
+        raise PosekitError(f"{p}: model file not found (shipped models: {', '.join(shipped_models()) or 'none'})")
     return p
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    p = resolve_checkpoint_path(path)
+def best_in_run(folder: Path) -> Path:
+    """The best checkpoint of a run folder: ``best.pt``, unless a kill between the end-of-epoch
+    writes left it behind ``last.pt`` (``last.pt`` is written first; when its own epoch is the
+    best of its history and ``best.pt`` holds another epoch, ``last.pt`` is the best); ``last.pt``
+    when there is no ``best.pt``."""
+    best, last = folder / "best.pt", folder / "last.pt"
+    if not best.is_file() and not last.is_file():
+        raise PosekitError(f"{folder}: no best.pt or last.pt in this run folder")
+    if not last.is_file():
+        return best
+    return last if stale_best(folder) else best
+
+
+def stale_best(folder: Path) -> bool:
+    """Is ``best.pt`` in a run folder missing or holding another epoch than the best of
+    ``last.pt``'s history, while that best epoch is ``last.pt``'s own (a kill between the two
+    end-of-epoch writes)?"""
     try:
-        ckpt = torch.load(str(p), map_location="cpu", weights_only=False)
+        last = _load(folder / "last.pt", mmap=True)
+    except PosekitError:
+        return False
+    if (last.get("best") or {}).get("epoch") != last.get("epoch", -2) + 1:
+        return False
+    if not (folder / "best.pt").is_file():
+        return True
+    try:
+        return _load(folder / "best.pt", mmap=True).get("epoch") != last.get("epoch")
+    except PosekitError:
+        return True
+
+
+def _numpy_scalar_globals() -> list:
+    """What pickled NumPy scalars need: the scalar constructor and the numeric dtypes (no code)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import scalar
+    kinds = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+             np.float16, np.float32, np.float64]
+    return [scalar, np.dtype, *(type(np.dtype(k)) for k in kinds)]
+
+
+_NUMPY_SCALARS = _numpy_scalar_globals()
+
+
+def _load(p: Path, mmap: bool = False) -> dict:
+    """``torch.load`` with ``weights_only=True``: tensors, numbers, strings and containers only,
+    so a file that pickles code is refused instead of run."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):  # plain numbers in older checkpoints
+            ckpt = torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        raise PosekitError(f"{p}: refused: the file holds Python objects that a posekit checkpoint never "
+                           "contains (only tensors, numbers, strings, lists and dicts are loaded)") from None
     except Exception as e:
         raise PosekitError(f"{p}: cannot read checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise PosekitError(f"{p}: not a posekit checkpoint")
+    return ckpt
+
+
+def read_checkpoint(path: str | os.PathLike, need_config: bool = True) -> dict:
+    """The checkpoint dict of a file, run folder or shipped model name, with ``path`` added.
+
+    Raises PosekitError (one line, naming the file) for a missing file, a file that is not a
+    posekit checkpoint or holds pickled code, and one without weights or (``need_config``)
+    without a usable config."""
+    p = resolve_checkpoint_path(path)
+    ckpt = _load(p)
+    cfg = ckpt.get("config")
+    usable = (isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and "name" in cfg["model"]
+              and isinstance(cfg.get("data"), dict) and "input_size" in cfg["data"])
+    if need_config and not usable:
+        raise PosekitError(f"{p}: the checkpoint has no usable config (model name, data.input_size)")
+    weights = ckpt.get("model")
+    if not isinstance(weights, dict) or not weights or not all(torch.is_tensor(v) for v in weights.values()):
+        raise PosekitError(f"{p}: the checkpoint holds no model weights")
     ckpt["path"] = str(p)
     return ckpt
+
+
+def load_weights(model: torch.nn.Module, state: dict, where: str) -> None:
+    """``model.load_state_dict(state)``, with a one-line PosekitError naming ``where`` when tensors
+    are missing, unexpected or of another shape."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", extra), ("of another shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} tensor(s) {label} (e.g. {keys[0]})")
+        raise PosekitError(f"{where}: the weights do not fit the model its config describes: {'; '.join(parts)}")
+    model.load_state_dict(state)
 
 
 def flush_denormals(state: dict) -> dict:
@@ -104,10 +206,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model in eval mode, codec, checkpoint dict) from a checkpoint file or run folder."""
     ckpt = read_checkpoint(path)
     cfg = ckpt["config"]
-    model = model_from_config(cfg)
-    model.load_state_dict(flush_denormals(ckpt["model"]))
+    model = model_from_config(cfg, where=ckpt["path"])
+    load_weights(model, flush_denormals(ckpt["model"]), ckpt["path"])
     model.to(device).eval()
-    codec = build_codec(cfg["codec"], cfg["data"]["input_size"])
+    try:
+        codec = build_codec(cfg.get("codec", "regression"), cfg["data"]["input_size"])
+    except (ValueError, TypeError) as e:
+        raise PosekitError(f"{ckpt['path']}: {e}") from None
     return model, codec, ckpt
 
 

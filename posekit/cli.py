@@ -158,11 +158,30 @@ def _cmd_serve(args) -> int:
 
     if not 0 < args.port < 65536:
         raise PosekitError(f"--port {args.port}: expected 1-65535")
+    check_port_free(args.host, args.port)
     if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
         raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
     run(host=args.host, port=args.port, model=args.model, backend=args.backend, max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, recrop=args.recrop)
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before the model loads, a host that does not resolve or a port already in use."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise PosekitError(f"--host {host}: not an address of this machine") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise PosekitError(f"{host}:{port}: cannot listen there ({e.strerror}); "
+                               "choose another --port or stop the program using it") from None
 
 
 def _cmd_export(args) -> int:
@@ -251,7 +270,11 @@ def _cmd_data_show(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="posekit", description="Single-image human pose estimation (14 LSP joints).")
+    from posekit import __version__
+
+    p = argparse.ArgumentParser(prog="posekit", description="Human pose estimation (14 Leeds Sports Pose joints): "
+                                "train, evaluate and run models.")
+    p.add_argument("--version", action="version", version=f"posekit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a recipe", description="Train a recipe. Any config key can be "
@@ -298,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
     pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
     pr.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
-    pr.add_argument("--webcam", type=int, metavar="N", help="read camera N until Ctrl-C (or --max-frames)")
+    pr.add_argument("--webcam", type=int, metavar="N", help="read camera N (0, 1, ...) until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)
 
@@ -314,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="HTTP API + web page (FastAPI, uvicorn)",
                         description="POST /v1/pose, GET /healthz, GET /v1/models, OpenAPI at /docs, a page at /.")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     sv.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint, run folder or .onnx file")
     sv.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     sv.add_argument("--max-mb", type=float, default=10.0, help="largest upload in MiB (413 above)")

@@ -55,6 +55,8 @@ DEFAULTS: dict = {
     "infer": {  # how evaluate and predict run the trained model
         "recrop": None,  # margin(s) of second looks at square crops around the first estimate (null: one pass)
         "fuse": 0.0,  # weight of the first pass's heatmaps blended into the second's (no extra network cost)
+        "person_threshold": None,  # person score below which no person is reported (null: the default)
+        "crop_border": None,  # pixels of the image's edge repeated where a second look's crop leaves the image
     },
     "train": {
         "epochs": 30,
@@ -155,23 +157,56 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice in one mapping "
+                              f"(first at line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """A YAML mapping from a file, refusing (one line naming the file) a missing file, bytes that
+    are not UTF-8 text, invalid YAML, a key given twice and anything but a mapping at the top."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8)") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"{p}: invalid YAML{at}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a config must be a YAML mapping")
+    return raw
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
     """Load a YAML recipe over :data:`DEFAULTS`, then apply ``section.key=value`` overrides."""
     raw: dict = {}
     where = "defaults"
     if path is not None:
-        p = Path(path)
-        where = str(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            at = f" at line {line + 1}" if line is not None else ""
-            raise ConfigError(f"{p}: invalid YAML{at}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: a config must be a YAML mapping")
+        where = str(path)
+        raw = read_yaml(path)
     cfg = _merge(DEFAULTS, raw, where)
     cfg = apply_overrides(cfg, overrides or [])
     validate(cfg, where)
@@ -183,8 +218,9 @@ _NULLABLE = {
     "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
     "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
     "train.save_every": int, "train.ema": float, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
-    "cascade.error_reach": float,
+    "cascade.error_reach": float, "infer.person_threshold": float, "infer.crop_border": int,
 }  # infer.recrop (a number or a list of numbers) is checked in validate
+MAX_INPUT_SIZE = 1024  # pixels: larger inputs would need tens of GB per batch
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 
 
@@ -259,12 +295,12 @@ def validate(cfg: dict, where: str = "config") -> None:
         (cfg["loss"] == "auto" or cfg["loss"] in LOSSES, f"unknown loss {cfg['loss']!r}; known: auto, {', '.join(LOSSES)}"),
         (d["split"] in SPLITS, f"data.split must be one of {', '.join(SPLITS)}, got {d['split']!r}"),
         (d["resize_mode"] in RESIZE_MODES, f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}"),
-        (d["input_size"] >= 8, "data.input_size must be an integer >= 8"),
+        (8 <= d["input_size"] <= MAX_INPUT_SIZE, f"data.input_size must be an integer in [8, {MAX_INPUT_SIZE}]"),
         (d["sets"] and all(x in KNOWN_SETS for x in d["sets"]), f"data.sets must list some of {', '.join(KNOWN_SETS)}"),
         (len(d["fractions"]) == 3 and all(num(x) and x >= 0 for x in d["fractions"])
          and abs(sum(d["fractions"]) - 1) < 1e-6, "data.fractions must be 3 non-negative numbers summing to 1"),
         (0 <= d["val_fraction"] < 1, "data.val_fraction must be in [0, 1)"),
-        (d["cache_max_side"] >= 8, "data.cache_max_side must be >= 8"),
+        (8 <= d["cache_max_side"] <= 4096, "data.cache_max_side must be in [8, 4096]"),
         (d["limit_train"] is None or d["limit_train"] >= 1, "data.limit_train must be >= 1 or null"),
         (d["limit_val"] is None or d["limit_val"] >= 0, "data.limit_val must be >= 0 or null"),
         (0 <= a["flip"] <= 1, "augment.flip is a probability in [0, 1]"),
@@ -277,14 +313,14 @@ def validate(cfg: dict, where: str = "config") -> None:
         (a["person_crop"] is None or a["person_crop"] >= 0, "augment.person_crop must be >= 0 or null"),
         (t["optimizer"] in ("sgd", "adam", "adamw"), f"train.optimizer must be sgd, adam or adamw, got {t['optimizer']!r}"),
         (t["scheduler"] in ("none", "cosine", "step"), f"train.scheduler must be none, cosine or step, got {t['scheduler']!r}"),
-        (t["epochs"] >= 1, "train.epochs must be >= 1"),
-        (t["batch_size"] >= 1, "train.batch_size must be >= 1"),
+        (1 <= t["epochs"] <= 100_000, "train.epochs must be in [1, 100000]"),
+        (1 <= t["batch_size"] <= 4096, "train.batch_size must be in [1, 4096]"),
         (t["lr"] > 0, "train.lr must be positive"),
         (t["momentum"] >= 0 and t["weight_decay"] >= 0, "train.momentum and train.weight_decay must be >= 0"),
         (t["step_size"] >= 1 and t["gamma"] > 0 and t["warmup_epochs"] >= 0, "train.step_size/gamma/warmup_epochs out of range"),
         (t["early_stopping_patience"] is None or t["early_stopping_patience"] >= 1,
          "train.early_stopping_patience must be >= 1 or null"),
-        (t["num_workers"] >= 0, "train.num_workers must be >= 0"),
+        (0 <= t["num_workers"] <= 64, "train.num_workers must be in [0, 64]"),
         (t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
          f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
         (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
@@ -297,6 +333,10 @@ def validate(cfg: dict, where: str = "config") -> None:
         (_recrop_ok(cfg),
          f"infer.recrop must be a margin in [0, 2], a list of 1 to {MAX_CROPS} margins, or null"),
         (0 <= cfg["infer"]["fuse"] < 1, "infer.fuse must be in [0, 1)"),
+        (cfg["infer"]["crop_border"] is None or 0 <= cfg["infer"]["crop_border"] <= 10_000,
+         "infer.crop_border must be an integer in [0, 10000] or null"),
+        (cfg["infer"]["person_threshold"] is None or 0 <= cfg["infer"]["person_threshold"] <= 1,
+         "infer.person_threshold must be in [0, 1] or null"),
         (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
     ]
     for ok, msg in checks:

@@ -17,7 +17,7 @@ from posekit.data.lsp import load_sets
 from posekit.data.splits import lsp_test_ids, make_split
 from posekit.data.transforms import PoseTransform
 from posekit.errors import PosekitError
-from posekit.looks import fuse_weight, look, recrop_margin, recrop_predict, to_original
+from posekit.looks import crop_border, fuse_weight, look, recrop_margin, recrop_predict, to_original
 from posekit.metrics import evaluate_keypoints
 from posekit.models import inference_ready
 from posekit.skeleton import JOINT_NAMES
@@ -92,7 +92,8 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", batch_size: int = 32,
              device: str | None = None, limit: int | None = None, workers: int = 0,
              flip_test: bool = False, per_stage: bool = False,
-             recrop: float | list[float] | bool | None = None, fuse: float | None = None) -> tuple[dict, dict]:
+             recrop: float | list[float] | bool | None = None, fuse: float | None = None,
+             border: int | None = None) -> tuple[dict, dict]:
     """Evaluate a checkpoint. Returns (metrics dict, extras with predictions for drawing).
     ``recrop``: None = the model's own re-crop setting, False = one pass, a number or a list of
     numbers = crops at those margins;
@@ -120,6 +121,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     stages = cascade_stages(ckpt, dev)
     margin = recrop_margin(cfg, recrop, cascade=bool(stages))
     fuse = fuse_weight(cfg, fuse) if margin is not None else 0.0
+    border = crop_border(cfg, border)
     res = predict_loader(model, codec, loader, dev, flip_test=flip_test, keep_maps=fuse > 0)
     originals = None
     if margin is not None or stages:
@@ -132,7 +134,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
         res["pred"], res["scores"] = recrop_predict(model, codec, originals, res["pred"], margin,
                                                     cfg["data"]["input_size"], dev, flip_test=flip_test, fuse=fuse,
                                                     first_maps=res.pop("maps", None),
-                                                    first_matrices=res.pop("matrices", None))
+                                                    first_matrices=res.pop("matrices", None), border=border)
     per_stage_metrics = []
     if stages:
         from posekit.models.cascade import run_cascade
@@ -148,7 +150,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     metrics = evaluate_keypoints(res["pred"], res["gt"], res["sizes"], res["mask"])
     metrics.update(split=split_name, model=cfg["model"]["name"] + (f" + {len(stages)} cascade stage(s)" if stages else ""),
                    checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1, train_overlap=len(overlap), flip_test=flip_test,
-                   recrop=margin, fuse=fuse)
+                   recrop=margin, fuse=fuse, crop_border=border if margin is not None else None)
     if per_stage:
         if not stages:
             raise PosekitError(f"{ckpt['path']}: --per-stage needs a cascade checkpoint (this one has a single stage)")

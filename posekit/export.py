@@ -18,6 +18,7 @@ import torch
 
 from posekit.checkpoint import load_model
 from posekit.errors import PosekitError
+from posekit.utils import atomic_write_bytes
 
 META_KEY = "posekit_config"
 OPSET = 17
@@ -59,10 +60,7 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
     if out.suffix.lower() != ".onnx":
         raise PosekitError(f"{out}: the output file must end in .onnx")
     data, _ = onnx_model_bytes(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    atomic_write_bytes(out, data)
     return out
 
 
@@ -149,6 +147,5 @@ def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration:
     for k, v in keep.items():
         m = proto.metadata_props.add()
         m.key, m.value = k, v
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
+    atomic_write_bytes(out, proto.SerializeToString())
     return out

@@ -79,6 +79,26 @@ def recrop_margin(cfg: dict, recrop=None, cascade: bool = False) -> float | list
     return items[0] if len(items) == 1 else items
 
 
+DEFAULT_CROP_BORDER = 0  # pixels; a model's own infer.crop_border wins (see reports/border_crops.json)
+MAX_CROP_BORDER = 10_000
+
+
+def crop_border(cfg: dict, border: int | None = None) -> int:
+    """Pixels of the image's edge repeated where a second look's crop reaches outside the image:
+    ``border`` if given, else the model's own (config ``infer.crop_border``), else
+    :data:`DEFAULT_CROP_BORDER`. Raises PosekitError for a value that is not an integer in
+    [0, MAX_CROP_BORDER]."""
+    if border is None:
+        border = (cfg.get("infer") or {}).get("crop_border")
+    if border is None:
+        border = DEFAULT_CROP_BORDER
+    if isinstance(border, bool) or not isinstance(border, (int, float)) or border != int(border) \
+            or not 0 <= border <= MAX_CROP_BORDER:
+        raise PosekitError(f"the crop border must be an integer number of pixels in [0, {MAX_CROP_BORDER}], "
+                           f"got {border!r}")
+    return int(border)
+
+
 def margins_of(recrop) -> list[float]:
     """The margins of a re-crop setting (a number or a list) as a sorted list."""
     return sorted(float(m) for m in recrop) if isinstance(recrop, (list, tuple)) else [float(recrop)]
@@ -128,16 +148,18 @@ def carry_maps(maps: torch.Tensor, from_matrices, to_matrices, input_size: int) 
 
 
 def crop_batch(images: list[np.ndarray], keypoints: np.ndarray, margins: list[float],
-               input_size: int) -> tuple[torch.Tensor, np.ndarray]:
+               input_size: int, border: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """The second look's inputs: for each image, a square crop around its first estimate
-    (``keypoints`` (N, 14, 2) original pixels) per margin. Returns (inputs (N*K, 3, S, S), image by
-    image, margin by margin; their affines original -> input (N, K, 2, 3))."""
+    (``keypoints`` (N, 14, 2) original pixels) per margin, with ``border`` pixels of the image's
+    edge repeated where a crop reaches outside the image (:func:`posekit.data.transforms.warp`).
+    Returns (inputs (N*K, 3, S, S), image by image, margin by margin; their affines original ->
+    input (N, K, 2, 3))."""
     xs, ms = [], []
     for img, kp in zip(images, keypoints):
         h, w = img.shape[:2]
         for margin in margins:
             m = box_matrix(recrop_box(kp, margin, w, h), input_size)
-            xs.append(to_tensor(warp(img, m, input_size)))
+            xs.append(to_tensor(warp(img, m, input_size, border)))
             ms.append(m)
     return torch.stack(xs), np.stack(ms).reshape(len(images), len(margins), 2, 3)
 
@@ -174,7 +196,8 @@ def blend_looks(codec, maps: torch.Tensor | None, keypoints: np.ndarray, scores:
 @torch.no_grad()
 def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray, margin, input_size: int,
                    device, flip_test: bool = False, batch_size: int = 32, fuse: float = 0.0,
-                   first_maps: torch.Tensor | None = None, first_matrices=None) -> tuple[np.ndarray, np.ndarray]:
+                   first_maps: torch.Tensor | None = None, first_matrices=None,
+                   border: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A second look: for each RGB image, square crops around the first estimate ``keypoints``
     (N, 14, 2 in original pixels), one per margin of ``margin`` (a number or a list; each
     enlarges the box by that much per side), at the network's full input size, run in one pass
@@ -191,7 +214,7 @@ def recrop_predict(model, codec, images: list[np.ndarray], keypoints: np.ndarray
     step = max(1, batch_size // len(margins))
     kps, scores = [np.zeros((0, NUM_JOINTS, 2))], [np.zeros((0, NUM_JOINTS), np.float32)]
     for i in range(0, len(images), step):
-        x, ms = crop_batch(images[i:i + step], keypoints[i:i + step], margins, input_size)
+        x, ms = crop_batch(images[i:i + step], keypoints[i:i + step], margins, input_size, border)
         n, k = ms.shape[:2]
         maps, kp, sc = look(model, codec, x.to(device), flip_test)
         kp = to_original(kp.cpu(), torch.from_numpy(ms.reshape(n * k, 2, 3))).numpy().reshape(n, k, NUM_JOINTS, 2)

@@ -19,66 +19,78 @@ import torch
 
 from posekit.checkpoint import DEFAULT_MODEL, cascade_stages, load_model
 from posekit.codecs import build_codec
-from posekit.data.images import read_image
+from posekit.data.images import MIN_SIDE, as_rgb, read_image
 from posekit.data.transforms import PoseTransform, box_matrix, to_tensor, warp
 from posekit.errors import PosekitError
+from posekit.looks import crop_border as crop_border_setting
 from posekit.looks import fuse_weight, look, margins_of, recrop_box, recrop_margin, recrop_predict, to_original
 from posekit.models import inference_ready
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS
-from posekit.utils import atomic_write_text, select_device
+from posekit.utils import atomic_write_text, check_writable_folder, select_device
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BACKENDS = ("torch", "onnx")
 
 
+DEFAULT_PERSON_THRESHOLD = 0.3  # a model's own infer.person_threshold wins (see reports/no_person.json)
+
+
 @dataclass
 class Pose:
-    """14 joints in original-image pixels, a confidence per joint, and the joint names."""
+    """One person's 14 joints in original-image pixels.
 
-    keypoints: np.ndarray  # (14, 2) x, y
-    scores: np.ndarray  # (14,)
+    ``keypoints`` (14, 2) x, y; ``scores`` (14,) a confidence per joint (a heatmap's peak; 1 for
+    regression models, which have none); ``score`` the person's overall confidence (the mean
+    joint score); ``found`` whether ``score`` reaches the model's person threshold (below it the
+    pose is the network's best guess at a person who is probably not there: nothing is drawn);
+    ``box`` (x, y, w, h) the region the pose was estimated in (None: the whole image);
+    ``in_image`` (14,) bool, False for a joint placed outside the image."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
     width: int
     height: int
+    score: float = 1.0
+    found: bool = True
+    box: tuple[float, float, float, float] | None = None
     names: tuple[str, ...] = JOINT_NAMES
 
+    @property
+    def in_image(self) -> np.ndarray:
+        x, y = self.keypoints[:, 0], self.keypoints[:, 1]
+        return (x >= -0.5) & (x <= self.width - 0.5) & (y >= -0.5) & (y <= self.height - 0.5)
+
     def to_dict(self) -> dict:
-        return {"width": self.width, "height": self.height,
-                "joints": [{"name": n, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
-                           for n, (x, y), s in zip(self.names, self.keypoints, self.scores)]}
+        inside = self.in_image
+        return {"width": self.width, "height": self.height, "found": bool(self.found),
+                "score": round(float(self.score), 4),
+                "box": None if self.box is None else [round(float(v), 2) for v in self.box],
+                "joints": [{"name": n, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4),
+                            "in_image": bool(i)}
+                           for n, (x, y), s, i in zip(self.names, self.keypoints, self.scores, inside)]}
 
 
-def as_rgb(image, color: str = "RGB") -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from a path, a PIL image, or a numpy array that is RGB
-    (``color="RGB"``, the default) or BGR (``color="BGR"``, as OpenCV reads). Grey (H, W) and
-    RGBA/BGRA (H, W, 4) arrays are converted."""
-    if color not in ("RGB", "BGR"):
-        raise PosekitError(f"color must be 'RGB' or 'BGR', got {color!r}")
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
-    if type(image).__module__.startswith("PIL."):
-        from PIL import ImageOps
-
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            raise PosekitError(f"PIL image mode {image.mode!r} (16-bit or float) is not supported; convert it to 8-bit RGB")
-        image = ImageOps.exif_transpose(image)  # as a file read by path is (OpenCV applies EXIF orientation)
-        image = np.asarray(image.convert("RGB"))
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise PosekitError(f"image must be a uint8 array, got {img.dtype}")
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise PosekitError(f"image must be (H, W, 3), got shape {img.shape}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise PosekitError(f"zero-size image {img.shape}")
-    return np.ascontiguousarray(img[..., ::-1]) if color == "BGR" else img
+def person_threshold(cfg: dict, threshold: float | None = None) -> float:
+    """The person-score threshold in force: ``threshold`` if given, else the model's own
+    (config ``infer.person_threshold``), else :data:`DEFAULT_PERSON_THRESHOLD` for models with
+    joint scores and 0 for regression models (their scores are all 1). Raises PosekitError for a
+    value outside [0, 1]."""
+    if threshold is None:
+        threshold = (cfg.get("infer") or {}).get("person_threshold")
+    if threshold is None:
+        codec = cfg.get("codec") or {}
+        codec = codec.get("name", "regression") if isinstance(codec, dict) else codec
+        threshold = 0.0 if codec == "regression" else DEFAULT_PERSON_THRESHOLD
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise PosekitError(f"the person threshold must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
 
 
 def parse_box(box) -> tuple[float, float, float, float] | None:
-    """(x, y, w, h) from a 4-sequence or an 'x,y,w,h' string; a clear error for anything else."""
+    """(x, y, w, h) from a 4-sequence or an 'x,y,w,h' string. Raises PosekitError for anything
+    else, and for a box whose longer side is under :data:`posekit.data.images.MIN_SIDE` pixels
+    (too small to hold a person)."""
     if box is None:
         return None
     try:
@@ -89,6 +101,9 @@ def parse_box(box) -> tuple[float, float, float, float] | None:
         raise PosekitError(f"box {box!r}: expected 4 finite numbers x,y,w,h")
     if vals[2] <= 0 or vals[3] <= 0:
         raise PosekitError(f"box {box!r}: width and height must be positive")
+    if max(vals[2], vals[3]) < MIN_SIDE:
+        raise PosekitError(f"box {box!r}: {vals[2]:g}x{vals[3]:g} pixels is too small to hold a person "
+                           f"(the minimum is {MIN_SIDE} pixels on its longer side)")
     return vals
 
 
@@ -110,7 +125,7 @@ class Predictor:
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
                  flip_test: bool = False, threads: int | None = None, recrop: float | list[float] | bool | None = None,
-                 fuse: float | None = None):
+                 fuse: float | None = None, threshold: float | None = None, crop_border: int | None = None):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         model = DEFAULT_MODEL if model is None else model
@@ -139,7 +154,9 @@ class Predictor:
         self.config = cfg
         self.recrop = recrop_margin(cfg, recrop, cascade=bool(self.stages))
         self.fuse = fuse_weight(cfg, fuse) if self.recrop is not None else 0.0
+        self.crop_border = crop_border_setting(cfg, crop_border)
         self.input_size = cfg["data"]["input_size"]
+        self.threshold = person_threshold(cfg, threshold)
         self.transform = PoseTransform(self.input_size, cfg["data"]["resize_mode"])
 
     def _prepare(self, image, box, color: str = "RGB") -> tuple[torch.Tensor, torch.Tensor, int, int]:
@@ -151,7 +168,7 @@ class Predictor:
         if box is None:
             zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
             item = self.transform(img, zeros, ones)
-            return item["image"], item["matrix"], w, h, img
+            return item["image"], item["matrix"], w, h, img, None
         x, y, bw, bh = box
         if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
             raise PosekitError(f"box {box} lies outside the {w}x{h} image")
@@ -159,7 +176,7 @@ class Predictor:
             raise PosekitError(f"box {box} is more than 10 times larger than the {w}x{h} image")
         side = max(bw, bh)
         m = box_matrix((x + bw / 2 - side / 2, y + bh / 2 - side / 2, side, side), self.input_size)
-        return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h, img
+        return to_tensor(warp(img, m, self.input_size)), torch.from_numpy(m), w, h, img, box
 
     @torch.inference_mode()
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
@@ -191,12 +208,16 @@ class Predictor:
         if self.recrop is not None and second_look:  # a second look, around the first estimate
             orig, sc = recrop_predict(self.network, self.codec, [p[4] for p in prepared], orig, self.recrop,
                                       self.input_size, self.device, flip_test=self.flip_test, fuse=self.fuse,
-                                      first_maps=maps, first_matrices=m.numpy())
+                                      first_maps=maps, first_matrices=m.numpy(), border=self.crop_border)
         if self.stages:
             from posekit.models.cascade import run_cascade
 
             orig = run_cascade(self.stages, [p[4] for p in prepared], orig, self.device)[-1]
-        return [Pose(orig[i], sc[i], p[2], p[3]) for i, p in enumerate(prepared)]
+        out = []
+        for i, p in enumerate(prepared):
+            score = float(np.mean(sc[i]))
+            out.append(Pose(orig[i], sc[i], p[2], p[3], score=score, found=score >= self.threshold, box=p[5]))
+        return out
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
         return self.predict_batch([image], [box], color)[0]
@@ -236,25 +257,37 @@ def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[t
 
 
 def csv_header() -> list[str]:
-    cols = ["image", "frame", "time", "width", "height"]
+    cols = ["image", "frame", "time", "person", "width", "height", "found", "score"]
     for n in JOINT_NAMES:
-        cols += [f"{n}_x", f"{n}_y", f"{n}_score"]
+        cols += [f"{n}_x", f"{n}_y", f"{n}_score", f"{n}_in_image"]
     return cols
 
 
 def csv_row(rec: dict) -> list:
-    row = [rec["image"], rec.get("frame", ""), rec.get("time", ""), rec["width"], rec["height"]]
+    row = [rec["image"], rec.get("frame", ""), rec.get("time", ""), rec.get("person", 0), rec["width"], rec["height"],
+           int(rec["found"]), rec["score"]]
     for j in rec["joints"]:
-        row += [j["x"], j["y"], j["score"]]
+        row += [j["x"], j["y"], j["score"], int(j["in_image"])]
     return row
+
+
+def text_line(rec: dict, threshold: float) -> str:
+    """The readable line of a record: the joints as name=x,y (``(outside)`` for a joint placed
+    outside the image), or "no person found" with the score that fell short."""
+    where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
+    if not rec["found"]:
+        return f"{where}: no person found (score {rec['score']:.2f}, threshold {threshold:.2f})"
+    joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}{'' if j['in_image'] else '(outside)'}"
+                      for j in rec["joints"])
+    return f"{where}: person score {rec['score']:.2f}  {joints}"
 
 
 class _Emitter:
     """Writes the stdout format: ``json`` (one object per line), ``csv`` (a header, then a row
     per image or frame) or ``text`` (one readable line)."""
 
-    def __init__(self, fmt: str, write=print):
-        self.fmt, self.write, self.header_done = fmt, write, False
+    def __init__(self, fmt: str, write=print, threshold: float = 0.0):
+        self.fmt, self.write, self.header_done, self.threshold = fmt, write, False, threshold
 
     def __call__(self, rec: dict) -> None:
         if self.fmt == "json":
@@ -271,14 +304,11 @@ class _Emitter:
             w.writerow(csv_row(rec))
             self.write(buf.getvalue())
         else:
-            where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
-            scores = [j["score"] for j in rec["joints"]]
-            joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}" for j in rec["joints"])
-            self.write(f"{where}: mean score {np.mean(scores):.2f}  {joints}")
+            self.write(text_line(rec, self.threshold))
 
 
 def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | None, draw: bool, emit) -> None:
-    from posekit.viz import draw_pose, save_rgb
+    from posekit.viz import draw_poses, save_rgb
 
     img = read_image(path)
     pose = pred.predict(img, box)
@@ -289,7 +319,7 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
         base.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(base.with_name(base.name + ".json"), json.dumps(rec, indent=1))
         if draw:
-            save_rgb(base.with_name(base.name + "_pose.png"), draw_pose(img, pose.keypoints))
+            save_rgb(base.with_name(base.name + "_pose.png"), draw_poses(img, [pose]))
 
 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
@@ -306,12 +336,12 @@ def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, 
     from posekit.video import predict_stream
 
     box = parse_box(box)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:  # refused before the model runs
+        check_writable_folder(out, "--out")
     items, missing = collect_inputs(inputs) if inputs else ([], [])
     pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop, fuse=fuse)
-    emit = _Emitter(fmt, write)
-    out = Path(out_dir) if out_dir else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise PosekitError(f"{out}: --out must be a folder, and this is a file")
+    emit = _Emitter(fmt, write, pred.threshold)
     total = len(items) + len(missing) + (webcam is not None)
     bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None if len(items) > 1 else True, leave=False)
 

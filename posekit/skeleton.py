@@ -112,3 +112,24 @@ def flip_keypoints(kpts: np.ndarray, width: int) -> np.ndarray:
     out = np.array(kpts, dtype=np.float64, copy=True)
     out[..., 0] = (width - 1) - out[..., 0]
     return out[..., FLIP_PERM, :]
+
+
+# Drawing palette, shared by posekit.viz and the web page (served by /v1/skeleton). RGB.
+SIDE_COLORS: dict[str, tuple[int, int, int]] = {
+    "left": (30, 144, 255),
+    "right": (255, 110, 0),
+    "center": (255, 215, 0),
+}
+# Limb colours that tell several people apart (person k gets PERSON_COLORS[k % 8]).
+PERSON_COLORS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (170, 110, 40),
+    (0, 128, 128),
+    (128, 128, 0),
+)
+# A joint whose score is below this is drawn as "low confidence" (hollow ring, dashed limbs).
+LOW_JOINT_SCORE = 0.3

@@ -7,10 +7,8 @@ epoch re-seeds the model's RNG, the shuffling and the augmentation from (seed, e
 resumed run takes the same steps as an uninterrupted one."""
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,16 +17,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
+from posekit.checkpoint import load_weights, model_from_config, read_checkpoint
 from posekit.codecs import build_codec
 from posekit.config import dump_config
 from posekit.data.dataset import ImageCache, PoseLandmarksDataset, verify_images
 from posekit.data.lsp import load_sets
-from posekit.data.splits import make_split, save_split, split_summary
+from posekit.data.splits import make_split, split_summary
 from posekit.data.transforms import AugmentConfig, PoseTransform
 from posekit.errors import ConfigError, PosekitError
 from posekit.losses import build_loss
-from posekit.utils import atomic_write_text, seed_everything, select_device
+from posekit.run_folder import RunFolder
+from posekit.utils import seed_everything, select_device
 
 
 def augment_config(cfg: dict) -> AugmentConfig:
@@ -83,7 +82,7 @@ def init_weights(model: torch.nn.Module, source: str) -> str:
     """Transfer learning (``train.init_from``): copy every tensor of ``source`` (a checkpoint, run
     folder or shipped model) whose name and shape match ``model``; the rest keep their fresh
     initialisation (e.g. a new head). Returns a line saying what was taken."""
-    ck = read_checkpoint(source)
+    ck = read_checkpoint(source, need_config=False)
     own = model.state_dict()
     take = {k: v.to(own[k].dtype) for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not take:
@@ -118,6 +117,21 @@ def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     if t["optimizer"] == "adam":
         return torch.optim.Adam(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     return torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict, cfg: dict, where: str) -> None:
+    """Restore a checkpoint's optimiser state, then apply the config's own weight decay (and
+    momentum, Nesterov for SGD), which ``load_state_dict`` would otherwise silently replace with
+    the saved values (the learning rate is set at every step)."""
+    try:
+        opt.load_state_dict(saved)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"{where}: its optimiser state does not fit this model ({type(e).__name__})") from None
+    t = cfg["train"]
+    for group in opt.param_groups:
+        group["weight_decay"] = t["weight_decay"]
+        if t["optimizer"] == "sgd":
+            group["momentum"], group["nesterov"] = t["momentum"], t["nesterov"]
 
 
 def lr_at(cfg: dict, epoch: float) -> float:
@@ -245,6 +259,42 @@ def nothing_left(state: dict, cfg: dict) -> str | None:
     return None
 
 
+#: settings a resumed run must keep: its weights, optimiser state and split depend on them
+RESUME_FIXED = ("model", "codec", "data.input_size", "data.resize_mode", "data.sets", "data.split", "data.split_seed",
+                "data.fractions", "data.val_fraction", "train.optimizer")
+RESUMABLE_KEYS = ("split", "epoch", "history", "best", "bad_epochs", "optimizer")
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def check_resume(state: dict, cfg: dict) -> None:
+    """Refuse, in one line and before anything is written, to resume checkpoint ``state`` under a
+    ``cfg`` that changes what its weights, optimiser state or split were made with
+    (:data:`RESUME_FIXED`, and whether ``train.ema`` is on), or a checkpoint that cannot resume
+    (a shipped model: no optimiser state)."""
+    from posekit.config import complete_config
+
+    where = state["path"]
+    missing = [k for k in RESUMABLE_KEYS if k not in state]
+    if missing:
+        raise ConfigError(f"{where}: not a resumable training checkpoint (no {', '.join(missing)}); "
+                          "start a new run, e.g. with train.init_from")
+    saved = complete_config(state["config"], where)
+    for key in RESUME_FIXED:
+        a, b = _get(saved, key), _get(cfg, key)
+        if a != b:
+            raise ConfigError(f"{where}: cannot resume with {key}={b!r}: the run was trained with {a!r} "
+                              "(start a new run with --out, or train.init_from to reuse its weights)")
+    if bool(cfg["train"]["ema"]) != ("train_model" in state):
+        raise ConfigError(f"{where}: trained {'with' if 'train_model' in state else 'without'} "
+                          f"train.ema, resumed {'with' if cfg['train']['ema'] else 'without'} it; resume with the "
+                          "checkpoint's own train.ema")
+
+
 def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
           log=print) -> dict:
     """Train a recipe; returns the final summary (also in ``last.pt``)."""
@@ -255,15 +305,12 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     split = None
     if resume is not None:
         state = read_checkpoint(resume)
+        check_resume(state, cfg)
         split = state["split"]
         start_epoch = state["epoch"] + 1
         history = state["history"]
         best = state["best"]
         bad_epochs = state["bad_epochs"]
-        if bool(t["ema"]) != ("train_model" in state):  # refuse before any process group or data loading
-            raise ConfigError(f"{state['path']}: trained {'with' if 'train_model' in state else 'without'} "
-                              f"train.ema, resumed {'with' if t['ema'] else 'without'} it; resume with the "
-                              "checkpoint's own train.ema")
         why = nothing_left(state, cfg)
         if why:  # a finished run is left untouched: no data loading, no files rewritten
             if dist_info()[1] == 0:
@@ -293,7 +340,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     if state is None and t["init_from"]:
         log(init_weights(model, t["init_from"]))
     if state is not None:  # with train.ema, "model" holds the average and "train_model" the weights trained
-        model.load_state_dict(state.get("train_model", state["model"]))
+        load_weights(model, state.get("train_model", state["model"]), state["path"])
     net = model  # what the training steps call: the model, or its DDP wrapper
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -305,21 +352,16 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = build_optimizer(cfg, model)
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"], cfg, state["path"])
     ema = _make_ema(model, t["ema"], state) if main else None  # DDP: every process holds the same weights
     if not main:
         return _follow(cfg, net, model, opt, codec, loss_fn, train_ds, device, world, rank, start_epoch)
 
     # Only now, with data and model known to be good, touch the output folder.
-    out.mkdir(parents=True, exist_ok=True)
-    if resume is None:  # a fresh run (--force) replaces what an earlier run left here
-        for name in ("last.pt", "best.pt", "history.json"):
-            (out / name).unlink(missing_ok=True)
-        for old in out.glob("epoch_*.pt"):
-            old.unlink()
-        shutil.rmtree(out / "tb", ignore_errors=True)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
-    save_split(split, out / "split.json")
+    run = RunFolder(out)
+    run.start(dump_config(cfg), split, fresh=resume is None)
+    if resume is not None and run.repair():
+        log(f"{run.best}: restored from last.pt (an earlier run was stopped between writing the two)")
     writer = None
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -345,7 +387,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             vl = _loader(val_ds, t["batch_size"], False, t["num_workers"], seed, 0)
             v = validate(model if ema is None else ema.module, codec, loss_fn, vl, device, amp)
             first = v.pop("_first")
-            rec.update({k: float(val) for k, val in v.items()})
+            rec.update({k: None if val is None else float(val) for k, val in v.items()})
             _log_images(writer, first, epoch + 1, t["log_images"])
         monitor = rec.get("val_loss", rec["train_loss"])
         improved = monitor < best["val_loss"]
@@ -361,7 +403,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
             if "val_loss" in rec:
                 writer.add_scalar("loss/val", rec["val_loss"], epoch + 1)
                 for k in ("pck", "pcp", "mse", "mean_px_error"):
-                    writer.add_scalar(f"val/{k}", rec[k], epoch + 1)
+                    if rec.get(k) is not None:
+                        writer.add_scalar(f"val/{k}", rec[k], epoch + 1)
             writer.add_scalar("lr", lr, epoch + 1)
             writer.add_scalar("speed/images_per_s", rec["images_per_s"], epoch + 1)
             writer.flush()
@@ -373,13 +416,9 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         if ema is not None:  # "model" (what evaluate, predict and shipping read) is the average
             payload.update(model=ema.module.state_dict(), train_model=model.state_dict(),
                            ema_updates=int(ema.n_averaged))
-        save_checkpoint(out / "last.pt", **payload)
-        if improved:
-            save_checkpoint(out / "best.pt", **payload)
-        if t["save_every"] and (epoch + 1) % int(t["save_every"]) == 0:
-            save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", **payload)
-        atomic_write_text(out / "history.json", json.dumps(history, indent=1))
-        msg = " ".join(f"{k}={rec[k]:.4g}" for k in ("train_loss", "val_loss", "pck", "pcp", "images_per_s") if k in rec)
+        run.save_epoch(payload, epoch + 1, improved, t["save_every"], history)
+        msg = " ".join(f"{k}={rec[k]:.4g}" for k in ("train_loss", "val_loss", "pck", "pcp", "images_per_s")
+                       if rec.get(k) is not None)
         log(f"epoch {epoch + 1}/{t['epochs']} {msg}{' *' if improved else ''}")
         if world > 1:  # the other processes follow rank 0's decision
             _broadcast_flag(stopped_early, device)

@@ -1,41 +1,101 @@
-"""Small helpers shared by the I/O layers: atomic writes, seeding, devices."""
+"""Small helpers shared by the I/O layers: atomic writes, devices.
+
+Every file posekit writes goes through :func:`atomic_write_bytes`: the bytes go to a temporary
+file in the target's folder, which is then renamed over the target, so a reader never sees a
+half-written file. The temporary name (``.posekit-<pid>-<random>.tmp``) does not grow with the
+target's name, and names its writer's process: a write killed before its rename leaves a
+temporary file whose process is gone, and the next atomic write into that folder removes it."""
 from __future__ import annotations
 
+import errno
 import os
-import random
-import tempfile
+import secrets
 from pathlib import Path
 
-import numpy as np
+TEMP_PREFIX = ".posekit-"
+TEMP_SUFFIX = ".tmp"
+_swept: set[str] = set()  # folders already cleaned of dead writers' temporary files by this process
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed atomic writes left in ``folder`` (their writing
+    process no longer runs). Returns the files removed; a missing folder is no error."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if not (e.name.startswith(TEMP_PREFIX) and e.name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = e.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so readers never see it half-written (temp file + rename)."""
+    """Write ``data`` to ``path`` so that readers never see it half-written.
+
+    Raises OSError whose ``filename`` is ``path`` (not the temporary file) when the folder cannot
+    be written or the disk is full; nothing is left behind then."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(p.parent)) from None
+    key = str(p.parent.resolve())
+    if key not in _swept:
+        remove_stale_temps(p.parent)
+        _swept.add(key)
+    tmp = p.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, p)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        if e.errno == errno.EXDEV or e.filename in (None, str(tmp), tmp):
+            raise OSError(e.errno, e.strerror or str(e), str(p)) from None
+        raise
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes`."""
     import io
 
     import torch
@@ -45,16 +105,10 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def select_device(device: str | None = None):
-    """``cuda`` when available unless told otherwise, else ``cpu``."""
+    """``cuda`` when available unless told otherwise, else ``cpu``.
+
+    Raises ConfigError for an unknown device or a CUDA device on a machine without one."""
     import torch
 
     from posekit.errors import ConfigError
@@ -68,3 +122,32 @@ def select_device(device: str | None = None):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available here")
     return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def check_writable_folder(path: str | os.PathLike, what: str = "output folder") -> None:
+    """Refuse, before any work, an output folder that is a file or that cannot be created or
+    written (its nearest existing parent is read-only). Creates nothing."""
+    from posekit.errors import PosekitError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise PosekitError(f"{p}: {what} must be a folder, and this is a file")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PosekitError(f"{p}: {what} cannot be created: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PosekitError(f"{p}: {what} cannot be written (no write permission in {probe})")

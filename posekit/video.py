@@ -1,11 +1,36 @@
 """Videos and webcams for ``posekit predict``: frames are read with OpenCV, each goes through the
-Predictor, and the results come out as one record per frame (stdout and ``<name>.jsonl``) and an
-annotated video ``<name>_pose.mp4`` at the source's frame rate."""
+Predictor, and the results come out as one record per frame (stdout and ``<name>.jsonl``) and,
+with ``draw``, an annotated video ``<name>_pose.mp4`` written with PyAV.
+
+Timing rules:
+
+* A video file: a record's ``time`` is the frame's own timestamp in the container (its
+  presentation time, in seconds from the first frame, rounded to 4 decimals), not frame / fps,
+  so a variable-frame-rate clip (as phones record in low light) keeps its real times. A frame
+  whose timestamp is missing or does not move forward gets the previous frame's time plus one
+  frame at the declared rate.
+* A webcam (``source`` an int): ``time`` is the seconds since capture began, taken as each frame
+  arrives.
+* The annotated video gives every frame that same time, counted from its first frame (to within
+  one tick of its time base: 1/90000 s for H.264, 1/60000 s for MPEG-4 Part 2), so a
+  variable-frame-rate input gives a variable-frame-rate output with the same frame times, and a
+  webcam recording plays back in real time.
+
+The annotated video is H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2, in yuv420p;
+a frame with an odd width or height is padded by one column / row (a copy of the last one) on the
+right / bottom, since yuv420p needs even sizes; the picture is never cropped or scaled. It is
+written to a hidden temp file in the same folder and renamed to ``<name>_pose.mp4`` only when
+complete; on any error the temp file is removed and an earlier ``<name>_pose.mp4`` is left as it
+was.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -14,24 +39,56 @@ import numpy as np
 from posekit.errors import PosekitError
 
 DEFAULT_FPS = 30.0
+MAX_CAMERA_INDEX = 63
+# (encoder, time base of the written frames): MPEG-4 Part 2 allows a time base denominator of
+# at most 65535
+ENCODERS = (("libx264", Fraction(1, 90000)), ("mpeg4", Fraction(1, 60000)))
+
+
+def _check_frame_size(width: float, height: float, label: str) -> None:
+    """The declared frame size goes through the same checks as an image's header
+    (:func:`posekit.data.images.check_size`: the pixel limit, the minimum side)."""
+    from posekit.data.images import check_size
+
+    if not (math.isfinite(width) and math.isfinite(height)) or width < 1 or height < 1:
+        raise PosekitError(f"{label}: declares a frame size of {width:g}x{height:g}")
+    check_size(int(width), int(height), label)
 
 
 def open_capture(source: str | os.PathLike | int) -> tuple[cv2.VideoCapture, str]:
-    """An opened capture for a video file or a webcam index, with a one-line error otherwise."""
+    """An opened capture for a video file or a webcam index (0..63), with a one-line error
+    otherwise. A bad camera index is refused before OpenCV sees it (OpenCV can crash on one)."""
     if isinstance(source, int):
+        label = f"webcam {source}"
+        if not 0 <= source <= MAX_CAMERA_INDEX:
+            raise PosekitError(f"{label}: not a camera index (give 0 to {MAX_CAMERA_INDEX})")
         cap = cv2.VideoCapture(source)
         if not cap.isOpened():
-            raise PosekitError(f"webcam {source}: cannot open the camera (no such device, or it is busy)")
-        return cap, f"webcam {source}"
-    p = Path(source)
-    if not p.is_file():
-        raise PosekitError(f"{p}: video file not found")
-    if p.stat().st_size == 0:
-        raise PosekitError(f"{p}: empty file")
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise PosekitError(f"{p}: cannot open video (corrupt or unsupported format)")
-    return cap, str(p)
+            raise PosekitError(f"{label}: cannot open the camera (no such device, or it is busy)")
+    else:
+        p = Path(source)
+        label = str(p)
+        if not p.is_file():
+            raise PosekitError(f"{p}: video file not found")
+        if p.stat().st_size == 0:
+            raise PosekitError(f"{p}: empty file")
+        cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            raise PosekitError(f"{p}: cannot open video (corrupt or unsupported format)")
+    try:
+        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if not (isinstance(source, int) and not (w and h)):  # some cameras tell their size only once streaming
+            _check_frame_size(w, h, label)
+    except BaseException:
+        cap.release()
+        raise
+    return cap, label
+
+
+def declared_fps(cap: cv2.VideoCapture) -> float:
+    """The capture's declared (average) frame rate, or DEFAULT_FPS when it gives none."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return fps if fps and math.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
 
 
 def iter_frames(cap: cv2.VideoCapture, max_frames: int | None = None):
@@ -45,21 +102,127 @@ def iter_frames(cap: cv2.VideoCapture, max_frames: int | None = None):
         n += 1
 
 
+def _next_time(t: float, prev: float | None, fps: float) -> float:
+    """``t``, unless it is missing or does not move forward from ``prev`` (then one frame on)."""
+    if prev is None:
+        return t if math.isfinite(t) and t >= 0 else 0.0
+    return t if math.isfinite(t) and t > prev else prev + 1.0 / fps
+
+
+def timed_frames(cap: cv2.VideoCapture, live: bool, fps: float, max_frames: int | None = None):
+    """(time in seconds, RGB frame) pairs, timed by the rules in the module docstring."""
+    t0, prev = time.monotonic(), None
+    for frame in iter_frames(cap, max_frames):
+        t = time.monotonic() - t0 if live else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        prev = _next_time(t, prev, fps)
+        yield prev, frame
+
+
+def pick_encoder() -> tuple[str, Fraction] | None:
+    """(encoder name, time base) of the first of ENCODERS that PyAV's FFmpeg can encode with."""
+    import av
+
+    for name, tb in ENCODERS:
+        if name in av.codec.codecs_available:
+            try:
+                av.codec.Codec(name, "w")
+            except Exception:
+                continue
+            return name, tb
+    return None
+
+
+def _even(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` padded by one column / row (a copy of the last) to an even width and height."""
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return rgb
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 class VideoOut:
-    """Annotated frames to an .mp4 (MPEG-4 Part 2, which OpenCV's bundled FFmpeg always writes)."""
+    """Annotated frames, each at its own time, to an .mp4 (see the module docstring). ``close()``
+    finishes the file and moves it into place; ``abort()`` removes what was written."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
-        if not self.writer.isOpened():
-            raise PosekitError(f"{path}: cannot write a video here")
+    def __init__(self, path: Path, size: tuple[int, int], fps: float = DEFAULT_FPS):
+        import av
 
-    def write(self, rgb: np.ndarray) -> None:
-        self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self.container, self.first, self.last = None, None, -1
+        enc = pick_encoder()
+        if enc is None:
+            raise PosekitError(f"{self.path}: PyAV's FFmpeg has neither an H.264 nor an MPEG-4 encoder")
+        name, self.time_base = enc
+        w, h = size
+        try:
+            self.container = av.open(str(self.tmp), "w", format="mp4")
+            self.stream = self.container.add_stream(name, rate=Fraction(fps).limit_denominator(1001))
+            cc = self.stream.codec_context
+            cc.width, cc.height, cc.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+            cc.time_base = self.stream.time_base = self.time_base
+            if name == "libx264":
+                cc.options = {"preset": "veryfast", "crf": "20"}
+            else:
+                cc.bit_rate = max(1_000_000, int(cc.width * cc.height * fps / 4))
+        except Exception as e:
+            self.abort()
+            raise PosekitError(f"{self.path}: cannot write a video here ({_one_line(e)})") from e
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, rgb: np.ndarray, t: float) -> None:
+        """Add ``rgb`` (uint8 (H, W, 3)) at ``t`` seconds (the first frame written is time 0)."""
+        import av
+
+        if self.first is None:
+            self.first = t
+        pts = max(round((t - self.first) / self.time_base), self.last + 1)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_even(rgb)), format="rgb24")
+        frame.pts, frame.time_base = pts, self.time_base
+        self.last = pts
+        self._mux(frame)
+
+    def _mux(self, frame) -> None:
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except Exception as e:
+            raise PosekitError(f"{self.path}: cannot write the video ({_one_line(e)})") from e
 
     def close(self) -> None:
-        self.writer.release()
+        """Flush the encoder, close the file and rename it to ``path``."""
+        try:
+            self._mux(None)
+            self.container.close()
+            self.container = None
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the video: close what is open and remove the temp file."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:
+                pass
+            self.container = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def _pose_drawer():
+    """``draw(image, [pose]) -> image``: :func:`posekit.viz.draw_poses`."""
+    from posekit import viz
+
+    return viz.draw_poses
 
 
 def predict_stream(pred, source, name: str, out_dir: Path | None, draw: bool, emit, box=None,
@@ -67,56 +230,44 @@ def predict_stream(pred, source, name: str, out_dir: Path | None, draw: bool, em
     """Run ``pred`` on every frame of a video file or a webcam (``source`` an int). Returns the
     number of frames. A source with no readable frame is an error; Ctrl-C ends a webcam cleanly.
 
-    A record's ``time`` is the frame's place in the video (frame / fps) for a file, and the
-    seconds since capture began for a webcam. The annotated video keeps a file's frame rate; for a
-    webcam it uses the rate actually achieved over the first frames, so it plays back in real time."""
-    from posekit.viz import draw_pose
-
+    Each record is ``{"image", "frame", "time", "model", **pose.to_dict()}``, passed to ``emit``
+    and, with ``out_dir``, written to ``<name>.jsonl`` there. ``time`` is the frame's own container
+    timestamp in seconds for a file, and the seconds since capture began for a webcam (rules in
+    the module docstring). With ``draw`` the annotated ``<name>_pose.mp4`` keeps those frame times,
+    so it has the source's (possibly variable) timing and a webcam recording plays in real time."""
     cap, label = open_capture(source)
     live = isinstance(source, int)
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps if fps and np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
+    fps = declared_fps(cap)
     base = out_dir / name if out_dir is not None else None
-    writer, jsonl, pending, n = None, None, [], 0
-    t0 = time.monotonic()
-
-    def flush(final: bool) -> None:
-        nonlocal writer
-        if writer is None and pending and (final or len(pending) >= 10 or not live):
-            rate = fps
-            if live and n > 1:
-                rate = max(1.0, min(fps, (n - 1) / max(1e-3, time.monotonic() - t0)))
-            writer = VideoOut(base.with_name(base.name + "_pose.mp4"), rate, (pending[0].shape[1], pending[0].shape[0]))
-        if writer is not None:
-            for f in pending:
-                writer.write(f)
-            pending.clear()
-
+    draw_poses = _pose_drawer() if draw and base is not None else None
+    writer, jsonl, n = None, None, 0
     try:
         try:
-            for frame in iter_frames(cap, max_frames):
+            for t, frame in timed_frames(cap, live, fps, max_frames):
                 pose = pred.predict(frame, box)
-                t = time.monotonic() - t0 if live else n / fps
                 rec = {"image": label, "frame": n, "time": round(t, 4), "model": pred.name, **pose.to_dict()}
                 emit(rec)
                 n += 1
-                if base is not None:
-                    if jsonl is None:
-                        base.parent.mkdir(parents=True, exist_ok=True)
-                        jsonl = open(base.with_name(base.name + ".jsonl"), "w")
-                    jsonl.write(json.dumps(rec) + "\n")
-                    if draw:
-                        pending.append(draw_pose(frame, pose.keypoints))
-                        flush(False)
+                if base is None:
+                    continue
+                if jsonl is None:
+                    base.parent.mkdir(parents=True, exist_ok=True)
+                    jsonl = open(base.with_name(base.name + ".jsonl"), "w")
+                jsonl.write(json.dumps(rec) + "\n")
+                if draw_poses is not None:
+                    if writer is None:
+                        writer = VideoOut(base.with_name(base.name + "_pose.mp4"), (frame.shape[1], frame.shape[0]), fps)
+                    writer.write(draw_poses(frame, [pose]), t)
         except KeyboardInterrupt:
             if not live:
                 raise
-        if base is not None and draw:
-            flush(True)
+        if writer is not None:
+            done, writer = writer, None
+            done.close()
     finally:
         cap.release()
         if writer is not None:
-            writer.close()
+            writer.abort()
         if jsonl is not None:
             jsonl.close()
     if n == 0:

@@ -1,7 +1,9 @@
-"""Drawing helpers: skeletons, comparisons, image grids, loss curves, saliency overlays.
+"""Drawing helpers: skeletons (one or several people, with a legend), comparisons, image grids,
+loss curves, saliency overlays.
 
 Images are RGB uint8 (H, W, 3) numpy arrays (grayscale (H, W) is accepted); keypoints are
-(14, 2) x, y in 0-based pixels. No training logic here.
+(14, 2) x, y in 0-based pixels. Colours and the low-score threshold come from
+:mod:`posekit.skeleton`, shared with the web page. No training logic here.
 """
 from __future__ import annotations
 
@@ -12,16 +14,13 @@ import os
 import cv2
 import numpy as np
 
-from .skeleton import LIMBS, NUM_JOINTS, side
+from .skeleton import LIMBS, LOW_JOINT_SCORE, NUM_JOINTS, PERSON_COLORS, SIDE_COLORS, side
 from .utils import atomic_write_bytes
 
-SIDE_COLORS: dict[str, tuple[int, int, int]] = {  # RGB
-    "left": (30, 144, 255),
-    "right": (255, 110, 0),
-    "center": (255, 215, 0),
-}
+# SIDE_COLORS (RGB by side), PERSON_COLORS and LOW_JOINT_SCORE come from posekit.skeleton.
 GT_COLOR = (0, 200, 0)
 PRED_COLOR = (230, 20, 20)
+_LEGEND_INK = (60, 60, 60)  # the "low confidence" ring in the legend
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _SCALE = 1 << _SHIFT
@@ -61,33 +60,124 @@ def _visible(kpts, mask) -> tuple[np.ndarray, np.ndarray]:
     return kpts, vis
 
 
+def _low(scores) -> np.ndarray:
+    """(14,) bool: joints scoring under LOW_JOINT_SCORE (or not finite); none when ``scores`` is None."""
+    if scores is None:
+        return np.zeros(NUM_JOINTS, bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != (NUM_JOINTS,):
+        raise ValueError(f"scores must have shape ({NUM_JOINTS},), got {s.shape}")
+    return ~(s >= LOW_JOINT_SCORE)
+
+
 def _default_sizes(shape) -> tuple[int, int]:
     s = max(shape[:2])
     return max(1, round(s / 200)), max(2, round(s / 100))
 
 
-def draw_pose(image, kpts, mask=None, color=None, thickness=None, radius=None) -> np.ndarray:
+def _segment(img, p, q, color, t: int, dashed: bool) -> None:
+    """Anti-aliased line from p to q (float pixels), solid or dashed, in place."""
+    if not dashed:
+        cv2.line(img, _pt(p), _pt(q), color, t, cv2.LINE_AA, _SHIFT)
+        return
+    m = 4 * t + 4  # dash only the part near the image
+    h, w = img.shape[:2]
+    ok, a, b = cv2.clipLine((-m * _SCALE, -m * _SCALE, (w + 2 * m) * _SCALE, (h + 2 * m) * _SCALE), _pt(p), _pt(q))
+    if not ok:
+        return
+    a, b = np.array(a, float) / _SCALE, np.array(b, float) / _SCALE
+    n = float(np.hypot(*(b - a)))
+    dash = max(3.0, 3.0 * t)
+    for s0 in np.arange(0.0, n, 2 * dash):
+        s1 = min(s0 + dash, n)
+        cv2.line(img, _pt(a + (b - a) * s0 / n), _pt(a + (b - a) * s1 / n), color, t, cv2.LINE_AA, _SHIFT)
+
+
+def _skeleton(img, kpts, vis, low, limb_color, joint_color, t: int, r: int) -> None:
+    """Limbs, then joints, in place. ``limb_color`` / ``joint_color``: RGB, or None for side
+    colours. A ``low`` joint is a hollow ring; its limbs are dashed, thinner and stop at the ring."""
+    ring = max(1, r // 3)
+    for a, b in LIMBS:
+        if not (vis[a] and vis[b]):
+            continue
+        c = limb_color if limb_color is not None else SIDE_COLORS[side(a) if side(a) == side(b) else "center"]
+        p, q = np.clip(kpts[a], -_COORD_LIMIT, _COORD_LIMIT), np.clip(kpts[b], -_COORD_LIMIT, _COORD_LIMIT)
+        weak = bool(low[a] or low[b])
+        if weak:
+            d = q - p
+            n = float(np.hypot(*d))
+            cut_a, cut_b = (r + ring if low[a] else 0), (r + ring if low[b] else 0)
+            if n <= cut_a + cut_b:
+                continue
+            p, q = p + d * cut_a / n, q - d * cut_b / n
+        _segment(img, p, q, tuple(map(int, c)), max(1, t // 2) if weak else t, weak)
+    for j in np.flatnonzero(vis):
+        c = tuple(map(int, joint_color if joint_color is not None else SIDE_COLORS[side(j)]))
+        cv2.circle(img, _pt(kpts[j]), r * _SCALE, c, ring if low[j] else -1, cv2.LINE_AA, _SHIFT)
+
+
+def draw_pose(image, kpts, mask=None, color=None, thickness=None, radius=None, scores=None) -> np.ndarray:
     """Copy of ``image`` with LIMBS as anti-aliased lines and joints as dots, coloured by side
     (left / right / center) unless ``color`` (RGB) is given. Line thickness and dot radius scale
     with the image size. Unannotated (``mask`` false) or non-finite joints and their limbs are
-    skipped; points outside the image are clipped by cv2."""
+    skipped; points outside the image are clipped by cv2. With ``scores`` ((14,) float), a joint
+    scoring under ``skeleton.LOW_JOINT_SCORE`` is a hollow ring and its limbs are dashed."""
     out = _as_rgb(image)
     kpts, vis = _visible(kpts, mask)
+    low = _low(scores)
     t, r = _default_sizes(out.shape)
     t = t if thickness is None else int(thickness)
     r = r if radius is None else int(radius)
-    for a, b in LIMBS:
-        if vis[a] and vis[b]:
-            c = color if color is not None else SIDE_COLORS[side(a) if side(a) == side(b) else "center"]
-            cv2.line(out, _pt(kpts[a]), _pt(kpts[b]), tuple(map(int, c)), t, cv2.LINE_AA, _SHIFT)
-    for j in np.flatnonzero(vis):
-        c = color if color is not None else SIDE_COLORS[side(j)]
-        cv2.circle(out, _pt(kpts[j]), r * _SCALE, tuple(map(int, c)), -1, cv2.LINE_AA, _SHIFT)
+    _skeleton(out, kpts, vis, low, color, color, t, r)
+    return out
+
+
+def _box(box) -> tuple[float, float, float, float]:
+    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    if b.shape != (4,) or not np.isfinite(b).all():
+        raise ValueError(f"box must be 4 finite numbers (x, y, w, h), got {box!r}")
+    return tuple(float(v) for v in b)
+
+
+def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
+    """Copy of RGB uint8 ``image`` (H, W, 3) with every pose whose ``found`` is true drawn on it.
+
+    A pose has ``keypoints`` ((14, 2) float, original pixels), ``scores`` ((14,) float), ``found``
+    (bool), ``box`` ((x, y, w, h) pixels, or None) and optionally ``person`` (int; else its index in
+    ``poses``), which picks its colour in ``skeleton.PERSON_COLORS``. One person drawn: limbs and
+    joints coloured by side. Several: each person's limbs in its own colour, joints still by side.
+    Each box is a thin rectangle in its person's colour. Low-score joints are hollow rings with
+    dashed limbs. ``legend`` adds a key in the top-left corner (sides, low confidence, and the
+    people when several). When no pose is found the copy is returned untouched."""
+    out = _as_rgb(image)
+    drawn = []  # (pose, person number, colour)
+    for i, p in enumerate(poses):
+        if p.found:
+            k = i if getattr(p, "person", None) is None else int(p.person)
+            drawn.append((p, k, PERSON_COLORS[k % len(PERSON_COLORS)]))
+    if not drawn:
+        return out
+    t, r = _default_sizes(out.shape)
+    several = len(drawn) > 1
+    for p, _k, pc in drawn:
+        if p.box is not None:
+            x, y, w, h = _box(p.box)
+            cv2.rectangle(out, _pt((x, y)), _pt((x + w, y + h)), pc, 1, cv2.LINE_AA, _SHIFT)
+    for p, _k, pc in drawn:
+        kpts, vis = _visible(p.keypoints, None)
+        _skeleton(out, kpts, vis, _low(p.scores), pc if several else None, None, t, r)
+    if legend:
+        entries = [("left", SIDE_COLORS["left"]), ("right", SIDE_COLORS["right"]), ("centre", SIDE_COLORS["center"]),
+                   ("low confidence", _LEGEND_INK, "ring")]
+        if several:
+            entries += [(f"person {k + 1}", pc, "line") for _p, k, pc in drawn]
+        _legend(out, entries)
     return out
 
 
 def _legend(img: np.ndarray, entries) -> None:
-    """Tiny legend (coloured square + label per entry) in the top-left corner, in place."""
+    """Tiny legend in the top-left corner, in place. ``entries``: (label, RGB) or (label, RGB,
+    mark) with mark "box" (filled square, the default), "ring" (hollow circle) or "line"."""
     s = max(img.shape[:2])
     scale = max(0.3, s / 900)
     th = max(1, round(s / 450))
@@ -96,9 +186,15 @@ def _legend(img: np.ndarray, entries) -> None:
     w = gap * 3 + box + tw
     h = gap + len(entries) * (tht + base + gap)
     cv2.rectangle(img, (0, 0), (w, h), (255, 255, 255), -1)
-    for i, (label, col) in enumerate(entries):
+    for i, (label, col, *mark) in enumerate(entries):
+        col, mark = tuple(map(int, col)), (mark[0] if mark else "box")
         y = gap + i * (tht + base + gap)
-        cv2.rectangle(img, (gap, y), (gap + box, y + box), col, -1)
+        if mark == "ring":
+            cv2.circle(img, (gap + box // 2, y + box // 2), max(1, box // 2), col, max(1, box // 5), cv2.LINE_AA)
+        elif mark == "line":
+            cv2.line(img, (gap, y + box // 2), (gap + box, y + box // 2), col, max(1, box // 4), cv2.LINE_AA)
+        else:
+            cv2.rectangle(img, (gap, y), (gap + box, y + box), col, -1)
         cv2.putText(img, label, (2 * gap + box, y + tht), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th, cv2.LINE_AA)
 
 

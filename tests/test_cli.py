@@ -193,7 +193,7 @@ def test_corrupt_jpeg(tmp_path, synth_root, capsys, cache, workers):
     p.write_bytes(p.read_bytes()[:200])
     rc = _train(root, tmp_path / "o", "data.sets=[lsp]", f"data.cache={cache}", f"train.num_workers={workers}")
     assert rc == 2
-    _one_line_error(capsys, "im0002.jpg", "truncated JPEG")
+    _one_line_error(capsys, "im0002.jpg", "truncated or corrupt JPEG")
     assert not (tmp_path / "o").exists()  # images are read before the run folder is made
 
 

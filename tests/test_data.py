@@ -73,6 +73,7 @@ def test_wrong_shape_and_nan(tmp_path):
         parse_joints(j, "y.mat")
     # NaN in an unannotated LSPe joint is fine (it is junk by definition)
     e = np.zeros((NUM_JOINTS, 3, 2))
+    e[:, :2, :] = np.arange(NUM_JOINTS)[:, None, None] * 3.0  # distinct joints: torsos of non-zero length
     e[:, 2, :] = 1
     e[4, 2, 0] = 0
     e[4, 0, 0] = np.nan
@@ -86,11 +87,30 @@ def test_missing_root_and_images(tmp_path, monkeypatch):
         resolve_data_root(None)
     with pytest.raises(DataError, match="dataset root not found"):
         resolve_data_root(tmp_path / "nope")
-    write_set(tmp_path / "lsp", [np.zeros((20, 20, 3), np.uint8)] * 2, np.ones((2, NUM_JOINTS, 2)),
-              np.ones((2, NUM_JOINTS), bool))
+    kp = np.ones((2, NUM_JOINTS, 2)) + np.arange(NUM_JOINTS)[None, :, None]
+    write_set(tmp_path / "lsp", [np.zeros((20, 20, 3), np.uint8)] * 2, kp, np.ones((2, NUM_JOINTS), bool))
     (tmp_path / "lsp" / "images" / "im0002.jpg").unlink()
     with pytest.raises(DataError, match=r"im0002.jpg: image file not found"):
         load_set(tmp_path / "lsp")
+
+
+def test_annotations_and_images_must_match_one_to_one(tmp_path):
+    """A joints.mat listing fewer images than the folder holds used to train on a silent subset."""
+    kp = np.ones((3, NUM_JOINTS, 2)) + np.arange(NUM_JOINTS)[None, :, None]
+    write_set(tmp_path / "lsp", [np.zeros((20, 20, 3), np.uint8)] * 3, kp, np.ones((3, NUM_JOINTS), bool))
+    import scipy.io
+
+    j = scipy.io.loadmat(str(tmp_path / "lsp" / "joints.mat"))["joints"][:, :, :2]  # 2 of the 3 images
+    scipy.io.savemat(str(tmp_path / "lsp" / "joints.mat"), {"joints": j})
+    with pytest.raises(DataError, match=r"joints.mat: lists 2 images, but .* holds 3"):
+        load_set(tmp_path / "lsp")
+
+
+def test_every_torso_of_length_zero_is_refused():
+    """Such a file used to train for an epoch, then crash on PCK (None) with a TypeError."""
+    j = np.zeros((3, NUM_JOINTS, 4))  # every joint of every image at one point
+    with pytest.raises(DataError, match=r"x.mat: no image has a torso .* of non-zero length"):
+        parse_joints(j, "x.mat")
 
 
 def test_corrupt_and_truncated_images(tmp_path):
@@ -101,10 +121,10 @@ def test_corrupt_and_truncated_images(tmp_path):
     good.write_bytes(buf.tobytes())
     assert read_image(good).shape == (30, 30, 3)
     (tmp_path / "trunc.jpg").write_bytes(buf.tobytes()[: len(buf) // 2])
-    with pytest.raises(DataError, match="trunc.jpg: truncated JPEG"):
+    with pytest.raises(DataError, match="trunc.jpg: truncated or corrupt JPEG"):
         read_image(tmp_path / "trunc.jpg")
     (tmp_path / "junk.jpg").write_bytes(b"not an image at all")
-    with pytest.raises(DataError, match="junk.jpg: cannot decode"):
+    with pytest.raises(DataError, match="junk.jpg: not an image"):
         read_image(tmp_path / "junk.jpg")
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(DataError, match="empty.jpg: empty file"):

@@ -45,12 +45,12 @@ def test_predictor_input_kinds(shipped):
 def test_predictor_bad_inputs(shipped, tmp_path):
     from posekit.errors import PosekitError
 
-    with pytest.raises(PosekitError, match="zero-size"):
+    with pytest.raises(PosekitError, match="too small to hold a person"):
         shipped.predict(np.zeros((0, 10, 3), np.uint8))
     with pytest.raises(PosekitError, match="uint8"):
         shipped.predict(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(PosekitError, match="outside"):
-        shipped.predict(EXAMPLES[0], box=(5000, 5000, 10, 10))
+        shipped.predict(EXAMPLES[0], box=(5000, 5000, 20, 20))
     with pytest.raises(PosekitError, match="positive"):
         shipped.predict(EXAMPLES[0], box=(0, 0, -1, 10))
     (tmp_path / "empty.jpg").write_bytes(b"")
@@ -65,11 +65,13 @@ def test_predict_json_csv_and_text(capsys):
     recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["image"] for r in recs] == EXAMPLES[:2]
     assert [j["name"] for j in recs[0]["joints"]] == list(JOINT_NAMES)
-    assert set(recs[0]["joints"][0]) == {"name", "x", "y", "score"}
+    assert set(recs[0]["joints"][0]) == {"name", "x", "y", "score", "in_image"}
+    assert recs[0]["found"] is True and 0 < recs[0]["score"] <= 1
     assert main(["predict", *EXAMPLES[:2], "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0][:6] == ["image", "frame", "time", "width", "height", f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
-    assert len(rows[1]) == 5 + 3 * 14 and float(rows[1][5]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
+    assert rows[0][:9] == ["image", "frame", "time", "person", "width", "height", "found", "score",
+                           f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
+    assert len(rows[1]) == 8 + 4 * 14 and float(rows[1][8]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
     assert main(["predict", EXAMPLES[0]]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(EXAMPLES[0]) and "head_top=" in line and "\n" not in line
@@ -221,7 +223,7 @@ def test_predict_cli_bad_inputs_each_named(tmp_path, capsys):
     assert any("gone.jpg: input not found" in ln for ln in err)
     assert "Traceback" not in cap.err and err[-1].startswith("posekit: error: 3 of 5 inputs failed")
     # a box outside the image: the message names the file
-    assert main(["predict", EXAMPLES[0], "--box", "5000,5000,10,10"]) == 2
+    assert main(["predict", EXAMPLES[0], "--box", "5000,5000,20,20"]) == 2
     assert f"{EXAMPLES[0]}: box" in capsys.readouterr().err
     # --out that is a file, --draw without --out, a missing .onnx
     (tmp_path / "file.txt").write_text("x")

@@ -51,7 +51,7 @@ def test_predict_cli_folder_with_a_bad_file(ckpt, tmp_path, capsys):
     assert rc == 2  # the bad file is reported, the rest processed
     recs = [json.loads(line) for line in cap.out.splitlines()]
     assert len(recs) == 4 and all(len(r["joints"]) == 14 for r in recs)
-    assert "broken.jpg" in cap.err and "truncated JPEG" in cap.err
+    assert "broken.jpg" in cap.err and "truncated or corrupt JPEG" in cap.err
     for stem in ("lsp_im1003", "lsp_im1078"):
         assert (tmp_path / "out" / f"{stem}.json").is_file()
         assert (tmp_path / "out" / f"{stem}_pose.png").stat().st_size > 0

@@ -3,6 +3,7 @@ headless Chromium driven by Playwright."""
 import asyncio
 import io
 import os
+import re
 import shutil
 import socket
 import struct
@@ -54,14 +55,18 @@ def _png_header_only(w: int, h: int) -> bytes:
 
 def test_pose_endpoint_matches_the_predictor(client, predictor):
     body = _ok(client)
-    assert set(body) >= {"joints", "width", "height", "model", "latency_ms"} and body["model"] == "posekit-lsp"
-    assert len(body["joints"]) == 14 and set(body["joints"][0]) == {"name", "x", "y", "score"}
+    assert set(body) >= {"people", "width", "height", "model", "latency_ms", "score", "threshold"}
+    assert body["model"] == "posekit-lsp" and len(body["people"]) == 1
+    person = body["people"][0]
+    assert len(person["joints"]) == 14 and set(person["joints"][0]) == {"name", "x", "y", "score", "in_image"}
     direct = predictor.predict(EXAMPLE)
-    got = np.array([[j["x"], j["y"]] for j in body["joints"]])
+    got = np.array([[j["x"], j["y"]] for j in person["joints"]])
     np.testing.assert_allclose(got, direct.keypoints, atol=0.01)
-    boxed = _post(client, Path(EXAMPLE).read_bytes(), box="10,20,100,120").json()
+    assert person["score"] == pytest.approx(direct.score, abs=1e-4) and body["score"] == person["score"]
+    boxed = _post(client, Path(EXAMPLE).read_bytes(), box="10,20,100,120").json()["people"][0]
     want = predictor.predict(EXAMPLE, box=(10, 20, 100, 120)).keypoints
     np.testing.assert_allclose(np.array([[j["x"], j["y"]] for j in boxed["joints"]]), want, atol=0.01)
+    assert boxed["box"] == [10, 20, 100, 120]
 
 
 def test_service_endpoints(client):
@@ -82,8 +87,8 @@ def test_service_endpoints(client):
 
 @pytest.mark.parametrize("case,status,fragment", [
     ("text", 415, "not an image"),
-    ("truncated", 400, "truncated JPEG"),
-    ("corrupt", 400, "upload: cannot decode"),
+    ("truncated", 400, "truncated or corrupt JPEG"),
+    ("corrupt", 400, "upload: truncated or corrupt JPEG"),
     ("huge_box", 400, "10 times larger"),
     ("empty", 400, "empty"),
     ("bomb", 413, "pixels"),
@@ -99,7 +104,7 @@ def test_bad_inputs_get_json_errors_and_service_continues(client, case, status, 
     if case == "bad_box":
         form["box"] = "1,2,3"
     if case == "box_outside":
-        form["box"] = "5000,5000,10,10"
+        form["box"] = "5000,5000,20,20"
     if case == "huge_box":
         form["box"] = "0,0,1e308,1e308"
     r = _post(client, data, **form)
@@ -135,6 +140,7 @@ class _Slow:
     def __init__(self, p, delay):
         self.p, self.delay = p, delay
         self.name, self.backend, self.input_size, self.flip_test = p.name, p.backend, p.input_size, p.flip_test
+        self.threshold = p.threshold
 
     def predict(self, *a, **k):
         time.sleep(self.delay)
@@ -182,8 +188,9 @@ def live_server(predictor):
     t.join(timeout=5)
 
 
-def test_page_in_headless_chromium(live_server, tmp_path):
-    """Upload an example in the real page, wait for the skeleton, check the table and the canvas."""
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by Playwright (skipped where it is not installed)."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
@@ -192,33 +199,200 @@ def test_page_in_headless_chromium(live_server, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
         try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(live_server + "/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('posekit-lsp')")
-            page.set_input_files("#file", EXAMPLE)
-            page.wait_for_function("document.querySelectorAll('#joints tbody tr').length === 14", timeout=15000)
-            drawn = page.evaluate("""() => {
-                const c = document.getElementById('overlay');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-                return {n, w: c.width, h: c.height};
-            }""")
-            names = page.eval_on_selector_all("#joints tbody tr td:first-child", "tds => tds.map(t => t.textContent)")
-            shot = tmp_path / "page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            if os.environ.get("POSEKIT_SCREENSHOT"):
-                shutil.copy(shot, os.environ["POSEKIT_SCREENSHOT"])
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+def _open(browser, url):
+    """A new page at ``url``; returns (page, page errors, URLs of requests to other hosts)."""
+    page = browser.new_page()
+    errors, foreign = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    host = url.split("/")[2]
+    page.on("request", lambda r: None if r.url.split("/")[2:3] == [host] or r.url.startswith("data:") else foreign.append(r.url))
+    page.goto(url)
+    return page, errors, foreign
+
+
+_OVERLAY = """() => {
+    const c = document.getElementById('overlay'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return {n, w: c.width, h: c.height};
+}"""
+_IMAGE_DRAWN = """() => {
+    const c = document.getElementById('image'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+}"""
+_PIXEL = "([x, y]) => Array.from(document.getElementById('overlay').getContext('2d').getImageData(x, y, 1, 1).data)"
+_ROWS = "document.querySelectorAll('#joints tbody tr').length"
+
+
+def _upload(page, name, data: bytes):
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
+
+
+def _status(page):
+    return page.evaluate("[document.getElementById('status').textContent, document.getElementById('status').className]")
+
+
+def _wait_status(page, fragment):
+    page.wait_for_function(f"document.getElementById('status').textContent.includes({fragment!r})", timeout=15000)
+
+
+def _assert_cleared(page):
+    assert page.evaluate(_OVERLAY)["n"] == 0 and page.evaluate(_IMAGE_DRAWN) == 0
+    assert page.evaluate(_ROWS) == 0
+
+
+def test_page_in_headless_chromium(live_server, browser, tmp_path):
+    """Upload an example in the real page, wait for the skeleton, check the table, the canvas and
+    the legend; then a file the browser cannot decode clears all of it and says so."""
+    from posekit.skeleton import SIDE_COLORS
+
+    page, errors, foreign = _open(browser, live_server + "/")
+    page.wait_for_function("document.getElementById('model').textContent.includes('posekit-lsp')")
+    _upload(page, "lsp_im1003.jpg", Path(EXAMPLE).read_bytes())
+    page.wait_for_function(f"{_ROWS} > 0 || document.getElementById('status').className === 'error'", timeout=15000)
+    status = _status(page)
+    drawn = page.evaluate(_OVERLAY)
+    names = page.eval_on_selector_all("#joints tbody tr td:first-child", "tds => tds.map(t => t.textContent)")
+    legend = page.eval_on_selector_all("#legend li", """lis => lis.map(li => [li.textContent,
+        getComputedStyle(li.querySelector('.mark')).backgroundColor])""")
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("POSEKIT_SCREENSHOT"):
+        shutil.copy(shot, os.environ["POSEKIT_SCREENSHOT"])
+
+    _upload(page, "broken.jpg", b"this is not an image")
+    _wait_status(page, "cannot decode")
+    _assert_cleared(page)
+    assert _status(page)[1] == "error" and "broken.jpg" in _status(page)[0]
+
     assert not errors, errors
+    assert not foreign, foreign
+    assert status[1] == "" and "lsp_im1003.jpg: 147×171, 1 person" in status[0], status
     assert (drawn["w"], drawn["h"]) == (147, 171)  # the canvas took the image's own size
     assert drawn["n"] > 300  # limbs and joints were drawn on the overlay
-    assert names[0] == "right_ankle" and names[-1] == "head_top"
+    assert len(names) == 14 and names[0] == "right_ankle" and names[-1] == "head_top"
+    rgb = lambda c: "rgb({}, {}, {})".format(*c)  # noqa: E731
+    assert legend[:3] == [["left", rgb(SIDE_COLORS["left"])], ["right", rgb(SIDE_COLORS["right"])],
+                          ["centre", rgb(SIDE_COLORS["center"])]]
+    assert legend[3][0].startswith("low confidence") and len(legend) == 4
     assert shot.stat().st_size > 10_000
+
+
+def _answer(people, score=0.9, threshold=0.3):
+    return {"model": "posekit-lsp", "width": 147, "height": 171, "latency_ms": 1.0, "threshold": threshold,
+            "score": score, "people": people}
+
+
+def _person(i, dx, low=()):
+    from posekit.skeleton import JOINT_NAMES
+
+    pose = {"head_top": (50, 10), "neck": (50, 35), "right_shoulder": (40, 45), "left_shoulder": (60, 45),
+            "right_elbow": (35, 70), "left_elbow": (65, 70), "right_wrist": (32, 95), "left_wrist": (68, 95),
+            "right_hip": (42, 100), "left_hip": (58, 100), "right_knee": (42, 130), "left_knee": (58, 130),
+            "right_ankle": (42, 160), "left_ankle": (58, 160)}
+    joints = [{"name": n, "x": pose[n][0] + dx + 0.5, "y": pose[n][1] + 0.5, "score": 0.1 if n in low else 0.9,
+               "in_image": True} for n in JOINT_NAMES]
+    return {"person": i, "score": 0.9, "box": [dx + 25, 5, 50, 160], "joints": joints}
+
+
+def test_page_draws_people_no_person_and_errors(live_server, browser):
+    """The page against canned /v1/pose answers: two people (one joint of low score), nobody, an
+    error. Colours come from /v1/skeleton; an error clears what the previous answer drew."""
+    import json
+
+    from posekit.skeleton import PERSON_COLORS, SIDE_COLORS
+
+    answers = []
+
+    def fulfil(route):
+        status, body = answers.pop(0)
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+    page, errors, foreign = _open(browser, live_server + "/")
+    page.route("**/v1/pose", fulfil)
+    page.wait_for_function("document.getElementById('model').textContent.includes('posekit-lsp')")
+    jpg = Path(EXAMPLE).read_bytes()
+
+    answers.append((200, _answer([_person(0, -10, low=("left_knee",)), _person(1, 55)])))
+    _upload(page, "two.jpg", jpg)
+    page.wait_for_function(f"{_ROWS} === 28", timeout=15000)
+    head = page.eval_on_selector_all("#joints thead th", "ths => ths.map(t => t.textContent)")
+    first_col = page.eval_on_selector_all("#joints tbody tr td:first-child", "tds => tds.map(t => t.textContent)")
+    low_rows = page.eval_on_selector_all("#joints tbody tr.low td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    legend = page.eval_on_selector_all("#legend li", "lis => lis.map(li => li.textContent)")
+    knee = page.evaluate(_PIXEL, [48, 130])  # person 0's low-score left knee: a hollow ring
+    ring = [page.evaluate(_PIXEL, [48 + dx, 130]) for dx in (-3, -2, 2, 3)]
+    shin0 = page.evaluate(_PIXEL, [32, 145])  # right knee-ankle of each person: the person's colour
+    shin1 = page.evaluate(_PIXEL, [97, 145])
+    hip0 = page.evaluate(_PIXEL, [32, 100])  # joints keep their side colours
+    status_two = _status(page)
+
+    answers.append((200, _answer([], score=0.12, threshold=0.3)))
+    _upload(page, "nobody.jpg", jpg)
+    _wait_status(page, "No person")
+    status_none = _status(page)
+    nobody = page.evaluate(_OVERLAY)["n"], page.evaluate(_ROWS), page.evaluate(_IMAGE_DRAWN)
+
+    answers.append((200, _answer([_person(0, 0)])))
+    _upload(page, "one.jpg", jpg)
+    page.wait_for_function(f"{_ROWS} === 14", timeout=15000)
+    answers.append((400, {"error": {"status": 400, "message": "upload: truncated JPEG"}}))
+    _upload(page, "bad.jpg", jpg)
+    _wait_status(page, "truncated JPEG")
+    _assert_cleared(page)
+    status_err = _status(page)
+
+    assert not errors, errors
+    assert not foreign, foreign
+    assert head == ["person", "joint", "x", "y", "score"]
+    assert first_col == ["1"] * 14 + ["2"] * 14 and low_rows == ["left_knee"]
+    assert legend[-2:] == ["person 1", "person 2"]
+    assert knee[3] == 0 and max(p[3] for p in ring) > 0  # nothing at the centre, the ring around it
+    near = lambda px, rgb: px[3] > 200 and sum(abs(a - b) for a, b in zip(px[:3], rgb)) < 60  # noqa: E731
+    assert near(shin0, PERSON_COLORS[0]) and near(shin1, PERSON_COLORS[1]), (shin0, shin1)
+    assert near(hip0, SIDE_COLORS["right"]), hip0
+    assert "2 people" in status_two[0] and status_two[1] == ""
+    assert "No person found (score 0.12, threshold 0.30)" in status_none[0] and status_none[1] == ""
+    assert nobody[0] == 0 and nobody[1] == 0 and nobody[2] > 0  # the image, and nothing drawn over it
+    assert status_err[1] == "error" and "bad.jpg" in status_err[0]
+
+
+def test_docs_render_in_headless_chromium(live_server, browser):
+    """Swagger UI (served by posekit, no CDN) renders the OpenAPI 3.1 document."""
+    page, errors, foreign = _open(browser, live_server + "/docs")
+    page.locator(".opblock-summary-path", has_text="/v1/pose").first.wait_for(timeout=20000)
+    text = page.inner_text("body")
+    assert "/v1/pose" in text and "/v1/skeleton" in text
+    assert "Unable to render" not in text
+    assert not foreign, foreign
+    assert not errors, errors
+
+
+def test_favicon_docs_assets_and_palette(client):
+    from posekit.skeleton import LOW_JOINT_SCORE, PERSON_COLORS, SIDE_COLORS
+
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
+    assert r.content[:4] == b"\x00\x00\x01\x00" and len(r.content) < 5000
+    assert 'href="/favicon.ico"' in client.get("/").text
+    docs = client.get("/docs").text
+    assert "cdn." not in docs and "://" not in docs and 'href="/favicon.ico"' in docs
+    for f in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get("/docs-static/" + f).status_code == 200
+    sk = client.get("/v1/skeleton").json()
+    assert sk["colors"] == {k: "#%02x%02x%02x" % v for k, v in SIDE_COLORS.items()}
+    assert sk["colors"]["left"] == "#1e90ff"
+    assert sk["person_colors"] == ["#%02x%02x%02x" % c for c in PERSON_COLORS]
+    assert sk["low_score"] == LOW_JOINT_SCORE == 0.3
+    js = client.get("/static/app.js").text
+    assert re.search(r"#[0-9a-fA-F]{6}\b", js) is None and "rgb(" not in js  # the page hard-codes no colour
 
 
 def test_unexpected_errors_are_json_500(predictor):

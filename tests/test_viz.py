@@ -1,15 +1,18 @@
 import os
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
+from posekit import skeleton
 from posekit.skeleton import JOINT_NAMES, NUM_JOINTS, idx
 from posekit.viz import (
     GT_COLOR,
     PRED_COLOR,
     draw_comparison,
     draw_pose,
+    draw_poses,
     make_grid,
     plot_loss_curves,
     saliency_overlay,
@@ -118,3 +121,95 @@ def test_atomic_writes_have_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- several people, low-score joints, the shared palette -------------------------------------
+
+BIG = KPTS * 2  # on a 400 x 400 image: limbs 2 px wide, joints of radius 4
+
+
+def _person(kpts=BIG, scores=None, found=True, box=None, **kw):
+    return SimpleNamespace(keypoints=kpts, scores=np.ones(NUM_JOINTS) if scores is None else scores,
+                           found=found, box=box, **kw)
+
+
+def _at(img, kpts, name, dx=0, dy=0):
+    x, y = kpts[idx(name)]
+    return img[int(y) + dy, int(x) + dx]
+
+
+def _mid(img, kpts, a, b):
+    (xa, ya), (xb, yb) = kpts[idx(a)], kpts[idx(b)]
+    return img[int((ya + yb) / 2), int((xa + xb) / 2)]
+
+
+def test_palette_lives_in_skeleton():
+    import posekit.viz as viz
+
+    assert viz.SIDE_COLORS is skeleton.SIDE_COLORS
+    assert skeleton.SIDE_COLORS == {"left": (30, 144, 255), "right": (255, 110, 0), "center": (255, 215, 0)}
+    assert len(set(skeleton.PERSON_COLORS)) == len(skeleton.PERSON_COLORS) >= 8
+    assert skeleton.LOW_JOINT_SCORE == 0.3
+
+
+def test_draw_pose_low_score_joint_is_a_ring_with_dashed_limbs():
+    img = np.zeros((400, 400, 3), np.uint8)
+    scores = np.ones(NUM_JOINTS)
+    scores[idx("left_ankle")] = 0.1
+    out = draw_pose(img, BIG, scores=scores)
+    x, y = BIG[idx("left_ankle")].astype(int)
+    assert not out[y - 1:y + 2, x - 1:x + 2].any()  # hollow: nothing at the centre, not even a limb
+    ring = out[y, x + 4].astype(int)  # the ring, anti-aliased, in the side colour
+    assert ring[2] > 150 and ring[2] > ring[1] > ring[0]
+    assert (_at(out, BIG, "left_knee") == skeleton.SIDE_COLORS["left"]).all()  # a normal joint is filled
+    knee = BIG[idx("left_knee")].astype(int)
+    dashed = out[knee[1] + 8:y - 8, x].any(axis=1)  # along the knee-ankle limb
+    assert dashed.any() and not dashed.all()
+    solid = out[int(BIG[idx("left_hip"), 1]) + 8:knee[1] - 8, x].any(axis=1)  # hip-knee: both joints fine
+    assert solid.all()
+    assert np.array_equal(draw_pose(img, BIG, scores=np.ones(NUM_JOINTS)), draw_pose(img, BIG))
+    with pytest.raises(ValueError, match="scores"):
+        draw_pose(img, BIG, scores=np.ones(3))
+
+
+def test_draw_poses_nothing_when_not_found():
+    img = np.full((400, 400, 3), 7, np.uint8)
+    out = draw_poses(img, [_person(found=False, box=(10, 10, 100, 100))])
+    assert np.array_equal(out, img) and out is not img
+    assert np.array_equal(draw_poses(img, []), img)
+
+
+def test_draw_poses_one_person_by_side_with_box_and_legend():
+    img = np.zeros((400, 400, 3), np.uint8)
+    box = (100.0, 20.0, 200.0, 360.0)
+    out = draw_poses(img, [_person(box=box), _person(found=False)], legend=False)
+    assert (_mid(out, BIG, "right_knee", "right_ankle") == skeleton.SIDE_COLORS["right"]).all()
+    assert (_mid(out, BIG, "left_knee", "left_ankle") == skeleton.SIDE_COLORS["left"]).all()
+    assert (_at(out, BIG, "neck") == skeleton.SIDE_COLORS["center"]).all()
+    edge = out[200, 99:102].astype(int)  # the box's left side, person 0's colour
+    assert np.abs(edge - skeleton.PERSON_COLORS[0]).sum(axis=1).min() < 60
+    assert not out[:15, :60].any()
+    with_legend = draw_poses(img, [_person(box=box)])
+    assert (with_legend[:30, :2] == 255).all()  # white legend box in the top-left corner
+    assert np.array_equal(with_legend[100:, 100:], out[100:, 100:])  # elsewhere the same drawing
+
+
+def test_draw_poses_two_people_two_limb_colours():
+    img = np.zeros((400, 400, 3), np.uint8)
+    second = BIG + [150, 0]
+    out = draw_poses(img, [_person(), _person(second)], legend=False)
+    c0, c1 = skeleton.PERSON_COLORS[:2]
+    assert (_mid(out, BIG, "right_knee", "right_ankle") == c0).all()
+    assert (_mid(out, second, "right_knee", "right_ankle") == c1).all()
+    assert (_mid(out, second, "left_knee", "left_ankle") == c1).all()
+    for k in (BIG, second):  # joints keep their side colours
+        assert (_at(out, k, "left_knee") == skeleton.SIDE_COLORS["left"]).all()
+        assert (_at(out, k, "right_knee") == skeleton.SIDE_COLORS["right"]).all()
+    tagged = draw_poses(img, [_person(person=3), _person(second, person=5)], legend=False)
+    assert (_mid(tagged, BIG, "right_knee", "right_ankle") == skeleton.PERSON_COLORS[3]).all()
+    one = draw_poses(img, [_person()])
+    two = draw_poses(img, [_person(), _person(second)])
+    white = lambda im: int((im[:, :5] == 255).all(axis=(1, 2)).sum())  # noqa: E731
+    assert white(two) > white(one) > 0  # the legend grows a row per person
+    with pytest.raises(ValueError, match="box"):
+        draw_poses(img, [_person(box=(1, 2, float("nan"), 4))])

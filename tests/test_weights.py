@@ -73,7 +73,7 @@ def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, s
     monkeypatch.setattr(ck, "WEIGHTS_DIR", tmp_path)
     assert main(["evaluate", "--data", str(synth_root)]) == 2
     err = capsys.readouterr().err
-    assert "no shipped model 'posekit-lsp'" in err and err.count("\n") == 1
+    assert "posekit-lsp: no such model file, run folder or shipped model" in err and err.count("\n") == 1
 
 
 def test_shipped_default_model_loads():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from posekit.errors import DataError
-from posekit.skeleton import NUM_JOINTS
+from posekit.skeleton import NUM_JOINTS, TORSO_PAIR
 
 #: dataset sets posekit knows, in the order they are listed and indexed.
 KNOWN_SETS = ("lsp", "lspet")
@@ -122,6 +122,11 @@ def parse_joints(j: np.ndarray, source: str = "joints.mat") -> tuple[np.ndarray,
             f"({int(bad.sum())} such joints in all)"
         )
     keypoints = np.where(annotated[..., None], keypoints, 0.0)  # junk of unannotated joints -> 0
+    a, b = TORSO_PAIR
+    torso = np.linalg.norm(keypoints[:, a] - keypoints[:, b], axis=-1)
+    if len(keypoints) and not (annotated[:, a] & annotated[:, b] & (torso > 0)).any():
+        raise DataError(f"{source}: no image has a torso (left shoulder to right hip) of non-zero length, "
+                        "so PCK cannot be measured: are the coordinates right?")
     return keypoints, visible, annotated, layout
 
 
@@ -148,6 +153,9 @@ def load_set(folder: str | os.PathLike, name: str | None = None, check_images: b
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise DataError(f"{missing[0]}: image file not found{more} ({mat_path.name} lists {n} images)")
+        if len(present) != n:
+            raise DataError(f"{mat_path}: lists {n} images, but {img_dir} holds {len(present)} "
+                            f"(im{1:0{digits}d}.jpg ...): the annotations and the images must match one to one")
     return PoseSet(name, folder, paths, keypoints, visible, annotated, layout)
 
 

@@ -11,6 +11,7 @@ transforms (person crop, flip, rotation, scale) run on them unchanged.
 One ``.npz`` file (numpy's own zip container) with plain arrays: no pickle."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -25,6 +26,7 @@ from posekit.data.lsp import PoseSet, load_sets
 from posekit.data.splits import make_split
 from posekit.data.transforms import box_matrix, person_box, warp
 from posekit.errors import DataError
+from posekit.utils import atomic_write_bytes
 
 PACK_FORMAT = "posekit-pack-v1"
 
@@ -65,13 +67,12 @@ def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, s
     sel = [lookup[i] for i in ids]
     meta = {"format": PACK_FORMAT, "split": {k: v for k, v in split.items() if k not in ("test",)} | {"test": []},
             "size": size, "margin": margin, "quality": quality, "sets": list(sets), "parts": list(which)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), ids=np.array(ids), jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), ids=np.array(ids), jpeg=np.frombuffer(b"".join(blobs), np.uint8),
              offsets=offsets, keypoints=np.stack([s.keypoints[i] for s, i in sel]).astype(np.float64),
              visible=np.stack([s.visible[i] for s, i in sel]), annotated=np.stack([s.annotated[i] for s, i in sel]),
              sizes=sizes, pre=pre)
-    os.replace(tmp, out)
+    atomic_write_bytes(out, buf.getvalue())
     return {"path": str(out), "images": n, "bytes": out.stat().st_size, "size": size, "margin": margin,
             "quality": quality, "split": split_name}
 

@@ -89,9 +89,15 @@ def scale_matrix(fx: float, fy: float) -> np.ndarray:
     return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]], np.float64)
 
 
-def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+def warp(image: np.ndarray, m: np.ndarray, size: int, border: int = 0) -> np.ndarray:
     """``cv2.warpAffine`` to a size x size output; a large downscale is first done by area
-    averaging (then the exact remaining affine), which avoids aliasing."""
+    averaging (then the exact remaining affine), which avoids aliasing. Outside the image the
+    output is black, except within ``border`` pixels of its edge (original pixels), which repeat
+    the edge pixels (``cv2.BORDER_REPLICATE``)."""
+    if border > 0:
+        b = int(border)
+        image = cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_REPLICATE)
+        m = compose_affine(m, np.array([[1.0, 0.0, -b], [0.0, 1.0, -b]]))
     h, w = image.shape[:2]
     s = min(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
     if s < 0.5:

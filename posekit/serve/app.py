@@ -10,10 +10,8 @@ truncated or corrupt image or a bad box, 422 for a missing field."""
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,30 +41,19 @@ def _error(status: int, message: str, headers: dict | None = None, **extra) -> J
     return JSONResponse({"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers)
 
 
+STATUS_OF_IMAGE_ERROR = {"empty": 400, "not_image": 415, "too_large": 413, "too_small": 400, "corrupt": 400}
+
+
 def check_image_bytes(data: bytes, max_pixels: int):
-    """Refuse what must not be decoded: not an image (415) or a declared size over the pixel
-    limit (413), from the header alone. Then decode (400 if truncated or corrupt). RGB array."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode an upload through posekit's one image door (:func:`posekit.data.images.decode_image`):
+    not an image 415, a declared size over ``max_pixels`` 413 (from the header, before decoding),
+    empty, too small, truncated or corrupt 400. Returns the RGB array."""
+    from posekit.data.images import ImageError, decode_image
 
-    from posekit.data.images import decode_image
-
-    if not data:
-        raise ApiError(400, "the uploaded file is empty")
     try:
-        with warnings.catch_warnings():  # PIL warns above its own limit; posekit's check follows
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:  # reads the header only
-                w, h = im.size
-    except UnidentifiedImageError:
-        raise ApiError(415, "the upload is not an image posekit can read (JPEG, PNG, BMP, WebP, TIFF)") from None
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"the image declares more than {max_pixels:,} pixels") from None
-    except Exception as e:  # a header so broken that the reader gives up
-        raise ApiError(400, f"corrupt image header ({type(e).__name__})") from None
-    if w * h > max_pixels:
-        raise ApiError(413, f"the image declares {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
-    try:
-        return decode_image(data, "upload")
+        return decode_image(data, "upload", max_pixels)
+    except ImageError as e:
+        raise ApiError(STATUS_OF_IMAGE_ERROR.get(e.kind, 400), str(e)) from None
     except PosekitError as e:
         raise ApiError(400, str(e)) from None
 
@@ -137,8 +124,18 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
 
     @app.get("/v1/skeleton", tags=["pose"])
     def skeleton() -> dict:
+        """Joint names, limbs (joint index pairs), each joint's side, and the drawing palette:
+        ``colors`` by side and ``person_colors`` as ``#rrggbb``, ``low_score`` the joint score under
+        which a joint is drawn as low confidence."""
+        from posekit.skeleton import LOW_JOINT_SCORE, PERSON_COLORS, SIDE_COLORS
+
+        def hex_(rgb) -> str:
+            return "#%02x%02x%02x" % tuple(rgb)
+
         return {"joints": list(JOINT_NAMES), "limbs": [list(limb) for limb in LIMBS],
-                "sides": [side(i) for i in range(len(JOINT_NAMES))]}
+                "sides": [side(i) for i in range(len(JOINT_NAMES))],
+                "colors": {k: hex_(v) for k, v in SIDE_COLORS.items()},
+                "person_colors": [hex_(c) for c in PERSON_COLORS], "low_score": LOW_JOINT_SCORE}
 
     @app.post("/v1/pose", tags=["pose"])
     async def pose(image: UploadFile = File(..., description="the photo (JPEG, PNG, ...)"),
@@ -177,7 +174,7 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
         except PosekitError as e:  # e.g. a box outside the image
             raise ApiError(400, str(e)) from None
         state["served"] += 1
-        return {**result.to_dict(), "model": pred.name, "latency_ms": round((time.perf_counter() - t0) * 1e3, 2)}
+        return pose_answer(result, pred, time.perf_counter() - t0)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -185,19 +182,34 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        # Swagger UI from the swagger-ui-bundle package, served here: /docs works offline too
+        # Swagger UI 5 (reads OpenAPI 3.1) from the fastapi-offline package, served here: no CDN
         from fastapi.openapi.docs import get_swagger_ui_html
 
         return get_swagger_ui_html(openapi_url=app.openapi_url, title="posekit API",
                                    swagger_js_url="/docs-static/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-static/swagger-ui.css",
-                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+                                   swagger_favicon_url="/favicon.ico",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no badge from another host
 
-    import swagger_ui_bundle
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
 
-    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+    import fastapi_offline
+
+    app.mount("/docs-static", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-static")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def pose_answer(pose, pred, seconds: float) -> dict:
+    """The JSON answer of ``/v1/pose``: the image size, the model, the best person score and the
+    threshold it is held to, and ``people``: the found people (none when the best score is below
+    the threshold), each with its score, box and 14 joints."""
+    d = pose.to_dict()
+    people = [{"person": 0, "score": d["score"], "box": d["box"], "joints": d["joints"]}] if pose.found else []
+    return {"model": pred.name, "width": d["width"], "height": d["height"], "score": d["score"],
+            "threshold": pred.threshold, "people": people, "latency_ms": round(seconds * 1e3, 2)}
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, **kw) -> None:

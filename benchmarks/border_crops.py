@@ -1,0 +1,93 @@
+"""The second look when the person touches the image border: PCK@0.2 on images cropped tight to
+their annotated joints, for each number of edge pixels repeated outside the image
+(``infer.crop_border``; 0 = black, as the first look's letterbox pads).
+
+    python benchmarks/border_crops.py --model posekit-lsp --data $POSEKIT_DATA --json reports/border_crops.json
+
+Each image is cut to the box around its annotated joints (no margin), so the person touches the
+image's edges and the second look's crops, enlarged around the first estimate, reach outside it.
+The setting is chosen on the model's validation split cut that way; the LSP test split, cut the
+same way, is only reported. One look (``--recrop off``) is scored alongside."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+
+def tight_crops(sets: dict, ids: list[str], pad: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
+    """Each image cut to its annotated joints' box (plus ``pad`` pixels), with its truth in the
+    cut's pixels: (images, keypoints (N, 14, 2), masks (N, 14)). Boxes under 16 pixels are skipped."""
+    from posekit.data.images import MIN_SIDE, read_image
+
+    index = {s.sample_id(k): (s, k) for s in sets.values() for k in range(len(s))}
+    images, kps, masks = [], [], []
+    for i in ids:
+        s, k = index[i]
+        img = read_image(s.image_paths[k])
+        h, w = img.shape[:2]
+        pts = s.keypoints[k][s.annotated[k]]
+        if len(pts) < 2:
+            continue
+        x0, y0 = np.floor(pts.min(0) - pad).astype(int).clip(0)
+        x1, y1 = np.ceil(pts.max(0) + pad).astype(int)
+        x1, y1 = min(w - 1, x1), min(h - 1, y1)
+        if min(x1 - x0 + 1, y1 - y0 + 1) < MIN_SIDE:
+            continue
+        images.append(np.ascontiguousarray(img[y0:y1 + 1, x0:x1 + 1]))
+        kps.append(s.keypoints[k] - [x0, y0])
+        masks.append(s.annotated[k])
+    return images, np.stack(kps), np.stack(masks)
+
+
+def score(pred, images, kps, masks, batch: int = 16) -> float:
+    from posekit.metrics import pck
+
+    out = []
+    for i in range(0, len(images), batch):
+        out += [p.keypoints for p in pred.predict_batch(images[i:i + batch])]
+    return float(pck(np.stack(out), kps, masks)[0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="posekit-lsp")
+    ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
+    ap.add_argument("--borders", type=int, nargs="+", default=[0, 5, 10, 20, 40, 80, 10000])
+    ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick runs)")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+
+    from posekit.checkpoint import read_checkpoint
+    from posekit.data.lsp import load_sets
+    from posekit.data.splits import lsp_test_ids
+    from posekit.predict import Predictor
+
+    ck = read_checkpoint(args.model)
+    val_ids = list(ck["split"]["val"])
+    sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
+    splits = {"val": tight_crops(sets, val_ids[:args.limit]), "test": tight_crops(sets, lsp_test_ids(sets)[:args.limit])}
+    rows = []
+    one = Predictor(args.model, recrop=False)
+    rows.append({"setting": "one look", "crop_border": None,
+                 **{k: score(one, *v) for k, v in splits.items()}})
+    print(f"one look: val {rows[-1]['val']:.4f} test {rows[-1]['test']:.4f}", flush=True)
+    for b in args.borders:
+        pred = Predictor(args.model, crop_border=b)
+        rows.append({"setting": f"crop_border {b}", "crop_border": b, **{k: score(pred, *v) for k, v in splits.items()}})
+        print(f"crop_border {b}: val {rows[-1]['val']:.4f} test {rows[-1]['test']:.4f}", flush=True)
+    best = max((r for r in rows if r["crop_border"] is not None), key=lambda r: r["val"])
+    print(f"chosen on val: crop_border {best['crop_border']} (val {best['val']:.4f}, test {best['test']:.4f})")
+    result = {"model": args.model, "images": {k: len(v[0]) for k, v in splits.items()}, "rows": rows,
+              "chosen": best["crop_border"], "chosen_on": "val", "metric": "PCK@0.2"}
+    if args.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

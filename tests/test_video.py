@@ -1,0 +1,179 @@
+"""posekit.video: frame times from the container (variable frame rate), the annotated video keeps
+them, atomic writes, and a bad camera index refused before OpenCV sees it. A stub predictor
+stands in for the model."""
+import json
+import time
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from posekit import video
+from posekit.errors import PosekitError
+
+# 6 frames of 1/30 s then 6 of 1/10 s, in ticks of 1/300 s
+VFR_TICKS = [10 * i for i in range(7)] + [60 + 30 * i for i in range(1, 6)]
+VFR_TIMES = [t / 300 for t in VFR_TICKS]
+
+
+def write_clip(path, ticks, size=(64, 48), tb=Fraction(1, 300)):
+    """An MPEG-4 .mp4 with a frame at each of ``ticks`` (in ``tb``), a different grey each."""
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=30)
+        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = s.time_base = tb
+        for i, pts in enumerate(ticks):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 20 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = pts, tb
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def read_times(path):
+    """(frame times in seconds, stream time base, (width, height)) of a video, read with PyAV."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [(float(f.pts * f.time_base), f.width, f.height) for f in c.decode(s)]
+        return [t for t, _, _ in frames], s.time_base, {(w, h) for _, w, h in frames}
+
+
+class StubPose:
+    def __init__(self, w, h):
+        self.keypoints = np.tile([w / 2, h / 2], (14, 1)).astype(np.float64)
+        self.scores = np.ones(14)
+        self.found, self.box, self.width, self.height = True, None, w, h
+
+    def to_dict(self):
+        return {"width": self.width, "height": self.height, "joints": []}
+
+
+class StubPredictor:
+    name = "stub"
+
+    def __init__(self, fail_at=None):
+        self.fail_at, self.calls = fail_at, 0
+
+    def predict(self, frame, box=None):
+        assert frame.dtype == np.uint8 and frame.ndim == 3
+        if self.calls == self.fail_at:
+            raise RuntimeError("stub failure")
+        self.calls += 1
+        return StubPose(frame.shape[1], frame.shape[0])
+
+
+@pytest.fixture
+def vfr_clip(tmp_path):
+    return write_clip(tmp_path / "clip.mp4", VFR_TICKS)
+
+
+def test_vfr_records_have_container_times(vfr_clip):
+    recs = []
+    assert video.predict_stream(StubPredictor(), vfr_clip, "clip", None, False, recs.append) == 12
+    assert [r["frame"] for r in recs] == list(range(12))
+    np.testing.assert_allclose([r["time"] for r in recs], VFR_TIMES, atol=1e-3)
+    assert recs[6]["time"] == pytest.approx(0.2, abs=1e-3)
+
+
+@pytest.mark.parametrize("encoder", ["libx264", "mpeg4"])
+def test_drawn_video_keeps_vfr_times(vfr_clip, tmp_path, monkeypatch, encoder):
+    if encoder not in av.codec.codecs_available:
+        pytest.skip(f"PyAV's FFmpeg has no {encoder} encoder")
+    only = tuple(e for e in getattr(video, "ENCODERS", ()) if e[0] == encoder)
+    monkeypatch.setattr(video, "ENCODERS", only, raising=False)
+    out = tmp_path / "out"
+    assert video.predict_stream(StubPredictor(), vfr_clip, "clip", out, True, lambda r: None) == 12
+    lines = (out / "clip.jsonl").read_text().splitlines()
+    np.testing.assert_allclose([json.loads(x)["time"] for x in lines], VFR_TIMES, atol=1e-3)
+    times, tb, sizes = read_times(out / "clip_pose.mp4")
+    with av.open(str(out / "clip_pose.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == {"libx264": "h264"}.get(encoder, encoder)
+    assert len(times) == 12 and sizes == {(64, 48)}
+    np.testing.assert_allclose(times, VFR_TIMES, atol=float(tb) + 1e-9)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip_pose.mp4"]
+    # OpenCV agrees on the written frame times
+    cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
+    cv_times = []
+    while cap.read()[0]:
+        cv_times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    cap.release()
+    np.testing.assert_allclose(cv_times, VFR_TIMES, atol=1e-3)
+
+
+def test_video_out_pads_odd_sizes(tmp_path):
+    w = video.VideoOut(tmp_path / "odd_pose.mp4", (63, 47), fps=10)
+    for i in range(3):
+        w.write(np.full((47, 63, 3), 80 * i, np.uint8), 1.5 + 0.1 * i)  # starts at its first frame
+    w.close()
+    times, tb, sizes = read_times(tmp_path / "odd_pose.mp4")
+    assert sizes == {(64, 48)}
+    np.testing.assert_allclose(times, [0, 0.1, 0.2], atol=float(tb) + 1e-9)
+    assert [p.name for p in tmp_path.iterdir()] == ["odd_pose.mp4"]
+
+
+@pytest.mark.parametrize("index", [-1, 64, 10**6])
+def test_bad_camera_index_refused_before_opencv(monkeypatch, index):
+    def boom(*a, **k):
+        pytest.fail("cv2.VideoCapture must not be called for a bad camera index")
+
+    monkeypatch.setattr(cv2, "VideoCapture", boom)
+    with pytest.raises(PosekitError) as e:
+        video.open_capture(index)
+    msg = str(e.value)
+    assert msg.startswith(f"webcam {index}: ") and "\n" not in msg
+
+
+def test_error_midway_leaves_no_temp_file(vfr_clip, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip_pose.mp4").write_bytes(b"an earlier run")
+    with pytest.raises(RuntimeError, match="stub failure"):
+        video.predict_stream(StubPredictor(fail_at=5), vfr_clip, "clip", out, True, lambda r: None)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip_pose.mp4"]
+    assert (out / "clip_pose.mp4").read_bytes() == b"an earlier run"
+
+
+def test_declared_frame_size_checked():
+    with pytest.raises(PosekitError, match=r"^clip\.mp4: .*0x48"):
+        video._check_frame_size(0, 48, "clip.mp4")
+    with pytest.raises(PosekitError, match=r"^clip\.mp4: .*too small to hold a person"):
+        video._check_frame_size(8, 48, "clip.mp4")
+    with pytest.raises(PosekitError, match=r"^clip\.mp4: .*the limit is"):
+        video._check_frame_size(60000, 60000, "clip.mp4")
+    video._check_frame_size(64, 48, "clip.mp4")
+
+
+class FakeCamera:
+    """A webcam that delivers a frame every ``gap`` seconds, then Ctrl-C."""
+
+    def __init__(self, n, gap):
+        self.n, self.gap, self.i = n, gap, 0
+
+    def read(self):
+        if self.i == self.n:
+            raise KeyboardInterrupt
+        time.sleep(self.gap)
+        self.i += 1
+        return True, np.full((48, 64, 3), 30 * self.i, np.uint8)
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_POS_MSEC: 0.0}.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def test_webcam_times_are_capture_times_and_ctrl_c_keeps_the_video(monkeypatch, tmp_path):
+    monkeypatch.setattr(video, "open_capture", lambda s: (FakeCamera(5, 0.03), f"webcam {s}"))
+    recs = []
+    assert video.predict_stream(StubPredictor(), 0, "webcam0", tmp_path, True, recs.append) == 5
+    t = np.array([r["time"] for r in recs])
+    assert t[0] >= 0.025 and (np.diff(t) >= 0.025).all()  # seconds since capture began
+    times, tb, _ = read_times(tmp_path / "webcam0_pose.mp4")
+    np.testing.assert_allclose(times, t - t[0], atol=float(tb) + 1e-4)  # records are rounded to 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["webcam0.jsonl", "webcam0_pose.mp4"]
