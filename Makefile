@@ -27,7 +27,7 @@ demo: $(STAMP)
 demo-train: $(STAMP)
 	@if [ -z "$$POSEKIT_DATA" ] || [ ! -f "$$POSEKIT_DATA/lsp/joints.mat" ]; then \
 	  echo "make demo-train: no LSP data found. Set POSEKIT_DATA to a folder holding lsp/ (and lspet/), e.g."; \
-	  echo "  make demo-train POSEKIT_DATA=../shared/data"; exit 2; fi
+	  echo "  make demo-train POSEKIT_DATA=/path/to/data"; exit 2; fi
 	$(VENV)/bin/posekit data check --data "$$POSEKIT_DATA" --sets lsp
 	$(VENV)/bin/posekit train --config configs/poster.yaml --data "$$POSEKIT_DATA" --out demo_out/run --force \
 	  --epochs 5 data.sets=[lsp]

@@ -1,7 +1,7 @@
 """Inference speed, end to end: read the JPEG, decode, letterbox, network, decode the heatmaps,
 map back to original pixels (``Predictor.predict(path)``), per backend.
 
-    python benchmarks/inference.py --json reports/inference_cpu.json [--data ../shared/data]
+    python benchmarks/inference.py --json reports/inference_cpu.json [--data $POSEKIT_DATA]
 
 Prints a table: latency p50/p90 at batch 1 and throughput at batch 32 for PyTorch eager,
 ``torch.compile``, ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ quantisation, calibrated on

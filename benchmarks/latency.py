@@ -2,6 +2,13 @@
 map back to original pixels — what a user of `predict` waits for, per image.
 
     python benchmarks/latency.py --model posekit-lsp paper_vgg poster_cnn --image path.jpg --json reports/latency_cpu.json
+    python benchmarks/latency.py --model posekit-lsp --image x.jpg --busy 2 --threads 0 1 2 --json reports/latency_busy_cpu.json
+
+``--busy N`` measures each model twice in one run: on the idle machine, then with N CPU-bound
+processes running beside it (a busy loop each, as a browser and a build on a user's laptop; they
+stop when the measurement ends, and after ``--busy-seconds`` at the latest), and reports the busy
+p50 over the idle p50. ``--threads`` lists torch intra-op thread counts to compare (0: posekit's
+own policy, :func:`posekit.predict.default_threads`).
 
 A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
 with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint
@@ -78,25 +85,82 @@ def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
 
 
+def _spin(stop_at: float) -> None:
+    """A CPU-bound busy loop until ``stop_at`` (time.time())."""
+    x = 0
+    while time.time() < stop_at:
+        x += 1
+
+
+class Busy:
+    """``n`` CPU-bound processes while the ``with`` block runs (and ``seconds`` at most)."""
+
+    def __init__(self, n: int, seconds: float):
+        self.n, self.seconds, self.procs = n, seconds, []
+
+    def __enter__(self):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.procs = [ctx.Process(target=_spin, args=(time.time() + self.seconds,), daemon=True) for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        time.sleep(1.0)  # let them reach full speed
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+            p.join()
+
+
+def _threads_label(n: int) -> str:
+    return "policy" if n == 0 else str(n)
+
+
+def _run_set(models, image, runs, threads_list) -> list[dict]:
+    from posekit.predict import default_threads
+
+    rows = []
+    for m in models:
+        for n in threads_list:
+            torch.set_num_threads(default_threads(1) if n == 0 else n)
+            r = measure(m, image, runs if m != "paper_vgg" else max(5, runs // 5))
+            rows.append({**r, "threads": _threads_label(n), "torch_threads": torch.get_num_threads()})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", nargs="+", default=["posekit-lsp", "paper_vgg", "poster_cnn"])
     ap.add_argument("--image", required=True, help="a JPEG to run on (e.g. an LSP test image)")
     ap.add_argument("--runs", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[0],
+                    help="torch intra-op threads to compare (0: posekit's policy, the default)")
+    ap.add_argument("--busy", type=int, default=0, help="also measure with N CPU-bound processes beside it")
+    ap.add_argument("--busy-seconds", type=float, default=600, help="the busy processes stop after this at the latest")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    rows = [measure(m, Path(a.image), a.runs if m != "paper_vgg" else max(5, a.runs // 5)) for m in a.model]
-    for r in rows:
-        print(f"{r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params {r['gflops']:>7} GFLOPs "
-              f"x {r['looks']} look(s)  "
-              f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms")
+    rows = _run_set(a.model, Path(a.image), a.runs, a.threads)
+    busy_rows = []
+    if a.busy:
+        with Busy(a.busy, a.busy_seconds):
+            busy_rows = _run_set(a.model, Path(a.image), a.runs, a.threads)
+        for r, b in zip(rows, busy_rows):
+            b["busy_over_idle_p50"] = round(b["p50_ms"] / r["p50_ms"], 2)
+    for label, rs in (("idle", rows), (f"{a.busy} busy", busy_rows)):
+        for r in rs:
+            print(f"{label:<7} {r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params "
+                  f"{r['gflops']:>7} GFLOPs x {r['looks']} look(s)  threads {r['threads']:<6} "
+                  f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms"
+                  + (f"  busy/idle {r['busy_over_idle_p50']}" if "busy_over_idle_p50" in r else ""))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                       "image": str(a.image), "results": rows}, f, indent=1)
+        from posekit.utils import atomic_write_text
+
+        out = {"device": "cpu", "cpu_count": os.cpu_count(), "image": str(a.image), "results": rows}
+        if a.busy:
+            out.update(busy_processes=a.busy, busy_results=busy_rows)
+        atomic_write_text(a.json, json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

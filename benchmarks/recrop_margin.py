@@ -3,7 +3,7 @@ square crops around the first estimate (``posekit evaluate --recrop M[,M...]``):
 ``--crops`` margins out of ``--margins``, each with the first look's heatmaps blended in at each
 weight (``--fuse W``).
 
-    python benchmarks/recrop_margin.py --model posekit-lsp --data ../shared/data --json reports/recrop_margin.json
+    python benchmarks/recrop_margin.py --model posekit-lsp --data $POSEKIT_DATA --json reports/recrop_margin.json
 
 The setting with the best validation PCK is printed as the choice; the LSP test split is scored
 too (``--test``) but only reported, never used to choose.

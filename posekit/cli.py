@@ -104,6 +104,21 @@ def fuse_arg(text: str) -> float:
     return w
 
 
+THRESHOLD_HELP = ("person score in [0, 1] under which the answer is 'no person found' "
+                  "(default: the model's own, infer.person_threshold)")
+
+
+def unit_arg(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
 def _cmd_evaluate(args) -> int:
     from posekit.evaluate import evaluate, markdown_table, write_report
 
@@ -138,7 +153,7 @@ def _cmd_predict(args) -> int:
     fmt = "json" if args.json else "csv" if args.csv else "text"
     failures, total = run_predict(args.inputs, args.model, args.out, draw=args.draw, flip_test=args.flip_test, box=box,
                            fmt=fmt, backend=args.backend, webcam=args.webcam, max_frames=args.max_frames,
-                           recrop=args.recrop, fuse=args.fuse)
+                           recrop=args.recrop, fuse=args.fuse, threshold=args.person_threshold)
     if failures and total > 1:
         print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed", file=sys.stderr)
     return 0 if failures == 0 else 2
@@ -162,7 +177,8 @@ def _cmd_serve(args) -> int:
     if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
         raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
     run(host=args.host, port=args.port, model=args.model, backend=args.backend, max_bytes=int(args.max_mb * 1024 * 1024),
-        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, recrop=args.recrop)
+        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, recrop=args.recrop,
+        threshold=args.person_threshold)
     return 0
 
 
@@ -321,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
     pr.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
     pr.add_argument("--fuse", type=fuse_arg, metavar="W", help=FUSE_HELP)
+    pr.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N (0, 1, ...) until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=_cmd_predict)
@@ -347,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=int, default=1, help="inference threads")
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
     sv.add_argument("--recrop", type=recrop_arg, metavar="MARGIN[,MARGIN...]|off", help=RECROP_HELP)
+    sv.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     sv.set_defaults(func=_cmd_serve)
 
     ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch)")
@@ -372,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--val-fraction", type=float, default=0.05, help="lsp-standard: validation carved from train")
     pk.add_argument("--size", type=int, default=144, help="side of each stored crop in pixels")
     pk.add_argument("--margin", type=float, default=0.4, help="context around the joints' box, as a fraction of its side")
-    pk.add_argument("--quality", type=int, default=75, help="JPEG quality (75 at 144 px keeps LSP + LSPe under 64 MiB)")
+    pk.add_argument("--quality", type=int, default=75, help="JPEG quality (75 at 144 px: the LSP + LSPe train+val split in about 52 MiB)")
     pk.add_argument("--out", required=True, help="output .npz")
     pk.add_argument("--no-progress", action="store_true")
     pk.add_argument("--json", help="also write the summary (images, bytes) here")

@@ -73,7 +73,7 @@ DEFAULTS: dict = {
         "early_stopping_patience": None,  # epochs without val-loss improvement; None = off
         "num_workers": 2,
         "seed": 0,
-        "amp": True,  # CUDA only (bfloat16 autocast)
+        "amp": True,  # bfloat16 autocast on CUDA and on CPUs with native bf16 (else fp32)
         "device": "auto",
         "log_images": 8,  # sample predictions drawn to TensorBoard per epoch
         "grad_clip": None,

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,24 @@ def person_threshold(cfg: dict, threshold: float | None = None) -> float:
     return float(threshold)
 
 
+def default_threads(batch: int) -> int:
+    """posekit's torch intra-op thread count for a batch of ``batch`` images: one thread for a
+    single image (two threads that wait on each other lose badly when other programs keep the
+    cores busy; see reports/latency_busy_cpu.json), every core for larger batches."""
+    return 1 if batch <= 1 else max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the ``with`` block with ``n`` torch intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def parse_box(box) -> tuple[float, float, float, float] | None:
     """(x, y, w, h) from a 4-sequence or an 'x,y,w,h' string. Raises PosekitError for anything
     else, and for a box whose longer side is under :data:`posekit.data.images.MIN_SIDE` pixels
@@ -129,7 +148,9 @@ class Predictor:
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         model = DEFAULT_MODEL if model is None else model
-        self.backend, self.name, self.flip_test = backend, str(model), flip_test
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise PosekitError(f"threads must be a positive integer or None, got {threads!r}")
+        self.backend, self.name, self.flip_test, self.threads = backend, str(model), flip_test, threads
         is_onnx_file = Path(str(model)).suffix.lower() == ".onnx"
         if backend == "onnx":
             from posekit.export import OnnxNetwork
@@ -196,8 +217,13 @@ class Predictor:
         first = self._run(prepared, second_look=False)[0]
         return recrop_box(first.keypoints, margins_of(self.recrop)[0], first.width, first.height)
 
-    @torch.inference_mode()
     def _run(self, prepared: list, second_look: bool = True) -> list[Pose]:
+        threads = self.threads or default_threads(len(prepared))
+        with torch_threads(threads):
+            return self._run_network(prepared, second_look)
+
+    @torch.inference_mode()
+    def _run_network(self, prepared: list, second_look: bool = True) -> list[Pose]:
         x = torch.stack([p[0] for p in prepared]).to(self.device)
         m = torch.stack([p[1] for p in prepared])
         maps, kp, sc = look(self.network, self.codec, x, self.flip_test)
@@ -325,7 +351,7 @@ def _predict_image(pred: Predictor, path: Path, name: str, box, out_dir: Path | 
 def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, flip_test: bool,
                 box=None, fmt: str = "text", backend: str = "torch", webcam: int | None = None,
                 max_frames: int | None = None, write=print, recrop: float | list[float] | bool | None = None,
-                fuse: float | None = None) -> int:
+                fuse: float | None = None, threshold: float | None = None) -> int:
     """The CLI's work. Records go to stdout in ``fmt``; ``out_dir`` gets ``<name>.json`` per image
     and ``<name>.jsonl`` (a record per frame) per video or webcam, and with ``draw`` the annotated
     ``<name>_pose.png`` / ``<name>_pose.mp4``. A bad input is reported (one line naming it) and
@@ -340,7 +366,7 @@ def run_predict(inputs: list[str], model: str, out_dir: str | None, draw: bool, 
     if out is not None:  # refused before the model runs
         check_writable_folder(out, "--out")
     items, missing = collect_inputs(inputs) if inputs else ([], [])
-    pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop, fuse=fuse)
+    pred = Predictor(model, flip_test=flip_test, backend=backend, recrop=recrop, fuse=fuse, threshold=threshold)
     emit = _Emitter(fmt, write, pred.threshold)
     total = len(items) + len(missing) + (webcam is not None)
     bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None if len(items) > 1 else True, leave=False)

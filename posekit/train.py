@@ -156,9 +156,31 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def cpu_has_bf16() -> bool:
+    """Does this CPU run bfloat16 natively (AVX512-BF16 or AMX, as oneDNN reports)?"""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_enabled(device: torch.device, amp: bool, log=None) -> bool:
+    """Whether ``train.amp`` turns on bfloat16 autocast on ``device``: always on CUDA, on a CPU
+    only with native bf16 (else fp32, and ``log`` says why)."""
+    if not amp:
+        return False
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+        return True
+    if log is not None:
+        log(f"train.amp: bfloat16 off on this {device.type} (no native bf16 support); training in fp32")
+    return False
+
+
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bfloat16 autocast for the forward pass when ``amp`` (see :func:`amp_enabled`); the loss is
+    computed in fp32 outside it."""
+    if amp:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -202,6 +224,15 @@ def _setup_distributed(t: dict) -> tuple[int, int, torch.device | None]:
         return 1, 0, None
     use_cuda = torch.cuda.is_available() and t["device"] != "cpu"
     if not dist.is_initialized():
+        # Import this before the group exists: its functions take ``group=group.WORLD`` as a default
+        # argument, bound at import. DDP imports it lazily (via torch.distributed._shard); imported
+        # after init_process_group, those defaults hold the live group forever, so
+        # destroy_process_group cannot free it, and Gloo's C++ threads live on into interpreter
+        # shutdown, where one that touches a Python object aborts the process ("terminate called
+        # without an active exception"). Bound to None here, the group is freed (its threads
+        # joined) in destroy_process_group, while the interpreter is still whole.
+        from torch.distributed.nn import functional as _bind_defaults_before_init  # noqa: F401
+
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
         torch.cuda.set_device(local)
@@ -329,6 +360,8 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     model = model_from_config(cfg, where="config").to(device)
     fmt = torch.channels_last if t["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    if state is not None:  # with train.ema, "model" holds the average and "train_model" the weights trained
+        load_weights(model, state.get("train_model", state["model"]), state["path"])
     sets, split, train_ds, val_ds = build_datasets(cfg, split=split, progress=progress)
     if len(train_ds) == 0:
         raise PosekitError("the training split is empty")
@@ -339,8 +372,6 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
         raise ConfigError(str(e)) from None
     if state is None and t["init_from"]:
         log(init_weights(model, t["init_from"]))
-    if state is not None:  # with train.ema, "model" holds the average and "train_model" the weights trained
-        load_weights(model, state.get("train_model", state["model"]), state["path"])
     net = model  # what the training steps call: the model, or its DDP wrapper
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -374,7 +405,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
     log(f"run {out}: {cfg['model']['name']} on {device}, split {split['name']} "
         f"(train {len(train_ds)}, val {len(val_ds)}, test {counts['test']}), epochs {start_epoch + 1}..{t['epochs']}"
         + (f", {world} processes (global batch {t['batch_size']})" if world > 1 else ""))
-    amp = bool(t["amp"]) and device.type == "cuda"
+    amp = amp_enabled(device, bool(t["amp"]), log)
     seed = int(t["seed"])
     epoch = start_epoch - 1
     stopped_early = False
@@ -385,7 +416,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
                "images_per_s": seen / max(train_time, 1e-9), "train_time_s": train_time}
         if len(val_ds):
             vl = _loader(val_ds, t["batch_size"], False, t["num_workers"], seed, 0)
-            v = validate(model if ema is None else ema.module, codec, loss_fn, vl, device, amp)
+            v = validate(model if ema is None else ema.module, codec, loss_fn, vl, device, amp and device.type == "cuda")
             first = v.pop("_first")
             rec.update({k: None if val is None else float(val) for k, val in v.items()})
             _log_images(writer, first, epoch + 1, t["log_images"])
@@ -473,7 +504,7 @@ def _train_epoch(cfg, net, model, opt, codec, loss_fn, train_ds, device, world: 
     t = cfg["train"]
     seed = int(t["seed"])
     fmt = torch.channels_last if t["channels_last"] else torch.contiguous_format
-    amp = bool(t["amp"]) and device.type == "cuda"
+    amp = amp_enabled(device, bool(t["amp"]))
     torch.manual_seed(seed * 1_000_003 + epoch)
     np.random.seed((seed * 1_000_003 + epoch) % 2**32)
     train_ds.set_epoch(epoch)

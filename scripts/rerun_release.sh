@@ -5,9 +5,9 @@
 # again continues where it stopped. Then the rerun is scored as shipped (the card's looks) on the
 # LSP test split, and its runs are compared with the originals (benchmarks/rerun_check.py).
 #
-#   POSEKIT_DATA=../shared/data bash scripts/rerun_release.sh
+#   POSEKIT_DATA=/path/to/data bash scripts/rerun_release.sh
 #
-# About 6 hours on 2 CPU cores; minutes on a GPU.
+# About 6 hours on a 2-core CPU; minutes on a GPU.
 set -euo pipefail
 D=${POSEKIT_DATA:?set POSEKIT_DATA to the LSP data root}
 R=${1:-runs/rerun}

@@ -44,7 +44,7 @@ def test_two_gloo_processes_match_one_process(synth_root, tmp_path):
     over = tiny_overrides(synth_root, **{
         "model.batch_norm": "false", "model.dropout": 0.0, "augment.flip": 0.0, "train.batch_size": 8,
         "train.epochs": 2, "train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.9, "train.log_images": 0,
-        "train.channels_last": "false"})
+        "train.channels_last": "false", "train.amp": "false"})
     _run(["--config", "configs/poster.yaml", "--out", str(tmp_path / "one"), "--no-progress", *over])
     r = _run(["--config", "configs/poster.yaml", "--out", str(tmp_path / "two"), "--no-progress", *over], nproc=2)
     assert "2 processes (global batch 8)" in r.stdout + r.stderr
@@ -65,3 +65,47 @@ def test_two_gloo_processes_match_one_process(synth_root, tmp_path):
     assert c["epoch"] == d["epoch"] == 3 and [h["epoch"] for h in c["history"]] == [1, 2, 3, 4]
     for k, v in d["model"].items():
         assert torch.allclose(v, c["model"][k], atol=5e-5), k
+
+
+_LEAK_CHECK = r"""
+import os, sys, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from posekit.train import _setup_distributed
+
+def rank_main(rank, port):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    _setup_distributed({"device": "cpu"})
+    net = DistributedDataParallel(torch.nn.Linear(3, 2))
+    net(torch.ones(4, 3)).sum().backward()
+    del net  # as train() returns: the wrapper is gone before the group is destroyed
+    dist.barrier()
+    dist.destroy_process_group()
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    left = [n for n in names if "gloo" in n]
+    print(f"rank {rank} threads left: {left}", flush=True)
+    sys.exit(3 if left else 0)
+
+if __name__ == "__main__":
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=rank_main, args=(r, port)) for r in range(2)]
+    [p.start() for p in procs]
+    [p.join(120) for p in procs]
+    sys.exit(max(p.exitcode or 0 for p in procs))
+"""
+
+
+def test_destroying_the_group_stops_gloo_threads(tmp_path):
+    """The cause of a rare SIGABRT at exit ("terminate called without an active exception"): DDP
+    imports torch.distributed.nn.functional after the group exists, whose default arguments then
+    keep the group alive, so its Gloo threads ran on into interpreter shutdown. After
+    destroy_process_group no Gloo thread may be left."""
+    script = tmp_path / "leak.py"
+    script.write_text(_LEAK_CHECK)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]

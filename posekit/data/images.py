@@ -8,9 +8,10 @@ Before anything is decoded, the size the header declares is checked (:func:`chec
 - at least :data:`MIN_SIDE` pixels on each side: anything smaller cannot hold a person.
 
 JPEG data is decoded strictly (libjpeg-turbo through ``simplejpeg``): data that ends early or is
-corrupt is refused instead of decoding into grey blocks. Other formats (PNG, BMP, WebP, TIFF) go
-through OpenCV. EXIF orientation is applied. Every refusal is an :class:`ImageError`, one line
-naming the source; its ``kind`` says why (``empty``, ``not_image``, ``too_large``, ``too_small``,
+corrupt is refused instead of decoding into grey blocks. PNG is read by Pillow after every
+chunk's checksum is verified; BMP, WebP and TIFF go through OpenCV; other formats are refused.
+EXIF orientation is applied. Every refusal is an :class:`ImageError`, one line naming the
+source; its ``kind`` says why (``empty``, ``not_image``, ``too_large``, ``too_small``,
 ``corrupt``), which the server maps to HTTP statuses."""
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ MAX_PIXELS_ENV = "POSEKIT_MAX_PIXELS"
 MIN_SIDE = 16  # pixels: the smallest image side (and person box side) that can hold a person
 _EXIF_ORIENTATION = 0x0112
 _JPEG_SOI = b"\xff\xd8"
+OPENCV_FORMATS = ("BMP", "WEBP", "TIFF")  # PIL's names of the formats decoded with OpenCV
 
 
 class ImageError(DataError):
@@ -123,6 +125,24 @@ def _decode_jpeg(data: bytes, source: str, orientation: int) -> np.ndarray:
     return _orient(img, orientation)
 
 
+def _decode_png(data: bytes, source: str) -> np.ndarray:
+    """PNG with every chunk's checksum verified first (PIL's ``verify``): data cut short, even by
+    a few bytes of its last compressed chunk, is refused. 16-bit samples keep their top 8 bits."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey
+                grey = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"))
+    except Exception as e:
+        raise ImageError(f"{source}: truncated or corrupt PNG data ({type(e).__name__}: {e})", "corrupt") from None
+
+
 def _decode_pil(data: bytes, source: str, what: str = "corrupt image data") -> np.ndarray:
     from PIL import Image, ImageOps
 
@@ -143,12 +163,15 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
     check_size(w, h, source, max_pixels)
     if fmt == "JPEG":
         img = _decode_jpeg(data, source, orientation)
-    else:
+    elif fmt == "PNG":
+        img = _decode_png(data, source)
+    elif fmt in OPENCV_FORMATS:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # applies EXIF orientation
-        if bgr is None:
-            img = _decode_pil(data, source)
-        else:
-            img = np.ascontiguousarray(bgr[..., ::-1])
+        if bgr is None:  # libpng & co. refuse data cut short or failing its checksums
+            raise ImageError(f"{source}: truncated or corrupt {fmt} data", "corrupt")
+        img = np.ascontiguousarray(bgr[..., ::-1])
+    else:
+        raise ImageError(f"{source}: {fmt} images are not supported (JPEG, PNG, BMP, WebP, TIFF)", "not_image")
     if sorted(img.shape[:2]) != sorted((h, w)):
         raise ImageError(f"{source}: decoded {img.shape[1]}x{img.shape[0]} pixels, but the header declares "
                          f"{w}x{h} (corrupt file)", "corrupt")

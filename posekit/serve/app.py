@@ -10,6 +10,7 @@ truncated or corrupt image or a bad box, 422 for a missing field."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,14 +59,28 @@ def check_image_bytes(data: bytes, max_pixels: int):
         raise ApiError(400, str(e)) from None
 
 
+def serve_threads(workers: int) -> int:
+    """Torch intra-op threads per inference worker, so that workers x threads never exceeds the
+    CPU cores: the batch-1 policy (:func:`posekit.predict.default_threads`), capped by cores / workers."""
+    from posekit.predict import default_threads
+
+    return max(1, min(default_threads(1), (os.cpu_count() or 1) // max(1, workers)))
+
+
 def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None,
-               recrop: float | list[float] | bool | None = None) -> FastAPI:
+               recrop: float | list[float] | bool | None = None, threshold: float | None = None) -> FastAPI:
     """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model``,
     ``backend`` and ``recrop`` (None: the model's own second-look setting) unless given."""
     from posekit.predict import Predictor, parse_box
 
-    pred = predictor if predictor is not None else Predictor(model, backend=backend, recrop=recrop)
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise PosekitError(f"--workers {workers}: more inference workers than the {cores} CPU cores would make "
+                           f"them wait on each other; use at most {cores}")
+    threads = serve_threads(workers)  # workers x threads <= cores
+    pred = predictor if predictor is not None else Predictor(model, backend=backend, recrop=recrop, threads=threads,
+                                                                     threshold=threshold)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posekit-infer")
     lock = threading.Lock()
     state = {"in_flight": 0, "served": 0, "refused": 0}

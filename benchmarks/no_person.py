@@ -1,0 +1,151 @@
+"""Choose the person-score threshold under which posekit answers "no person found".
+
+    python benchmarks/no_person.py --model posekit-lsp --data $POSEKIT_DATA --json reports/no_person.json
+
+Positives are images with a person: LSP's training half (whole images) to choose, LSP's test half
+to report. Negatives are images with no person: blank images (one colour), noise (uniform,
+Gaussian, smooth) and background crops far from the annotated person (square crops that do not
+touch the person's box, enlarged by a quarter of its side): from the model's validation images
+to choose, from the LSP test images to report, each with its own seed. A pose's score is
+:attr:`posekit.Pose.score` (the mean joint score) as ``Predictor`` computes it with the model's
+own settings.
+
+The threshold maximises the true-positive rate minus the false-positive rate on the choosing
+sets (Youden's J); the report gives both rates on the test sets, and the whole curve."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+
+def blanks_and_noise(n: int, seed: int) -> list[np.ndarray]:
+    """``n`` images with no person: a third blank, a third white/Gaussian noise, a third smooth noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        h, w = (int(v) for v in rng.integers(64, 400, size=2))
+        kind = k % 3
+        if kind == 0:
+            img = np.empty((h, w, 3), np.uint8)
+            img[:] = rng.integers(0, 256, size=3)
+        elif kind == 1:
+            img = (rng.normal(128, rng.uniform(10, 80), (h, w, 3)) if k % 2 else rng.uniform(0, 255, (h, w, 3)))
+            img = np.clip(img, 0, 255).astype(np.uint8)
+        else:
+            small = rng.uniform(0, 255, (max(2, h // 16), max(2, w // 16), 3)).astype(np.float32)
+            img = np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        out.append(img)
+    return out
+
+
+def background_crops(sets: dict, ids: list[str], seed: int, min_side: int = 48, tries: int = 60) -> list[np.ndarray]:
+    """At most one square crop per image, at least ``min_side`` pixels, that does not touch the
+    annotated person's box enlarged by a quarter of its side."""
+    from posekit.data.images import read_image
+
+    rng = np.random.default_rng(seed)
+    index = {s.sample_id(k): (s, k) for s in sets.values() for k in range(len(s))}
+    out = []
+    for i in ids:
+        s, k = index[i]
+        pts = s.keypoints[k][s.annotated[k]]
+        if len(pts) < 2:
+            continue
+        img = read_image(s.image_paths[k])
+        h, w = img.shape[:2]
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        pad = 0.25 * max(x1 - x0, y1 - y0)
+        x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+        for _ in range(tries):
+            side = int(rng.integers(min_side, max(min_side + 1, min(w, h) // 2 + 1)))
+            if side > min(w, h):
+                break
+            cx, cy = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            if cx + side < x0 or cx > x1 or cy + side < y0 or cy > y1:
+                out.append(np.ascontiguousarray(img[cy:cy + side, cx:cx + side]))
+                break
+    return out
+
+
+def scores(pred, images: list[np.ndarray], batch: int = 16) -> np.ndarray:
+    out = []
+    for i in range(0, len(images), batch):
+        out += [p.score for p in pred.predict_batch(images[i:i + batch])]
+    return np.array(out)
+
+
+def rates(pos: np.ndarray, neg: np.ndarray, thr: float) -> dict:
+    return {"tpr": float((pos >= thr).mean()), "fpr": float((neg >= thr).mean())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="posekit-lsp")
+    ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
+    ap.add_argument("--noise", type=int, default=300, help="blank and noise images per side (choose, test)")
+    ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick runs)")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+
+    from posekit.checkpoint import read_checkpoint
+    from posekit.data.images import read_image
+    from posekit.data.lsp import load_sets
+    from posekit.data.splits import lsp_test_ids, lsp_train_count
+    from posekit.predict import Predictor
+
+    ck = read_checkpoint(args.model)
+    val_ids = list(ck["split"]["val"])[:args.limit]
+    sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
+    lsp = sets["lsp"]
+    train_ids = [lsp.sample_id(i) for i in range(lsp_train_count(len(lsp)))][:args.limit]
+    test_ids = lsp_test_ids(sets)[:args.limit]
+    paths = {lsp.sample_id(i): lsp.image_paths[i] for i in range(len(lsp))}
+    pred = Predictor(args.model)
+    choose_neg = {"blank_noise": blanks_and_noise(args.noise, 1), "background": background_crops(sets, val_ids, 2)}
+    # LSP's test images are cut tight around their person, so their backgrounds come from LSPe
+    # training images instead (never the validation images the threshold is chosen on)
+    val = set(ck["split"]["val"])
+    lspet_train = [i for i in ck["split"]["train"] if i.startswith("lspet/") and i not in val][:args.limit or 1000]
+    if "lspet" not in sets:
+        sets.update(load_sets(args.data, ["lspet"]))
+    test_neg = {"blank_noise": blanks_and_noise(args.noise, 3),
+                "background": background_crops(sets, test_ids, 4) + background_crops(sets, lspet_train, 5)}
+    pos_choose = scores(pred, [read_image(paths[i]) for i in train_ids])
+    pos_test = scores(pred, [read_image(paths[i]) for i in test_ids])
+    neg_choose = {k: scores(pred, v) for k, v in choose_neg.items()}
+    neg_test = {k: scores(pred, v) for k, v in test_neg.items()}
+    all_choose = np.concatenate(list(neg_choose.values()))
+    grid = np.round(np.arange(0.02, 0.81, 0.01), 2)
+    j = [(rates(pos_choose, all_choose, t)["tpr"] - rates(pos_choose, all_choose, t)["fpr"], t) for t in grid]
+    best = max(j)[1]
+    all_test = np.concatenate(list(neg_test.values()))
+    result = {
+        "model": args.model, "score": "Pose.score: the mean joint score", "chosen_threshold": float(best),
+        "chosen_on": {"positives": f"LSP train half, {len(pos_choose)} whole images",
+                      "negatives": {k: len(v) for k, v in neg_choose.items()}},
+        "choose": rates(pos_choose, all_choose, best),
+        "test": {"positives": len(pos_test), "negatives": {k: len(v) for k, v in neg_test.items()},
+                 **rates(pos_test, all_test, best),
+                 "fpr_by_kind": {k: rates(pos_test, v, best)["fpr"] for k, v in neg_test.items()}},
+        "score_quantiles": {name: [float(q) for q in np.quantile(v, [0.01, 0.05, 0.5, 0.95, 0.99])]
+                            for name, v in (("lsp_test", pos_test), ("no_person_test", all_test))},
+        "curve": [{"threshold": float(t), "test": rates(pos_test, all_test, t)} for t in grid],
+    }
+    print(f"threshold {best:.2f} (chosen on LSP train + validation backgrounds, blank and noise): "
+          f"LSP test true-positive rate {result['test']['tpr']:.3f}, no-person false-positive rate "
+          f"{result['test']['fpr']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in result["test"]["fpr_by_kind"].items())
+          + ")")
+    if args.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
