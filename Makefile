@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo demo-train clean
+.PHONY: install test test-fast demo demo-train clean hog-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The quick loop: everything but the tests marked slow (real data, training runs, subprocesses)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # The shipped model on the example images: annotated images + one JSON per image in demo_out/.
 # No dataset needed. (`make demo-train` trains and evaluates the poster recipe on $POSEKIT_DATA.)
@@ -37,3 +41,8 @@ demo-train: $(STAMP)
 
 clean:
 	rm -rf demo_out .pytest_cache
+
+# OpenCV 4's HOG people detector, for benchmarks/detection.py's baseline only (OpenCV 5 dropped it)
+hog-venv:
+	test -x .venv-hog/bin/python || $(PYTHON) -m venv .venv-hog
+	.venv-hog/bin/python -m pip install --quiet --disable-pip-version-check "opencv-python-headless==4.10.0.84" "numpy<2.3"

@@ -44,7 +44,7 @@ def measure(model_path: str, images: list[Path], repeat: int, warmup: int = 3) -
         if n >= warmup:
             for t, v in zip(times, lap):
                 t.append(v * 1000)
-    rows = [{"stage": 1, "model": cfg["model"]["name"], "input_size": pred.input_size,
+    rows = [{"stage": 1, "model": cfg.model.name, "input_size": pred.input_size,
              "params": count_parameters(stage1), "gflops": round(model_flops(stage1, pred.input_size), 3),
              "p50_ms": round(float(np.median(times[0])), 2)}]
     for k, (st, t) in enumerate(zip(stages, times[1:]), start=2):

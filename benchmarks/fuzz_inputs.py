@@ -28,7 +28,7 @@ from (seed, index) without the cases before it. Its mutation kind is one of:
 - ``stack``: 2-4 bit-flip / overwrite / insert / delete mutations in a row.
 
 **Outcomes.** Every case is one ``Predictor("posekit-lsp").predict(data)`` call in a worker
-process (``spawn`` context; the worker loads the Predictor once, ``recrop`` at the model's
+process (``spawn`` context; the worker loads the Predictor once, ``refine`` at the model's
 default). A call not answered within ``--timeout`` seconds is a **hang** (the worker is killed and
 restarted); a worker that dies (segfault, abort) is a **crash**; an exception that is not a
 ``PosekitError`` is a **non-posekit crash** (type and message recorded); a ``PosekitError`` is a
@@ -688,7 +688,7 @@ def _worker(conn, model: str, threads: int, log_path: str) -> None:
     from posekit.predict import Pose
 
     pred = Predictor(model)
-    conn.send(("ready", {"load_seconds": time.perf_counter() - t0, "recrop": pred.recrop, "device": str(pred.device)}))
+    conn.send(("ready", {"load_seconds": time.perf_counter() - t0, "refine": pred.refine, "device": str(pred.device)}))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -875,7 +875,7 @@ def run(args) -> dict:
         "benchmark": "fuzz_inputs",
         "command": "python benchmarks/fuzz_inputs.py " + " ".join(sys.argv[1:]),
         "seed": args.seed, "n": args.n, "timeout": args.timeout, "model": args.model, "threads": args.threads,
-        "recrop": runner.info.get("recrop"), "device": runner.info.get("device"),
+        "refine": runner.info.get("refine"), "device": runner.info.get("device"),
         "max_pixels": max_pixels_setting(), "versions": _versions(),
         "bases": [{"name": b.name, "bytes": len(b.data), "end": b.end, "header_end": b.header_end} for b in bases],
         "counts": counts,

@@ -12,11 +12,12 @@ own policy, :func:`posekit.predict.default_threads`).
 
 A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
 with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint
-runs through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with a
-re-crop (``infer.recrop``) is timed with all of its looks (``looks`` in the JSON: the first, plus
-one per crop; ``passes``: network calls, the crops running as one batch). Registry models run as
-``Predictor`` runs a network (BN folded, channels-last: ``posekit.models.inference_ready``);
-parameters and GFLOPs are counted on the model as trained."""
+runs through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with
+refinement crops (``infer.refine``) is timed with all of them (``looks`` in the JSON: network
+inputs per image, the whole image plus one per crop; ``passes``: network calls, the crops running
+as one batch), on ``Predictor(threads=...)``. Registry models run as ``Predictor`` runs a network
+(BN folded, channels-last: ``posekit.models.inference_ready``); parameters and GFLOPs are counted
+on the model as trained."""
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posekit.checkpoint import load_model, model_from_config
-from posekit.codecs import build_codec
+from posekit.checkpoint import codec_from_config, load_model, model_from_config
 from posekit.config import load_config
 from posekit.data.images import read_image
-from posekit.data.transforms import PoseTransform
-from posekit.looks import margins_of, to_original
+from posekit.inference import prepare
 from posekit.models import MODELS, count_parameters, inference_ready, model_flops
+from posekit.predict import Predictor, default_threads
+from posekit.tta import run_network, to_original
 
 RECIPES = {"paper_vgg": "configs/paper.yaml", "poster_cnn": "configs/poster.yaml", "resnet_pose": "configs/release.yaml"}
 
@@ -43,34 +44,34 @@ def _load(spec: str):
     if spec in MODELS:
         cfg = load_config(RECIPES[spec])
         model = model_from_config(cfg).eval()
-        return model, build_codec(cfg["codec"], cfg["data"]["input_size"]), cfg
+        return model, codec_from_config(cfg), cfg
     model, codec, ck = load_model(spec)
-    return model, codec, ck["config"]
+    return model, codec, ck["recipe"]
 
 
-def _one_look(model, codec, cfg):
-    s = cfg["data"]["input_size"]
-    tf = PoseTransform(s, cfg["data"]["resize_mode"])
-    mask, zeros = np.ones(14, bool), np.zeros((14, 2))
+def _first_pass(model, codec, cfg):
+    """What ``Predictor.predict`` does for a model without refinement: prepare, network, decode,
+    original pixels."""
+    s, mode = cfg.data.input_size, cfg.data.resize_mode
 
     def run(image: Path) -> None:
-        item = tf(read_image(image), zeros, mask)
-        kp, _ = codec.decode(model(item["image"][None]).float())
-        to_original(kp, item["matrix"][None])
+        p = prepare(read_image(image), None, s, mode)
+        to_original(run_network(model, codec, p.input[None]).keypoints, p.matrix[None])
     return run
 
 
-def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
+def measure(spec: str, image: Path, runs: int, threads: int = 0, warmup: int = 5) -> dict:
+    """Latency of one model on ``threads`` torch threads (0: posekit's policy, ``default_threads(1)``)."""
+    n_threads = threads or default_threads(1)
     model, codec, cfg = _load(spec)
-    s = cfg["data"]["input_size"]
+    s = cfg.data.input_size
     params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
     if spec in MODELS:
-        run, looks, passes = _one_look(inference_ready(model), codec, cfg), 1, 1
-    else:
-        from posekit.predict import Predictor
-
-        pred = Predictor(spec, device="cpu")
-        crops = 0 if pred.recrop is None else len(margins_of(pred.recrop))
+        torch.set_num_threads(n_threads)
+        run, looks, passes = _first_pass(inference_ready(model), codec, cfg), 1, 1
+    else:  # the predictor sets its own threads around every call
+        pred = Predictor(spec, device="cpu", threads=threads or None)
+        crops = len(pred.refine or [])
         run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
     times = []
     with torch.inference_mode():
@@ -80,9 +81,10 @@ def measure(spec: str, image: Path, runs: int, warmup: int = 5) -> dict:
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
-    return {"model": spec, "arch": cfg["model"]["name"], "input_size": s, "params": params,
+    return {"model": spec, "arch": cfg.model.name, "input_size": s, "params": params,
             "gflops": round(gflops, 3), "looks": looks, "passes": passes, "gflops_per_image": round(gflops * looks, 3),
-            "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs}
+            "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs,
+            "threads": _threads_label(threads), "torch_threads": n_threads}
 
 
 def _spin(stop_at: float) -> None:
@@ -119,15 +121,7 @@ def _threads_label(n: int) -> str:
 
 
 def _run_set(models, image, runs, threads_list) -> list[dict]:
-    from posekit.predict import default_threads
-
-    rows = []
-    for m in models:
-        for n in threads_list:
-            torch.set_num_threads(default_threads(1) if n == 0 else n)
-            r = measure(m, image, runs if m != "paper_vgg" else max(5, runs // 5))
-            rows.append({**r, "threads": _threads_label(n), "torch_threads": torch.get_num_threads()})
-    return rows
+    return [measure(m, image, runs if m != "paper_vgg" else max(5, runs // 5), n) for m in models for n in threads_list]
 
 
 def main() -> None:

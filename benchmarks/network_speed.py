@@ -1,5 +1,6 @@
 """The network alone, as trained against as ``Predictor`` runs it (``inference_ready``: batch norm
-folded into the convolutions, channels-last weights), at the batch sizes the looks use.
+folded into the convolutions, channels-last weights), at the batch sizes inference uses (1: the
+first pass; 3: the shipped model's three refinement crops).
 
     python benchmarks/network_speed.py --model posekit-lsp --batch 1 3 --json reports/network_speed_cpu.json
 
@@ -39,7 +40,7 @@ def main() -> None:
     a = ap.parse_args()
     plain, _, ck = load_model(a.model)
     ready = inference_ready(copy.deepcopy(plain))
-    s = ck["config"]["data"]["input_size"]
+    s = ck["recipe"].data.input_size
     rows = []
     for b in a.batch:
         x = torch.randn(b, 3, s, s, generator=torch.Generator().manual_seed(0))

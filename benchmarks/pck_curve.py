@@ -5,8 +5,13 @@ PCK@0.2 / PCP@0.5 per epoch next to the run's validation PCK and learning rate.
     python benchmarks/pck_curve.py --run runs/release80 --data $POSEKIT_DATA --json reports/release_curve.json
 
 ``inversion`` is the fraction of joints placed on their left/right counterpart (metrics.error_breakdown).
-``--recrop MARGIN`` adds ``pck_recrop`` / ``pcp_recrop``: the same snapshot with a second look at
-that margin (``posekit evaluate --recrop``), as a model shipped with it runs.
+Snapshots are scored with one pass (``--refine off``). ``--refine MARGIN[,MARGIN...]`` adds
+``pck_refine`` / ``pcp_refine``: the same snapshot with refinement crops at those margins
+(``posekit evaluate --refine``; ``--refine-weight``: the first pass's weight in the fused maps,
+default the model's own, 0 for a training run), as a model shipped with them runs.
+
+    python benchmarks/pck_curve.py --run runs/release_deeper --data $POSEKIT_DATA --refine 0.1 \
+        --json reports/release_deeper_curve.json
 
 Snapshots only report; nothing is selected by test accuracy (the shipped model is the run's last
 epoch, as the cosine schedule ends)."""
@@ -16,8 +21,18 @@ import argparse
 import json
 from pathlib import Path
 
-from posekit.cli import recrop_arg
 from posekit.evaluate import evaluate
+
+
+def refine_arg(text: str) -> float | list[float] | bool:
+    """``--refine``: a margin, comma-separated margins, or off."""
+    if text.strip().lower() == "off":
+        return False
+    try:
+        ms = [float(t) for t in text.split(",")]
+        return ms[0] if len(ms) == 1 else ms
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected margins like 0.05,0.13 or 'off', got {text!r}") from None
 
 
 def main() -> None:
@@ -27,8 +42,10 @@ def main() -> None:
     ap.add_argument("--json", help="write the curve here")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the rows of epoch_*.pt snapshots already in --json (a run in progress, evaluated as it goes)")
-    ap.add_argument("--recrop", type=recrop_arg, default=None, metavar="MARGIN[,MARGIN...]",
-                    help="also score a second look at this margin (or these crops' margins)")
+    ap.add_argument("--refine", type=refine_arg, default=False, metavar="MARGIN[,MARGIN...]|off",
+                    help="also score each snapshot with refinement crops at these margins")
+    ap.add_argument("--refine-weight", type=float, default=None, metavar="W",
+                    help="with --refine: the first pass's weight in the fused heatmaps (default: the model's own)")
     a = ap.parse_args()
     run = Path(a.run)
     snaps = sorted(run.glob("epoch_*.pt"))
@@ -47,7 +64,7 @@ def main() -> None:
             rows.append(done[p.name])
             seen.add(done[p.name]["epoch"])
             continue
-        m, _ = evaluate(str(p), a.data, "lsp-test")
+        m, _ = evaluate(str(p), a.data, "lsp-test", refine=False)
         if m["epoch"] in seen:
             continue
         seen.add(m["epoch"])
@@ -56,12 +73,13 @@ def main() -> None:
                      "mean_px_error": round(m["mean_px_error"], 2), "inversion": round(m["errors"]["inversion"], 4),
                      "val_pck": round(h.get("pck", float("nan")), 4), "lr": h.get("lr")})
         r = rows[-1]
-        if a.recrop is not None:
-            m2, _ = evaluate(str(p), a.data, "lsp-test", recrop=a.recrop)
-            r.update(recrop=a.recrop, pck_recrop=round(m2["pck"], 4), pcp_recrop=round(m2["pcp"], 4))
+        if a.refine:
+            m2, _ = evaluate(str(p), a.data, "lsp-test", refine=a.refine, refine_weight=a.refine_weight)
+            r.update(refine=a.refine, refine_weight=m2["refine_weight"], pck_refine=round(m2["pck"], 4),
+                     pcp_refine=round(m2["pcp"], 4))
         print(f"epoch {r['epoch']:>3}  lsp-test PCK@0.2 {r['pck']:.3f}  PCP@0.5 {r['pcp']:.3f}  "
               f"mean error {r['mean_px_error']:.1f} px  inversions {r['inversion']:.3f}  val PCK {r['val_pck']:.3f}"
-              + (f"  second look {r['pck_recrop']:.3f}" if "pck_recrop" in r else ""), flush=True)
+              + (f"  refined {r['pck_refine']:.3f}" if "pck_refine" in r else ""), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"run": str(run), "split": "lsp-test", "curve": rows}, indent=1) + "\n")
 

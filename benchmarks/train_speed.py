@@ -24,9 +24,9 @@ def measure(config: str, batch: int, steps: int, warmup: int = 1) -> dict:
     cfg = load_config(config)
     model = model_from_config(cfg)
     opt = build_optimizer(cfg, model)
-    s = cfg["data"]["input_size"]
+    s = cfg.data.input_size
     x = torch.randn(batch, 3, s, s)
-    y = torch.rand(batch, model(x[:1]).shape[1])
+    y = torch.rand(batch, *model(x[:1]).shape[1:])  # coordinates or heatmaps, as the model outputs
     model.train()
     times = []
     for i in range(warmup + steps):
@@ -38,7 +38,7 @@ def measure(config: str, batch: int, steps: int, warmup: int = 1) -> dict:
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     per_step = sorted(times)[len(times) // 2]
-    return {"config": config, "model": cfg["model"]["name"], "input_size": s, "batch": batch,
+    return {"config": config, "model": cfg.model.name, "input_size": s, "batch": batch,
             "params": count_parameters(model), "gflops_per_image": round(model_flops(model, s), 3),
             "step_s_median": round(per_step, 4), "images_per_s": round(batch / per_step, 2)}
 

@@ -1,12 +1,20 @@
-"""Checkpoints: everything a run needs to resume or to be evaluated, in one file."""
+"""Checkpoints: everything a run needs to resume or to be evaluated, in one file; and the
+models posekit ships (``posekit/weights/``).
+
+A checkpoint is a dict saved with ``torch.save`` and read with ``weights_only=True`` (tensors,
+numbers, strings, lists and dicts only): ``format``, ``config`` (the recipe as plain data),
+``model`` (the weights), and for a training run ``split``, ``epoch`` (0-based), ``history``,
+``best``, ``bad_epochs``, ``optimizer`` and ``metrics``."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from posekit.codecs import build_codec
+from posekit.config import Recipe, Spec, StageConfig, complete_config
 from posekit.errors import PosekitError
 from posekit.models import MODELS, build_model, list_models, model_options
 from posekit.utils import atomic_torch_save
@@ -14,30 +22,45 @@ from posekit.utils import atomic_torch_save
 FORMAT = "posekit-checkpoint-v1"
 
 
-def model_kwargs(cfg: dict) -> dict:
-    """Model options from a config: ``model`` minus ``name``, with the input size filled in
-    from ``data.input_size`` when the model takes one."""
-    name = cfg["model"]["name"]
-    if name not in MODELS:
-        raise PosekitError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
-    valid = model_options(name)
+def model_kwargs(spec: Spec, input_size: int) -> dict:
+    """A model spec's options, with ``input_size`` filled in when the model takes one.
+
+    Raises PosekitError for an unknown model name."""
+    if spec.name not in MODELS:
+        raise PosekitError(f"unknown model {spec.name!r}; known models: {', '.join(list_models())}")
+    opts = spec.options()
+    valid = model_options(spec.name)
     if (valid is None or "input_size" in valid) and "input_size" not in opts:
-        opts["input_size"] = cfg["data"]["input_size"]
+        opts["input_size"] = input_size
     return opts
 
 
-def model_from_config(cfg: dict, where: str | None = None) -> torch.nn.Module:
-    """Build the config's model; a bad name or option is a one-line error (prefixed by ``where``,
-    the config's file, when given)."""
+def build_from_spec(spec: Spec, input_size: int, where: str | None = None) -> torch.nn.Module:
+    """The model a spec (registry name + options) describes; a bad name or option is a one-line
+    PosekitError (prefixed by ``where``, e.g. the config's file)."""
     try:
-        return build_model(cfg["model"]["name"], **model_kwargs(cfg))
+        return build_model(spec.name, **model_kwargs(spec, input_size))
+    except PosekitError as e:
+        raise PosekitError(f"{where}: {e}" if where else str(e)) from None
     except ValueError as e:
         raise PosekitError(f"{where}: {e}" if where else str(e)) from None
     except TypeError as e:  # an option of the wrong type
-        opts = ", ".join(f"{k}={v!r}" for k, v in cfg["model"].items() if k != "name")
-        msg = f"model {cfg['model']['name']!r} cannot be built with {opts} ({e})"
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options().items())
+        msg = f"model {spec.name!r} cannot be built with {opts} ({e})"
         raise PosekitError(f"{where}: {msg}" if where else msg) from None
+
+
+def model_from_config(cfg: Recipe, where: str | None = None) -> torch.nn.Module:
+    """The recipe's model (``model`` at ``data.input_size``), see :func:`build_from_spec`."""
+    return build_from_spec(cfg.model, cfg.data.input_size, where)
+
+
+def codec_from_config(cfg: Recipe, where: str | None = None):
+    """The recipe's codec; a bad name or option is a one-line PosekitError."""
+    try:
+        return build_codec(cfg.codec, cfg.data.input_size)
+    except (ValueError, TypeError) as e:
+        raise PosekitError(f"{where}: {e}" if where else str(e)) from None
 
 
 def plain(obj):
@@ -166,6 +189,8 @@ def read_checkpoint(path: str | os.PathLike, need_config: bool = True) -> dict:
               and isinstance(cfg.get("data"), dict) and "input_size" in cfg["data"])
     if need_config and not usable:
         raise PosekitError(f"{p}: the checkpoint has no usable config (model name, data.input_size)")
+    if usable:
+        ckpt["recipe"] = complete_config(cfg, str(p))
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not weights or not all(torch.is_tensor(v) for v in weights.values()):
         raise PosekitError(f"{p}: the checkpoint holds no model weights")
@@ -205,32 +230,42 @@ def flush_denormals(state: dict) -> dict:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model in eval mode, codec, checkpoint dict) from a checkpoint file or run folder."""
     ckpt = read_checkpoint(path)
-    cfg = ckpt["config"]
+    cfg = ckpt["recipe"]
     model = model_from_config(cfg, where=ckpt["path"])
     load_weights(model, flush_denormals(ckpt["model"]), ckpt["path"])
     model.to(device).eval()
+    return model, codec_from_config(cfg, ckpt["path"]), ckpt
+
+
+def build_stage(st: StageConfig, where: str = "config") -> tuple[torch.nn.Module, object]:
+    """A cascade stage's network and codec: a regression model with the regression codec, or a
+    heatmap model with the heatmap or integral codec. Raises PosekitError (one line) otherwise."""
+    net = build_from_spec(st.model, st.input_size, where)
     try:
-        codec = build_codec(cfg.get("codec", "regression"), cfg["data"]["input_size"])
+        codec = build_codec(st.codec, st.input_size)
     except (ValueError, TypeError) as e:
-        raise PosekitError(f"{ckpt['path']}: {e}") from None
-    return model, codec, ckpt
+        raise PosekitError(f"{where}: cascade stage codec {st.codec.name!r}: {e}") from None
+    kind = getattr(net, "output_kind", None)
+    want = "heatmap" if codec.is_heatmap else "regression"
+    if kind != want:
+        raise PosekitError(f"{where}: cascade stage model {st.model.name!r} gives {kind} outputs; "
+                           f"the {codec.kind} codec needs a {want} model")
+    return net, codec
 
 
 def cascade_stages(ckpt: dict, device: str | torch.device = "cpu") -> list:
     """The refinement stages of a cascade checkpoint (``posekit train`` with ``cascade.stage1``),
     as :class:`posekit.models.cascade.Stage` in eval mode; [] for any other checkpoint."""
-    from posekit.models import build_model
     from posekit.models.cascade import Stage
 
     out = []
+    where = ckpt.get("path", "checkpoint")
     for k, st in enumerate((ckpt.get("cascade") or {}).get("stages", []), start=2):
-        opts = {n: v for n, v in st["model"].items() if n != "name"}
         try:
-            net = build_model(st["model"]["name"], input_size=st["input_size"], **opts)
-            net.load_state_dict(flush_denormals(st["state"]))
-            codec = build_codec(st.get("codec", "regression"), int(st["input_size"]))
-        except (ValueError, TypeError, RuntimeError, KeyError) as e:
-            where = ckpt.get("path", "checkpoint")
+            spec = StageConfig.model_validate({n: st[n] for n in ("sigma", "input_size", "model", "codec") if n in st})
+            net, codec = build_stage(spec, where)
+            load_weights(net, flush_denormals(st["state"]), f"{where} (cascade stage {k})")
+        except (ValidationError, KeyError, TypeError) as e:
             raise PosekitError(f"{where}: cascade stage {k} cannot be rebuilt ({type(e).__name__})") from None
-        out.append(Stage(net.float().to(device).eval(), int(st["input_size"]), float(st["sigma"]), codec))
+        out.append(Stage(net.float().to(device).eval(), spec.input_size, spec.sigma, codec))
     return out

@@ -1,160 +1,280 @@
-"""Recipe configs: YAML files validated against one schema of defaults.
+"""Recipe configs: YAML files validated against one typed schema (pydantic).
 
-Every key a recipe may set is in :data:`DEFAULTS`; an unknown key (in a file or a command-line
-override ``section.key=value``) is an error naming the file and the key, so a typo never turns
-into a silently ignored setting. ``model`` holds the registry name plus the model's own options,
-which the registry validates."""
+A recipe is a :class:`Recipe`: sections ``data``, ``augment``, ``train``, ``infer``, ``cascade``
+and ``detect`` with forbidden extra keys, choices as literals and bounds on every number, plus
+``model`` and ``codec``: a registry name and that model's or codec's own options (checked by
+``posekit.models.build_model`` / ``posekit.codecs.build_codec`` when built). An unknown key, a
+value of the wrong type or out of bounds is a :class:`~posekit.errors.ConfigError` naming the
+file and the key, with "did you mean" for near-misses. YAML files are read with duplicate keys
+refused. Validation builds new, frozen objects and never changes its input.
+
+This is the bottom layer: it imports nothing of posekit but :mod:`posekit.errors`."""
 from __future__ import annotations
 
 import copy
 import difflib
 import os
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from posekit.errors import ConfigError, PosekitError
+from posekit.errors import ConfigError
 
-DEFAULTS: dict = {
-    "name": "run",
-    "model": {"name": "poster_cnn"},  # + model options, checked by the registry
-    "codec": {"name": "regression"},  # + codec options (heatmap: stride, sigma; integral: stride, beta)
-    "loss": "auto",  # auto = the codec's own (mse for regression/heatmap, l1 for integral) | mse | l1
-    "data": {
-        "root": None,  # dataset root; None = $POSEKIT_DATA
-        "sets": ["lsp", "lspet"],
-        "split": "lsp-standard",  # paper | lsp-standard
-        "split_seed": 0,
-        "fractions": [0.7, 0.15, 0.15],  # paper split
-        "val_fraction": 0.1,  # lsp-standard: validation carved from train
-        "input_size": 96,
-        "resize_mode": "stretch",  # stretch | letterbox (whole image, both invertible)
-        "cache": True,  # decode every image once into memory
-        "cache_max_side": 256,
-        "pack": None,  # a file from `posekit data pack`: train from it instead of the dataset folder
-        "limit_train": None,  # use only the first N training samples (quick runs)
-        "limit_val": None,
-    },
-    "augment": {
-        "flip": 0.0,
-        "rotate": 0.0,
-        "scale": [1.0, 1.0],
-        "shift": 0.0,
-        "crop_padding": 0,
-        "color": 0.0,
-        "person_crop": None,
-    },
-    "cascade": {  # DeepPose refinement stages, trained on top of a trained stage-1 checkpoint
-        "stage1": None,  # checkpoint / run folder / shipped name; set = `posekit train` trains the stages
-        "stages": [],  # one mapping per stage 2, 3, ...: {sigma, input_size, model: {name, options}}
-        "joints_per_image": 4,  # training crops per image per epoch (random annotated joints)
-        "side_jitter": 0.1,  # crop side x U(1 - j, 1 + j) while training
-        "frame_margin": 0.17,  # stage-1 estimates on training images framed like LSP's (null: whole image)
-        "error_reach": 1.0,  # fit the error model to errors within this x the crop's half-side (null: all)
-    },
-    "infer": {  # how evaluate and predict run the trained model
-        "recrop": None,  # margin(s) of second looks at square crops around the first estimate (null: one pass)
-        "fuse": 0.0,  # weight of the first pass's heatmaps blended into the second's (no extra network cost)
-        "person_threshold": None,  # person score below which no person is reported (null: the default)
-        "crop_border": None,  # pixels of the image's edge repeated where a second look's crop leaves the image
-    },
-    "train": {
-        "epochs": 30,
-        "batch_size": 32,
-        "optimizer": "sgd",  # sgd | adam | adamw
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 0.0,
-        "scheduler": "none",  # none | cosine | step
-        "step_size": 10,
-        "gamma": 0.1,
-        "warmup_epochs": 0,
-        "early_stopping_patience": None,  # epochs without val-loss improvement; None = off
-        "num_workers": 2,
-        "seed": 0,
-        "amp": True,  # bfloat16 autocast on CUDA and on CPUs with native bf16 (else fp32)
-        "device": "auto",
-        "log_images": 8,  # sample predictions drawn to TensorBoard per epoch
-        "grad_clip": None,
-        "max_steps_per_epoch": None,  # cap steps per epoch (quick runs)
-        "deterministic": False,
-        "ema": None,  # decay of a moving average of the weights (e.g. 0.999): validated, saved and shipped
-        "init_from": None,  # transfer learning: start from this checkpoint / shipped model's weights
-        "save_every": None,  # also keep epoch_NNN.pt every N epochs (accuracy-vs-epoch curves)
-        "channels_last": True,  # NHWC activations: ~25% faster conv training on CPU (oneDNN)
-        "sync_bn": False,  # DDP (torchrun): batch-norm statistics over the global batch
-    },
-}
+MAX_INPUT_SIZE = 1024  # pixels: larger inputs would need tens of GB per batch
+MAX_REFINE_CROPS = 8
+
+Fraction = Annotated[float, Field(ge=0, le=1, strict=True)]  # strict: True or "0.2" are not numbers
+Margin = Annotated[float, Field(ge=0, le=2, strict=True)]
 
 
-def _suggest(key: str, options) -> str:
-    m = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean '{m[0]}'?)" if m else ""
+class Section(BaseModel):
+    """A config section: unknown keys refused, immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _merge(base: dict, new: dict, where: str, prefix: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (new or {}).items():
-        full = f"{prefix}{k}"
-        if prefix == "" and k in ("model", "codec"):  # free-form options, checked when built
-            if isinstance(v, str) and k == "codec":
-                v = {"name": v}
-            if not isinstance(v, dict):
-                raise ConfigError(f"{where}: '{k}' must be a mapping with a 'name'")
-            out[k] = {**out[k], **v} if v.get("name", out[k].get("name")) == out[k].get("name") else dict(v)
+class Spec(BaseModel):
+    """A registry name and free-form options, checked by the registry that builds it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+    def options(self) -> dict:
+        """The options without ``name``."""
+        return {k: v for k, v in self.model_dump().items() if k != "name"}
+
+
+class DataConfig(Section):
+    root: str | None = None  # dataset root; None = $POSEKIT_DATA
+    sets: list[Literal["lsp", "lspet"]] = Field(default=["lsp", "lspet"], min_length=1)
+    split: Literal["paper", "lsp-standard"] = "lsp-standard"
+    split_seed: int = Field(0, ge=0)
+    fractions: tuple[Fraction, Fraction, Fraction] = (0.7, 0.15, 0.15)  # the paper split
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # lsp-standard: validation carved from train
+    input_size: int = Field(96, ge=8, le=MAX_INPUT_SIZE)
+    resize_mode: Literal["stretch", "letterbox"] = "stretch"
+    cache: bool = True  # decode every image once into memory
+    cache_max_side: int = Field(256, ge=8, le=4096)
+    pack: str | None = None  # a file from `posekit data pack`: train from it instead of the dataset folder
+    limit_train: int | None = Field(None, ge=1)  # the first N training samples only (quick runs)
+    limit_val: int | None = Field(None, ge=0)  # the first N validation samples; 0 = none
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, v):
+        if abs(sum(v) - 1) > 1e-6:
+            raise ValueError("the three fractions must sum to 1")
+        return v
+
+    @field_validator("sets")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("a set is listed twice")
+        return v
+
+
+class AugmentConfig(Section):
+    """Random training augmentation (all off by default: the paper's pipeline); the one place
+    its defaults live (``posekit.data.transforms`` reads it)."""
+
+    flip: Fraction = 0.0  # probability of a horizontal flip (left/right joints swapped)
+    rotate: float = Field(0.0, ge=0, le=180)  # max |degrees|
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range
+    shift: float = Field(0.0, ge=0, lt=1)  # max translation, a fraction of the input size
+    crop_padding: int = Field(0, ge=0, le=512)  # the paper's random crop: pad by this many pixels, crop back
+    color: Fraction = 0.0  # colour-jitter strength (brightness/contrast/saturation)
+    person_crop: Margin | None = None  # margin of a person-centred crop; None = the whole image
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v):
+        if not 0 < v[0] <= v[1] <= 10:
+            raise ValueError("must be [low, high] with 0 < low <= high <= 10")
+        return v
+
+    @property
+    def geometric(self) -> bool:
+        return self.rotate > 0 or tuple(self.scale) != (1.0, 1.0) or self.shift > 0
+
+
+class StageConfig(Section):
+    """One DeepPose refinement stage (stage 2, 3, ...)."""
+
+    sigma: float = Field(gt=0, le=20)  # crop side in pose diameters
+    input_size: int = Field(64, ge=16, le=512)
+    model: Spec = Spec(name="poster_cnn")
+    codec: Spec = Spec(name="regression")
+
+
+class CascadeConfig(Section):
+    stage1: str | None = None  # checkpoint / run folder / shipped name; set = `posekit train` trains the stages
+    stages: list[StageConfig] = []
+    joints_per_image: int = Field(4, ge=1, le=14)  # training crops per image per epoch
+    side_jitter: float = Field(0.1, ge=0, lt=1)  # crop side x U(1 - j, 1 + j) while training
+    frame_margin: float | None = Field(0.17, ge=0)  # stage-1 estimates on images framed like LSP's
+    error_reach: float | None = Field(1.0, gt=0)  # fit the error model within this x the crop's half-side
+
+
+class InferConfig(Section):
+    """How evaluation and prediction run a trained pose model."""
+
+    refine: list[Margin] | None = Field(None, min_length=1, max_length=MAX_REFINE_CROPS)
+    # ^ margins of the refinement crops around the first estimate (null: one pass)
+    refine_weight: float = Field(0.0, ge=0, lt=1, strict=True)  # weight of the first pass's heatmaps in the fused maps
+    crop_border: int | None = Field(None, ge=0, le=10_000, strict=True)  # edge pixels repeated where a crop leaves the image
+    crop_touch: Fraction | None = None  # ... on the sides a joint comes this close to (x the pose's size)
+    person_threshold: Fraction | None = None  # person score under which no person is reported
+
+    @field_validator("refine", mode="before")
+    @classmethod
+    def _listed(cls, v):
+        return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("refine")
+    @classmethod
+    def _sorted(cls, v):
+        return None if v is None else sorted(v)
+
+
+class DetectConfig(Section):
+    """The person detector: which one a pose model runs first (``model``), how its detections are
+    read, and how a detector recipe (``task: detect``) makes its training scenes."""
+
+    model: str | None = None  # detector checkpoint / shipped name; None = the whole image (or --box) is the person
+    score_threshold: Fraction = 0.3  # detections below are dropped
+    nms_iou: Fraction = 0.5  # non-maximum suppression overlap
+    max_people: int = Field(20, ge=1, le=100)
+    box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop
+    composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
+    heights: tuple[Fraction, Fraction] = (0.08, 0.8)  # training: person heights in composites, of the canvas
+    zoom_out: float = Field(2.5, ge=1, le=10)  # training: one-photo scenes shrunk into a canvas up to this much larger
+    val_scenes: int = Field(200, ge=0, le=5000)  # validation composites (from the validation images)
+
+
+class VideoConfig(Section):
+    """Videos and webcams: people followed across frames (box IoU matching) and each joint
+    smoothed over time by a One-Euro filter (``posekit.tracking``)."""
+
+    smooth: bool = True
+    min_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the filter's cutoff at rest (lower: smoother, more lag)
+    beta: float = Field(0.05, ge=0, le=10)  # how fast the cutoff rises with speed (per pixel/s)
+    d_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the cutoff of the speed estimate
+    track_iou: Fraction = 0.3  # a box continues a track when it overlaps its last box at least this much
+    max_age: int = Field(10, ge=0, le=1000)  # frames a track survives unseen
+
+
+class TrainConfig(Section):
+    epochs: int = Field(30, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    scheduler: Literal["none", "cosine", "step"] = "none"
+    step_size: int = Field(10, ge=1)  # step scheduler
+    gamma: float = Field(0.1, gt=0, le=1)  # step scheduler
+    warmup_epochs: float = Field(0, ge=0)
+    early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val-loss improvement; None = off
+    num_workers: int = Field(2, ge=0, le=64)
+    seed: int = Field(0, ge=0)
+    amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bf16 (else fp32)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    log_images: int = Field(8, ge=0, le=64)  # sample predictions drawn to TensorBoard per epoch
+    grad_clip: float | None = Field(None, gt=0)
+    max_steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
+    deterministic: bool = False
+    ema: float | None = Field(None, gt=0, lt=1)  # decay of a moving average of the weights
+    init_from: str | None = None  # transfer learning: start from this checkpoint's matching weights
+    save_every: int | None = Field(None, ge=1)  # also keep epoch_NNN.pt every N epochs
+    channels_last: bool = True  # NHWC activations (faster convolutions on CPU)
+    sync_bn: bool = False  # DDP (torchrun): batch-norm statistics over the global batch
+
+
+class Recipe(Section):
+    """A whole recipe. ``model``/``codec``: registry name + options."""
+
+    name: str = Field("run", min_length=1, pattern=r"^[^/]+$")
+    task: Literal["pose", "detect"] = "pose"
+    model: Spec = Spec(name="poster_cnn")
+    codec: Spec = Spec(name="regression")
+    loss: Literal["auto", "mse", "l1"] = "auto"  # auto = the codec's own
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    cascade: CascadeConfig = CascadeConfig()
+    infer: InferConfig = InferConfig()
+    detect: DetectConfig = DetectConfig()
+    video: VideoConfig = VideoConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, not tuples): what checkpoints and ``config.yaml`` hold."""
+        return self.model_dump(mode="json")
+
+    def replace(self, overrides: list[str], where: str = "override") -> Recipe:
+        """A new recipe with ``section.key=value`` overrides applied (see :func:`apply_overrides`)."""
+        return apply_overrides(self, overrides, where)
+
+
+# ---------------------------------------------------------------------------- reading and errors
+
+#: keys renamed since older checkpoints were written (old dotted key -> new)
+RENAMED = {"infer.recrop": "infer.refine", "infer.fuse": "infer.refine_weight"}
+#: train keys that only the SGD optimiser reads
+SGD_ONLY = ("momentum", "nesterov")
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The valid keys of the section at ``loc`` (for "did you mean")."""
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int):
             continue
-        if k not in base:
-            raise ConfigError(f"{where}: unknown config key '{full}'{_suggest(k, base)}")
-        if isinstance(base[k], dict):
-            if not isinstance(v, dict):
-                raise ConfigError(f"{where}: '{full}' must be a mapping")
-            out[k] = _merge(base[k], v, where, full + ".")
-        else:
-            out[k] = _coerce(base[k], v)
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            break
+        model = inner[0]
+    return list(getattr(model, "model_fields", {}))
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _coerce(default, v):
-    """YAML reads '1e-3' as a string; take it as the number the default's type implies."""
-    if isinstance(v, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            v = float(v)
-        except ValueError:
-            return v
-    if isinstance(v, float) and type(default) is int and v.is_integer():  # epochs=1e3
-        return int(v)
-    return v
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected section.key=value")
-    key, val = text.split("=", 1)
-    try:
-        value = yaml.safe_load(val) if val != "" else None
-    except yaml.YAMLError:
-        value = val
-    return key.strip().split("."), value
-
-
-def complete_config(cfg: dict, where: str = "checkpoint") -> dict:
-    """A config saved by an earlier posekit (a checkpoint's), with keys added since then set to
-    their defaults, so an old run can still be resumed."""
-    return _merge(DEFAULTS, cfg, where)
-
-
-def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
-    """Apply ``section.key=value`` overrides (values parsed as YAML)."""
-    for o in overrides:
-        path, value = parse_override(o)
-        nested: dict = {}
-        cur = nested
-        for p in path[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[path[-1]] = value
-        cfg = _merge(cfg, nested, f"override '{o}'")
-    return cfg
+def config_error(e: ValidationError, where: str) -> ConfigError:
+    """One line for a pydantic error: the file, the key, what is wrong."""
+    err = e.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("function-after[_sorted(), nullable[list[float]]]",))
+    loc = tuple(p for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p in (
+        "list[constrained-float]", "nullable[list[constrained-float]]", "constrained-float", "literal['lsp','lspet']"))))
+    key = _key(loc)
+    if err["type"] == "extra_forbidden":
+        if key in RENAMED:
+            return ConfigError(f"{where}: config key '{key}' was renamed to '{RENAMED[key]}'")
+        options = _section_fields(loc[:-1])
+        m = difflib.get_close_matches(str(loc[-1]), options, n=1)
+        hint = f" (did you mean '{m[0]}'?)" if m else f" (known: {', '.join(options)})"
+        return ConfigError(f"{where}: unknown config key '{key}'{hint}")
+    msg = err["msg"].replace("Value error, ", "")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f", got {got!r}"
+    return ConfigError(f"{where}: '{key}': {msg}{shown}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -173,6 +293,10 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+# YAML 1.1 reads 1e-3 (no dot) as a string; read it as the number it is (as YAML 1.2 does)
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -200,149 +324,102 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return raw
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
-    """Load a YAML recipe over :data:`DEFAULTS`, then apply ``section.key=value`` overrides."""
-    raw: dict = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        raw = read_yaml(path)
-    cfg = _merge(DEFAULTS, raw, where)
-    cfg = apply_overrides(cfg, overrides or [])
-    validate(cfg, where)
+def _merge(base: dict, new: dict) -> dict:
+    """``new`` merged into a copy of ``base``, section by section. ``model``/``codec`` options
+    merge while the name stays; a new name starts from that name's own defaults."""
+    out = copy.deepcopy(base)
+    for k, v in (new or {}).items():
+        if k in ("model", "codec") and k in out:
+            old = out[k] if isinstance(out[k], dict) else {"name": out[k]}
+            v = {"name": v} if isinstance(v, str) else v
+            if isinstance(v, dict) and v.get("name", old.get("name")) == old.get("name"):
+                out[k] = {**old, **v}
+            else:
+                out[k] = copy.deepcopy(v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``section.key=value`` -> (["section", "key"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, val = text.split("=", 1)
+    try:
+        value = yaml.load(val, Loader=_UniqueKeyLoader) if val != "" else None
+    except (yaml.YAMLError, ConfigError):
+        value = val
+    return key.strip().split("."), value
+
+
+def _nested(path: list[str], value) -> dict:
+    out: dict = {}
+    cur = out
+    for p in path[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[path[-1]] = value
+    return out
+
+
+def _validate(raw: dict, where: str) -> Recipe:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a config must be a mapping")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise config_error(e, where) from None
+
+
+def _check_optimizer_keys(given: set[str], cfg: Recipe, where: str) -> None:
+    """Refuse an SGD-only ``train`` key the user gave for another optimiser: it would be ignored."""
+    for k in SGD_ONLY:
+        if k in given and cfg.train.optimizer != "sgd":
+            raise ConfigError(f"{where}: 'train.{k}' applies to train.optimizer=sgd only "
+                              f"(this recipe uses {cfg.train.optimizer})")
+
+
+def apply_overrides(cfg: Recipe, overrides: list[str], where: str = "override") -> Recipe:
+    """A new recipe: ``cfg`` with ``section.key=value`` overrides (values parsed as YAML)."""
+    raw = cfg.to_dict()
+    for o in overrides:
+        path, value = parse_override(o)
+        raw = _merge(raw, _nested(path, value))
+        _validate(raw, f"{where} '{o}'")  # name the override that broke it
+    return _validate(raw, where)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Recipe:
+    """A YAML recipe (defaults for every key it leaves out), then ``section.key=value`` overrides."""
+    where = str(path) if path is not None else "defaults"
+    raw = read_yaml(path) if path is not None else {}
+    cfg = apply_overrides(_validate(raw, where), list(overrides or []))
+    given = set((raw.get("train") or {}) if isinstance(raw.get("train"), dict) else {})
+    given |= {parse_override(o)[0][1] for o in overrides or [] if parse_override(o)[0][:1] == ["train"]
+              and len(parse_override(o)[0]) > 1}
+    _check_optimizer_keys(given, cfg, where)
     return cfg
 
 
-# Types of the keys whose default is None (the others take their default's type).
-_NULLABLE = {
-    "data.root": str, "data.pack": str, "data.limit_train": int, "data.limit_val": int, "augment.person_crop": float,
-    "train.early_stopping_patience": int, "train.grad_clip": float, "train.max_steps_per_epoch": int,
-    "train.save_every": int, "train.ema": float, "train.init_from": str, "cascade.stage1": str, "cascade.frame_margin": float,
-    "cascade.error_reach": float, "infer.person_threshold": float, "infer.crop_border": int,
-}  # infer.recrop (a number or a list of numbers) is checked in validate
-MAX_INPUT_SIZE = 1024  # pixels: larger inputs would need tens of GB per batch
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+def upgrade(saved: dict) -> dict:
+    """A config saved by an earlier posekit with renamed keys moved to their new names."""
+    raw = copy.deepcopy(saved)
+    for old, new in RENAMED.items():
+        sec, k = old.split(".")
+        if isinstance(raw.get(sec), dict) and k in raw[sec]:
+            value = raw[sec].pop(k)
+            raw.setdefault(new.split(".")[0], {}).setdefault(new.split(".")[1], value)
+    return raw
 
 
-def _type_ok(value, want: type) -> bool:
-    if want is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if want is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, want)
+def complete_config(saved: dict, where: str = "checkpoint") -> Recipe:
+    """The recipe of a checkpoint's saved config (old key names accepted; keys added since then
+    take their defaults), so an old run can still be resumed, evaluated and run."""
+    return _validate(upgrade(saved), where)
 
 
-def _check_types(cfg: dict, defaults: dict, where: str, prefix: str = "") -> None:
-    for k, default in defaults.items():
-        key = f"{prefix}{k}"
-        if key in ("model", "codec"):
-            continue
-        v = cfg[k]
-        if isinstance(default, dict):
-            _check_types(v, default, where, key + ".")
-            continue
-        want = _NULLABLE.get(key) if default is None else type(default)
-        if v is None and (default is None or key in _NULLABLE):
-            continue
-        if default is None and want in (int, float) and isinstance(v, (str, float)):  # YAML reads '1e-3' as a string
-            v = cfg[k] = _coerce(want(0), v)
-        if want is not None and not _type_ok(v, want):
-            raise ConfigError(f"{where}: '{key}' must be {_TYPE_NAMES.get(want, want.__name__)}, got {v!r}")
-
-
-def _recrop_ok(cfg: dict) -> bool:
-    """Is ``infer.recrop`` null, a margin or a list of margins? Normalises it in place (numbers
-    YAML read as strings, such as 1e-1, become numbers; a list is sorted)."""
-    from posekit.looks import recrop_margin
-
-    value = cfg["infer"]["recrop"]
-    if value is None:
-        return True
-    items = value if isinstance(value, list) else [value]
-    if any(isinstance(m, str) for m in items):
-        try:
-            items = [float(m) if isinstance(m, str) else m for m in items]
-        except ValueError:
-            return False
-        value = items if isinstance(value, list) else items[0]
-    try:
-        norm = recrop_margin({}, value)  # False (off on the command line) is not a config value
-    except PosekitError:
-        return False
-    cfg["infer"]["recrop"] = norm
-    return norm is not None
-
-
-def validate(cfg: dict, where: str = "config") -> None:
-    """Type and value checks of every key (the model's own options are checked by the registry)."""
-    from posekit.codecs import CODECS
-    from posekit.data.lsp import KNOWN_SETS
-    from posekit.data.splits import SPLITS
-    from posekit.data.transforms import RESIZE_MODES
-    from posekit.looks import MAX_CROPS
-    from posekit.losses import LOSSES
-    from posekit.models import MODELS
-
-    _check_types(cfg, DEFAULTS, where)
-    d, a, t = cfg["data"], cfg["augment"], cfg["train"]
-    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    checks = [
-        (isinstance(cfg["model"].get("name"), str), "model.name must be a string"),
-        (cfg["model"].get("name") in MODELS,
-         f"unknown model {cfg['model'].get('name')!r}; known models: {', '.join(sorted(MODELS))}"),
-        (cfg["name"] and "/" not in cfg["name"], "name must be a non-empty string without '/'"),
-        (cfg["codec"].get("name") in CODECS, f"unknown codec {cfg['codec'].get('name')!r}; known: {', '.join(CODECS)}"),
-        (cfg["loss"] == "auto" or cfg["loss"] in LOSSES, f"unknown loss {cfg['loss']!r}; known: auto, {', '.join(LOSSES)}"),
-        (d["split"] in SPLITS, f"data.split must be one of {', '.join(SPLITS)}, got {d['split']!r}"),
-        (d["resize_mode"] in RESIZE_MODES, f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}"),
-        (8 <= d["input_size"] <= MAX_INPUT_SIZE, f"data.input_size must be an integer in [8, {MAX_INPUT_SIZE}]"),
-        (d["sets"] and all(x in KNOWN_SETS for x in d["sets"]), f"data.sets must list some of {', '.join(KNOWN_SETS)}"),
-        (len(d["fractions"]) == 3 and all(num(x) and x >= 0 for x in d["fractions"])
-         and abs(sum(d["fractions"]) - 1) < 1e-6, "data.fractions must be 3 non-negative numbers summing to 1"),
-        (0 <= d["val_fraction"] < 1, "data.val_fraction must be in [0, 1)"),
-        (8 <= d["cache_max_side"] <= 4096, "data.cache_max_side must be in [8, 4096]"),
-        (d["limit_train"] is None or d["limit_train"] >= 1, "data.limit_train must be >= 1 or null"),
-        (d["limit_val"] is None or d["limit_val"] >= 0, "data.limit_val must be >= 0 or null"),
-        (0 <= a["flip"] <= 1, "augment.flip is a probability in [0, 1]"),
-        (0 <= a["rotate"] <= 180, "augment.rotate must be in [0, 180] degrees"),
-        (len(a["scale"]) == 2 and all(num(x) and x > 0 for x in a["scale"]) and a["scale"][0] <= a["scale"][1],
-         "augment.scale must be [low, high] with 0 < low <= high"),
-        (0 <= a["shift"] < 1, "augment.shift must be in [0, 1)"),
-        (a["crop_padding"] >= 0, "augment.crop_padding must be >= 0"),
-        (0 <= a["color"] <= 1, "augment.color must be in [0, 1]"),
-        (a["person_crop"] is None or a["person_crop"] >= 0, "augment.person_crop must be >= 0 or null"),
-        (t["optimizer"] in ("sgd", "adam", "adamw"), f"train.optimizer must be sgd, adam or adamw, got {t['optimizer']!r}"),
-        (t["scheduler"] in ("none", "cosine", "step"), f"train.scheduler must be none, cosine or step, got {t['scheduler']!r}"),
-        (1 <= t["epochs"] <= 100_000, "train.epochs must be in [1, 100000]"),
-        (1 <= t["batch_size"] <= 4096, "train.batch_size must be in [1, 4096]"),
-        (t["lr"] > 0, "train.lr must be positive"),
-        (t["momentum"] >= 0 and t["weight_decay"] >= 0, "train.momentum and train.weight_decay must be >= 0"),
-        (t["step_size"] >= 1 and t["gamma"] > 0 and t["warmup_epochs"] >= 0, "train.step_size/gamma/warmup_epochs out of range"),
-        (t["early_stopping_patience"] is None or t["early_stopping_patience"] >= 1,
-         "train.early_stopping_patience must be >= 1 or null"),
-        (0 <= t["num_workers"] <= 64, "train.num_workers must be in [0, 64]"),
-        (t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
-         f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}"),
-        (t["grad_clip"] is None or t["grad_clip"] > 0, "train.grad_clip must be positive or null"),
-        (t["save_every"] is None or t["save_every"] >= 1, "train.save_every must be >= 1 or null"),
-        (t["ema"] is None or 0 < t["ema"] < 1, "train.ema must be a decay in (0, 1) or null"),
-        (cfg["cascade"]["joints_per_image"] >= 1, "cascade.joints_per_image must be >= 1"),
-        (0 <= cfg["cascade"]["side_jitter"] < 1, "cascade.side_jitter must be in [0, 1)"),
-        (cfg["cascade"]["error_reach"] is None or cfg["cascade"]["error_reach"] > 0,
-         "cascade.error_reach must be positive or null"),
-        (_recrop_ok(cfg),
-         f"infer.recrop must be a margin in [0, 2], a list of 1 to {MAX_CROPS} margins, or null"),
-        (0 <= cfg["infer"]["fuse"] < 1, "infer.fuse must be in [0, 1)"),
-        (cfg["infer"]["crop_border"] is None or 0 <= cfg["infer"]["crop_border"] <= 10_000,
-         "infer.crop_border must be an integer in [0, 10000] or null"),
-        (cfg["infer"]["person_threshold"] is None or 0 <= cfg["infer"]["person_threshold"] <= 1,
-         "infer.person_threshold must be in [0, 1] or null"),
-        (t["max_steps_per_epoch"] is None or t["max_steps_per_epoch"] >= 1, "train.max_steps_per_epoch must be >= 1 or null"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(f"{where}: {msg}")
-
-
-def dump_config(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+def dump_config(cfg: Recipe) -> str:
+    """The recipe as YAML text (``config.yaml`` of a run folder)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

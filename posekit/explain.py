@@ -41,7 +41,7 @@ def joint_indices(joint: str | None) -> list[int]:
 def _input_saliency(model, codec, x: torch.Tensor, joints: list[int]) -> np.ndarray:
     """(S, S) float32 gradient magnitude for one (1, 3, S, S) input ``x`` that requires grad."""
     out = model(x).float()
-    if out.dim() == 4:  # heatmap-like: the peak value of each chosen joint's map
+    if codec.is_heatmap:  # the peak value of each chosen joint's map
         flat = out[0, joints].flatten(1)
         peak = flat.gather(1, flat.argmax(1, keepdim=True)).sum()
         (g,) = torch.autograd.grad(peak, x)
@@ -69,7 +69,8 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
         raise PosekitError("saliency needs the torch backend (gradients); an ONNX model cannot be explained")
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
     pose = predictor.predict(img, box)  # validates the image and box
-    x0, matrix, w, h = predictor._prepare(img, predictor.last_look_box(img, box))
+    prepared = predictor.prepare(img, predictor.refinement_box(img, box))
+    x0, matrix, w, h = prepared.input, prepared.matrix, prepared.width, prepared.height
     model = predictor.model
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]

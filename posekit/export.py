@@ -45,7 +45,7 @@ def onnx_model_bytes(model: str | os.PathLike) -> tuple[bytes, dict]:
         raise PosekitError(f"{ckpt['path']}: a cascade's refinement stages crop the original image per joint and "
                            "are not exported to ONNX; run it with the torch backend")
     cfg = ckpt["config"]
-    proto = onnx.load_from_string(_onnx_bytes(net, cfg["data"]["input_size"]))
+    proto = onnx.load_from_string(_onnx_bytes(net, ckpt["recipe"].data.input_size))
     meta = proto.metadata_props.add()
     meta.key, meta.value = META_KEY, json.dumps(cfg)
     src = proto.metadata_props.add()
@@ -114,7 +114,10 @@ def quantize_int8(model: str | os.PathLike, out: str | os.PathLike, calibration:
     if not calibration:
         raise PosekitError("int8 quantisation needs calibration images")
     data, cfg = onnx_model_bytes(model)
-    tf = PoseTransform(cfg["data"]["input_size"], cfg["data"]["resize_mode"])
+    from posekit.config import complete_config
+
+    recipe = complete_config(cfg)
+    tf = PoseTransform(recipe.data.input_size, recipe.data.resize_mode)
     zeros, ones = np.zeros((NUM_JOINTS, 2)), np.ones(NUM_JOINTS)
     batches = [tf(img, zeros, ones)["image"][None].numpy() for img in calibration]
 

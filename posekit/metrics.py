@@ -243,3 +243,86 @@ def evaluate_keypoints(pred, gt, sizes, mask=None) -> dict:
         "errors": errors,
         "per_joint_errors": per_joint_errors,
     }
+
+
+# ---------------------------------------------------------------------------- people and boxes
+# Boxes are (x, y, w, h) in pixels: (x, y) the top-left corner.
+
+def box_iou(a, b) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (M, 4) with every box of ``b`` (P, 4): (M, P)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ax1, ay1, ax2, ay2 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None]), 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def average_precision(detections: list, truths: list, iou: float = 0.5) -> dict:
+    """Detection AP at an IoU threshold over a set of images (PASCAL VOC's all-point
+    interpolation): ``detections[i]`` is (boxes (M, 4), scores (M,)) of image i, ``truths[i]``
+    its true boxes (P, 4). Each detection, in descending score over all images, matches the
+    unmatched true box it overlaps most if that IoU reaches ``iou``. Returns ``ap``, ``recall``
+    (of all detections), ``precision`` (of all detections) and the counts."""
+    rows, n_true = [], 0
+    for i, ((boxes, scores), gt) in enumerate(zip(detections, truths)):
+        n_true += len(gt)
+        rows += [(float(s), i, k) for k, s in enumerate(np.asarray(scores).reshape(-1))]
+    rows.sort(key=lambda r: -r[0])
+    used = [np.zeros(len(g), bool) for g in truths]
+    tp = np.zeros(len(rows))
+    for r, (_, i, k) in enumerate(rows):
+        gt = np.asarray(truths[i], np.float64).reshape(-1, 4)
+        if not len(gt):
+            continue
+        ious = box_iou(np.asarray(detections[i][0])[k:k + 1], gt)[0]
+        ious[used[i]] = -1
+        j = int(np.argmax(ious))
+        if ious[j] >= iou:
+            used[i][j], tp[r] = True, 1
+    ctp = np.cumsum(tp)
+    recall = ctp / max(n_true, 1)
+    precision = ctp / np.arange(1, len(rows) + 1)
+    env = np.concatenate([[0], precision, [0]])
+    for t in range(len(env) - 2, -1, -1):
+        env[t] = max(env[t], env[t + 1])
+    rec = np.concatenate([[0], recall, [recall[-1] if len(recall) else 0]])
+    ap = float(np.sum((rec[1:] - rec[:-1]) * env[1:]))
+    return {"ap": ap, "recall": float(recall[-1]) if len(rows) else 0.0,
+            "precision": float(precision[-1]) if len(rows) else 0.0, "detections": len(rows), "people": n_true,
+            "matched": int(tp.sum())}
+
+
+def match_people(pred_boxes, true_boxes, min_iou: float = 0.3) -> list[tuple[int, int]]:
+    """The one-to-one matching of predicted to true people by box IoU (Hungarian, maximising the
+    total IoU; scipy.optimize.linear_sum_assignment); pairs under ``min_iou`` are dropped.
+    Returns (pred index, true index) pairs."""
+    from scipy.optimize import linear_sum_assignment
+
+    iou = box_iou(pred_boxes, true_boxes)
+    if iou.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(-iou)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+
+
+def multi_person_pck(pred: list, truth: list, thr: float = 0.2, min_iou: float = 0.3) -> dict:
+    """PCK@``thr`` over every true person of a set of images: ``pred[i]`` is (boxes (M, 4),
+    keypoints (M, K, 2)) of image i, ``truth[i]`` (boxes (P, 4), keypoints (P, K, 2), masks
+    (P, K)). People are matched by :func:`match_people`; a true person without a match counts
+    all its joints wrong. Returns ``pck``, ``people``, ``matched``."""
+    correct = counted = matched = people = 0
+    for (pb, pk), (tb, tk, tm) in zip(pred, truth):
+        tb, tk, tm = np.asarray(tb).reshape(-1, 4), np.asarray(tk).reshape(-1, NUM_JOINTS, 2), np.asarray(tm, bool)
+        pairs = dict((t, p) for p, t in match_people(pb, tb, min_iou))
+        people += len(tb)
+        matched += len(pairs)
+        for t in range(len(tb)):
+            g = tk[t]
+            p = np.asarray(pk)[pairs[t]] if t in pairs else np.full_like(g, np.inf)
+            c, n = _pck_counts(np.where(np.isfinite(p), p, 1e9)[None], g[None], tm[t][None], thr)
+            correct, counted = correct + int(c.sum()), counted + int(n.sum())
+    return {"pck": _num(_ratio(correct, counted)), "people": people, "matched": matched, "joints": counted}

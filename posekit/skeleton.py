@@ -106,13 +106,6 @@ def side(j: int) -> str:
     return "left" if n.startswith("left_") else "right" if n.startswith("right_") else "center"
 
 
-def flip_keypoints(kpts: np.ndarray, width: int) -> np.ndarray:
-    """Mirror (..., 14, >=2) keypoints in 0-based pixel coordinates across an image of `width`
-    pixels and swap left/right joints so each row still names the person's own joint."""
-    out = np.array(kpts, dtype=np.float64, copy=True)
-    out[..., 0] = (width - 1) - out[..., 0]
-    return out[..., FLIP_PERM, :]
-
 
 # Drawing palette, shared by posekit.viz and the web page (served by /v1/skeleton). RGB.
 SIDE_COLORS: dict[str, tuple[int, int, int]] = {

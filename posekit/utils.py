@@ -151,3 +151,15 @@ def check_writable_folder(path: str | os.PathLike, what: str = "output folder") 
         raise PosekitError(f"{p}: {what} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PosekitError(f"{p}: {what} cannot be written (no write permission in {probe})")
+
+
+def derive_seed(seed: int, *keys) -> int:
+    """The seed of one random stream of a run: derived from the run's ``seed`` and ``keys``
+    (ints or strings naming the stream, e.g. ("augment", epoch, index)) with
+    ``numpy.random.SeedSequence``, so streams never collide. Returns an int in [0, 2**32)."""
+    import zlib
+
+    import numpy as np
+
+    words = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
+    return int(np.random.SeedSequence(int(seed), spawn_key=tuple(int(w) for w in words)).generate_state(1)[0])

@@ -218,58 +218,118 @@ class VideoOut:
         self.tmp.unlink(missing_ok=True)
 
 
-def _pose_drawer():
-    """``draw(image, [pose]) -> image``: :func:`posekit.viz.draw_poses`."""
-    from posekit import viz
+class FramePoser:
+    """The poses of successive frames: ``people`` "one" (the best person, or the caller's
+    ``box``) or "all" (every person the detector finds), each person followed across frames with
+    a stable ``person`` id and its joints smoothed by a One-Euro filter (``settings``: a
+    :class:`~posekit.config.VideoConfig`; ``smooth`` False turns the filter off)."""
 
-    return viz.draw_poses
+    def __init__(self, pred, people: str = "one", box=None, settings=None, smooth: bool | None = None):
+        from posekit.tracking import Tracker
+
+        if people not in ("one", "all"):
+            raise PosekitError(f"people must be 'one' or 'all', got {people!r}")
+        v = settings if settings is not None else pred.config.video
+        self.pred, self.people, self.box = pred, people, box
+        self.tracker = Tracker(v.track_iou, v.max_age, v.smooth if smooth is None else smooth,
+                               {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
+
+    def __call__(self, frame: np.ndarray, t: float, index: int) -> list:
+        """The frame's poses (one, found or not, in "one" mode; the people found in "all" mode)."""
+        if self.people == "all" and self.box is None:
+            poses = self.pred.predict_all(frame)
+        else:
+            poses = [self.pred.predict(frame, self.box)]
+        h, w = frame.shape[:2]
+        live = [p for p in poses if p.found]
+        ids = self.tracker.update([p.box if p.box is not None else (0, 0, w, h) for p in live], index)
+        for p, i in zip(live, ids):
+            p.person = i
+            p.keypoints = self.tracker.smoothed(i, p.keypoints, t)
+        return poses
 
 
-def predict_stream(pred, source, name: str, out_dir: Path | None, draw: bool, emit, box=None,
+def frame_records(label: str, n: int, t: float, model: str, poses: list) -> list[dict]:
+    """One record per person of a frame (a frame with nobody: one record, found false)."""
+    base = {"image": label, "frame": n, "time": round(t, 4), "model": model}
+    if not poses:
+        return [{**base, "found": False, "person": None, "score": 0.0, "joints": []}]
+    return [{**base, **p.to_dict()} for p in poses]
+
+
+class StreamOutput:
+    """What a stream writes into ``out_dir``: ``<name>.jsonl`` (a record per line) and, with
+    ``draw``, ``<name>_pose.mp4``, both opened at the first frame."""
+
+    def __init__(self, base: Path | None, draw: bool, fps: float):
+        self.base, self.draw, self.fps = base, draw, fps
+        self.jsonl = self.writer = None
+
+    def add(self, frame: np.ndarray, t: float, poses: list, recs: list[dict]) -> None:
+        from posekit.viz import draw_poses
+
+        if self.base is None:
+            return
+        if self.jsonl is None:
+            self.base.parent.mkdir(parents=True, exist_ok=True)
+            self.jsonl = open(self.base.with_name(self.base.name + ".jsonl"), "w")
+        self.jsonl.writelines(json.dumps(rec) + "\n" for rec in recs)
+        if self.draw:
+            if self.writer is None:
+                self.writer = VideoOut(self.base.with_name(self.base.name + "_pose.mp4"), (frame.shape[1], frame.shape[0]),
+                                       self.fps)
+            self.writer.write(draw_poses(frame, poses), t)
+
+    def finish(self) -> None:
+        """Close the video (renamed into place) and the records."""
+        if self.writer is not None:
+            done, self.writer = self.writer, None
+            done.close()
+        self.close()
+
+    def close(self) -> None:
+        """Close what is open; an unfinished video is removed."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+        if self.jsonl is not None:
+            self.jsonl.close()
+            self.jsonl = None
+
+
+def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, draw: bool, emit,
                    max_frames: int | None = None) -> int:
-    """Run ``pred`` on every frame of a video file or a webcam (``source`` an int). Returns the
-    number of frames. A source with no readable frame is an error; Ctrl-C ends a webcam cleanly.
+    """Run ``poser`` (a :class:`FramePoser`) on every frame of a video file or a webcam
+    (``source`` an int). Returns the number of frames. A source with no readable frame is an
+    error; Ctrl-C ends a webcam cleanly.
 
-    Each record is ``{"image", "frame", "time", "model", **pose.to_dict()}``, passed to ``emit``
-    and, with ``out_dir``, written to ``<name>.jsonl`` there. ``time`` is the frame's own container
-    timestamp in seconds for a file, and the seconds since capture began for a webcam (rules in
-    the module docstring). With ``draw`` the annotated ``<name>_pose.mp4`` keeps those frame times,
-    so it has the source's (possibly variable) timing and a webcam recording plays in real time."""
+    Each record is ``{"image", "frame", "time", "model", **pose.to_dict()}`` (one per person,
+    :func:`frame_records`), passed to ``emit`` and, with ``out_dir``, written to ``<name>.jsonl``
+    there. ``time`` is the frame's own container timestamp in seconds for a file, and the seconds
+    since capture began for a webcam (rules in the module docstring). With ``draw`` the annotated
+    ``<name>_pose.mp4`` keeps those frame times, so it has the source's (possibly variable) timing
+    and a webcam recording plays in real time."""
     cap, label = open_capture(source)
     live = isinstance(source, int)
     fps = declared_fps(cap)
-    base = out_dir / name if out_dir is not None else None
-    draw_poses = _pose_drawer() if draw and base is not None else None
-    writer, jsonl, n = None, None, 0
+    out = StreamOutput(out_dir / name if out_dir is not None else None, draw, fps)
+    n = 0
     try:
         try:
             for t, frame in timed_frames(cap, live, fps, max_frames):
-                pose = pred.predict(frame, box)
-                rec = {"image": label, "frame": n, "time": round(t, 4), "model": pred.name, **pose.to_dict()}
-                emit(rec)
+                poses = poser(frame, t, n)
+                recs = frame_records(label, n, t, poser.pred.name, poses)
+                for rec in recs:
+                    emit(rec)
+                out.add(frame, t, poses, recs)
                 n += 1
-                if base is None:
-                    continue
-                if jsonl is None:
-                    base.parent.mkdir(parents=True, exist_ok=True)
-                    jsonl = open(base.with_name(base.name + ".jsonl"), "w")
-                jsonl.write(json.dumps(rec) + "\n")
-                if draw_poses is not None:
-                    if writer is None:
-                        writer = VideoOut(base.with_name(base.name + "_pose.mp4"), (frame.shape[1], frame.shape[0]), fps)
-                    writer.write(draw_poses(frame, [pose]), t)
         except KeyboardInterrupt:
             if not live:
                 raise
-        if writer is not None:
-            done, writer = writer, None
-            done.close()
+        out.finish()
     finally:
         cap.release()
-        if writer is not None:
-            writer.abort()
-        if jsonl is not None:
-            jsonl.close()
+        out.close()
     if n == 0:
         raise PosekitError(f"{label}: no frames could be read")
     return n

@@ -7,12 +7,12 @@ import torch
 from conftest import tiny_overrides
 
 from posekit.cli import main
+from posekit.codecs import from_unit
 from posekit.data.images import read_image
 from posekit.models.cascade import (
     ErrorModel,
     Stage,
     crop_matrix,
-    from_normalised,
     joint_from_output,
     joint_target,
     pose_diameter,
@@ -88,7 +88,7 @@ def test_heatmap_stage_recovers_a_known_displacement():
     kp1 = rng.uniform(100, 200, (1, NUM_JOINTS, 2))
     side = 2.0 * float(pose_diameter(kp1[0]))
     truth = kp1[0] + rng.uniform(-0.3, 0.3, (NUM_JOINTS, 2)) * side
-    crop_pts = np.stack([from_normalised(joint_target(truth[j], kp1[0, j], side, size), size) for j in range(NUM_JOINTS)])
+    crop_pts = np.stack([from_unit(joint_target(truth[j], kp1[0, j], side, size), size) for j in range(NUM_JOINTS)])
 
     class _Maps(torch.nn.Module):
         def forward(self, x):  # crop k (joint k) gets a map peaking at the truth's place in it
@@ -153,7 +153,18 @@ def test_error_fit_leaves_out_misses_beyond_the_crops_reach():
     assert plain.excluded.max() == 0
 
 
-def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
+def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys, monkeypatch):
+    import posekit.cascade_task as cascade_task
+    from posekit.checkpoint import read_checkpoint
+
+    reaches = []
+    fit = ErrorModel.fit.__func__
+
+    def spy(cls, gt, est, mask, reach=None):
+        reaches.append(reach)
+        return fit(cls, gt, est, mask, reach=reach)
+
+    monkeypatch.setattr(cascade_task.ErrorModel, "fit", classmethod(spy))
     s1 = tmp_path / "s1"
     assert main(["train", "--config", "configs/poster.yaml", "--out", str(s1), "--epochs", "2", "--no-progress",
                  *tiny_overrides(synth_root)]) == 0
@@ -163,10 +174,18 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
                f"cascade.stage1={s1}", "train.epochs=3", "train.lr=0.003", "cascade.joints_per_image=14",
                "cascade.stages=[{sigma: 1.5, input_size: 32, model: {name: poster_cnn, width: 4}}]"])
     assert rc == 0
-    hist = json.loads((out / "history.json").read_text())
+    # the stage trains through the one training loop, in its own run folder
+    hist = json.loads((out / "stage2" / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert {"train_loss", "val_loss", "val_pck_before", "val_pck"} <= set(hist[0])
+    cas = read_checkpoint(out / "last.pt")
+    assert [h["stage"] for h in cas["cascade"]["history"]] == [2]
+    best = read_checkpoint(out / "stage2" / "best.pt")
+    assert cas["cascade"]["history"][0]["history"] == best["history"]
+    assert cas["cascade"]["stages"][0]["epoch"] == best["epoch"]
     # the error model is fitted within the crop's reach: error_reach (1.0) x sigma (1.5) / 2
-    assert "fitted to the errors within 0.75 diameters" in capsys.readouterr().out
+    assert reaches == [pytest.approx(0.75)]
+    assert "left out beyond the crop's reach" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--split", "lsp-test", "--json",
                  "--per-stage"]) == 0
     m = json.loads(capsys.readouterr().out)
@@ -192,12 +211,18 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
     assert main(["evaluate", "--model", str(s1), "--data", str(synth_root), "--per-stage", "--json"]) == 2
     assert "needs a cascade checkpoint" in capsys.readouterr().err
     # a cascade's stages were fitted to first-look estimates: no second look, asked for or inherited
-    assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--recrop", "0.1", "--json"]) == 2
-    assert "the re-crop does not apply to it" in capsys.readouterr().err
-    assert Predictor(str(out), recrop=None).recrop is None
+    assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--refine", "0.1", "--json"]) == 2
+    assert "refinement crops do not apply to it" in capsys.readouterr().err
+    assert Predictor(str(out), refine=None).refine is None
+    # resuming a finished cascade trains nothing: its stage run is left untouched
+    before = {f: (out / "stage2" / f).read_bytes() for f in ("last.pt", "best.pt", "history.json")}
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert {f: (out / "stage2" / f).read_bytes() for f in before} == before
+    again = read_checkpoint(out / "last.pt")
+    for name, v in cas["cascade"]["stages"][0]["state"].items():
+        assert torch.equal(again["cascade"]["stages"][0]["state"][name], v), name
+    capsys.readouterr()
     # what a cascade cannot do is refused in one line
-    assert main(["train", "--resume", str(out)]) == 2
-    assert "not resumable" in capsys.readouterr().err
     assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "c.onnx")]) == 2
     assert "torch backend" in capsys.readouterr().err
     assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "x"), *over,
@@ -222,7 +247,7 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
     assert "the heatmap codec needs a heatmap model" in capsys.readouterr().err
     # bad stage codecs and a bad error_reach are refused in one line, naming the problem
     stage = "cascade.stages=[{sigma: 1.5, input_size: 32, model: {name: poster_cnn, width: 4}, codec: %s}]"
-    for codec, msg in (("{stride: 4}", "codec must be a codec name or a mapping with a name"),
+    for codec, msg in (("{stride: 4}", "'cascade.stages[0].codec.name': Field required"),
                        ("nope", "unknown codec 'nope'")):
         assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "z"), *over,
                      f"cascade.stage1={s1}", stage % codec]) == 2
@@ -230,4 +255,4 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys):
         assert msg in err and err.count("\n") == 1, err
     assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "z"), *over,
                  f"cascade.stage1={s1}", "cascade.error_reach=-1"]) == 2
-    assert "cascade.error_reach must be positive or null" in capsys.readouterr().err
+    assert "'cascade.error_reach': Input should be greater than 0, got -1" in capsys.readouterr().err

@@ -120,18 +120,23 @@ def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
 @pytest.mark.parametrize("override,needle", [
     ("model.width=abc", "poster_cnn"),
     ("model.depth=3", "unknown option(s) 'depth'"),
-    ("augment.flip=2", "augment.flip is a probability"),
-    ("data.fractions=[0.5]", "data.fractions must be 3"),
-    ("train.momentum=abc", "'train.momentum' must be a number"),
-    ("train.batch_size=2.5", "'train.batch_size' must be an integer"),
-    ("train.device=tpu", "train.device must be"),
-    ("data.cache=maybe", "'data.cache' must be true or false"),
-    ("name=5", "'name' must be a string"),
-    ("infer.recrop=3", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
-    ("infer.recrop=wide", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
-    ("infer.recrop=[0.1,3]", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
-    ("infer.recrop=[]", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
-    ("infer.recrop=false", "infer.recrop must be a margin in [0, 2], a list of 1 to 8 margins, or null"),
+    ("augment.flip=2", "'augment.flip': Input should be less than or equal to 1, got 2"),
+    ("data.fractions=[0.5]", "'data.fractions[1]': Field required, got [0.5]"),
+    ("train.momentum=abc", "'train.momentum': Input should be a valid number"),
+    ("train.batch_size=2.5", "'train.batch_size': Input should be a valid integer, got a number with a fractional part"),
+    ("train.device=tpu", "'train.device': String should match pattern"),
+    ("data.cache=maybe", "'data.cache': Input should be a valid boolean"),
+    ("name=5", "'name': Input should be a valid string, got 5"),
+    ("infer.refine=3", "'infer.refine[0]': Input should be less than or equal to 2, got 3"),
+    ("infer.refine=wide", "'infer.refine': Input should be a valid list, got 'wide'"),
+    ("infer.refine=[0.1,3]", "'infer.refine[1]': Input should be less than or equal to 2, got 3"),
+    ("infer.refine=[]", "'infer.refine': List should have at least 1 item"),
+    ("infer.refine=[0,0,0,0,0,0,0,0,0]", "'infer.refine': List should have at most 8 items"),
+    ("infer.refine=false", "'infer.refine': Input should be a valid list, got False"),
+    ("infer.recrop=0.1", "config key 'infer.recrop' was renamed to 'infer.refine'"),
+    ("train.optimizer=sdg", "'train.optimizer': Input should be 'sgd', 'adam' or 'adamw', got 'sdg'"),
+    ("data.input_size=100000", "'data.input_size': Input should be less than or equal to 1024, got 100000"),
+    ("train.momentum=0.5", "'train.momentum' applies to train.optimizer=sgd only (this recipe uses adam)"),
 ])
 def test_bad_config_values(tmp_path, synth_root, capsys, override, needle):
     assert _train(synth_root, tmp_path / "o", override) == 2
@@ -234,3 +239,32 @@ def test_real_data_end_to_end(real_root, tmp_path, capsys):
     assert main(["evaluate", "--model", str(out), "--data", str(real_root), "--limit", "40", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["n"] == 40 and m["split"] == "lsp-test" and m["mean_px_error"] > 0
+
+
+def test_refinement_and_threshold_flags():
+    """--refine takes margins (comma-separated) or off, --refine-weight a weight in [0, 1),
+    --person-threshold a number in [0, 1]; evaluate also takes --crop-border."""
+    import argparse
+
+    from posekit.cli import build_parser, refine_arg, unit_arg, weight_arg
+
+    assert refine_arg("0.1") == [0.1] and refine_arg("0.22,0.05") == [0.22, 0.05]
+    assert refine_arg("off") is False and refine_arg("None") is False
+    for bad in ("3", "wide", "", "0.1,-1", ",".join(["0.1"] * 9)):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a margin in"):
+            refine_arg(bad)
+    assert weight_arg("0") == 0.0 and weight_arg("0.3") == 0.3
+    for bad in ("1", "-0.1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"expected a number in \[0, 1\)"):
+            weight_arg(bad)
+    assert unit_arg("1") == 1.0
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected a number in \[0, 1\]"):
+        unit_arg("1.5")
+    a = build_parser().parse_args(["evaluate", "--refine", "0.2,0.1", "--refine-weight", "0.3", "--crop-border", "5"])
+    assert (a.refine, a.refine_weight, a.crop_border) == ([0.2, 0.1], 0.3, 5)
+    a = build_parser().parse_args(["predict", "x.jpg", "--refine", "off", "--person-threshold", "0.5"])
+    assert (a.refine, a.refine_weight, a.person_threshold) == (False, None, 0.5)
+    a = build_parser().parse_args(["serve", "--refine", "0.1", "--person-threshold", "0"])
+    assert (a.refine, a.person_threshold) == ([0.1], 0.0) and not hasattr(a, "refine_weight")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--recrop", "0.1"])  # the old flag is gone

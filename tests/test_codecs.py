@@ -3,10 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.codecs import build_codec
-from posekit.looks import flip_test_predict
+from posekit.codecs import build_codec, from_unit, to_unit
+from posekit.config import Spec
 from posekit.models import build_model
 from posekit.skeleton import FLIP_PERM, NUM_JOINTS
+from posekit.tta import run_network
+
+
+def flip_test_predict(model, codec, x):
+    """(keypoints in input pixels, scores) of the flip test."""
+    p = run_network(model, codec, x, flip_test=True)
+    return p.keypoints, p.scores
 
 
 def _kp(n=3, size=128, seed=0):
@@ -131,3 +138,50 @@ def test_flip_test_averages_heatmaps_not_coordinates():
     assert far.any()
     assert torch.allclose(pred[far], a[far], atol=0.5 * c.stride)
     assert torch.allclose(score[far], torch.full_like(score[far], 0.5), atol=0.05)
+
+
+def _mirror(kp, size):
+    """Keypoints of the horizontally mirrored input: x -> S - 1 - x, left/right joints swapped."""
+    m = kp.clone()
+    m[..., 0] = size - 1 - m[..., 0]
+    return m[:, FLIP_PERM]
+
+
+@pytest.mark.parametrize("spec", ["regression", {"name": "heatmap", "stride": 4, "sigma": 1.5},
+                                  {"name": "integral", "stride": 4}])
+def test_unflip_maps_the_mirrored_output_back(spec):
+    """What a codec encodes for the mirrored input, unflipped, is what it encodes for the input."""
+    c = build_codec(spec, 64)
+    kp = _kp(2, 64)
+    ones = torch.ones(2, NUM_JOINTS)
+    if c.is_heatmap:
+        assert c.kind in ("heatmap", "integral")
+        hm = build_codec({"name": "heatmap", "stride": c.stride, "sigma": 1.5}, 64)
+        maps = lambda k: hm.encode(k, ones)[0].reshape(2, NUM_JOINTS, hm.size, hm.size)  # noqa: E731
+        assert torch.allclose(c.unflip(maps(_mirror(kp, 64))), maps(kp), atol=1e-6)
+    else:
+        assert c.kind == "regression"
+        out = lambda k: c.encode(k, ones)[0].reshape(2, -1)  # noqa: E731
+        assert torch.allclose(c.unflip(out(_mirror(kp, 64))), out(kp), atol=1e-6)
+        # flip test of a coordinate codec: the two passes' coordinates are averaged
+        model = lambda x: out(torch.where((x[:, 0, 0, 0] < 0)[:, None, None], _mirror(kp, 64), kp))  # noqa: E731
+        x = torch.zeros(2, 3, 64, 64)
+        x[..., :, 32:] = -1.0
+        p = run_network(model, c, x, flip_test=True)
+        assert p.maps is None and torch.allclose(p.keypoints, kp, atol=1e-4)
+
+
+def test_build_codec_checks_options_and_takes_a_spec():
+    with pytest.raises(ValueError, match=r"codec 'heatmap' got unknown option 'sigam' \(did you mean 'sigma'\?\)"):
+        build_codec({"name": "heatmap", "sigam": 2.0}, 64)
+    with pytest.raises(ValueError, match="unknown codec 'nope'"):
+        build_codec("nope", 64)
+    c = build_codec(Spec(name="heatmap", stride=8, sigma=1.0), 64)
+    assert (c.kind, c.stride, c.sigma, c.size, c.is_heatmap) == ("heatmap", 8, 1.0, 8, True)
+    assert build_codec(Spec(name="regression"), 64).is_heatmap is False
+
+
+def test_unit_frame_conversions():
+    xy = torch.tensor([[-0.5, -0.5], [63.5, 63.5], [31.5, 0.0]])
+    np.testing.assert_allclose(to_unit(xy, 64), [[0, 0], [1, 1], [0.5, 0.5 / 64]])  # pixel edges at 0 and 1
+    assert torch.allclose(from_unit(to_unit(xy, 64), 64), xy)

@@ -9,7 +9,7 @@ from posekit.data.check import check_root
 from posekit.data.dataset import ImageCache, PoseLandmarksDataset
 from posekit.data.images import read_image
 from posekit.data.lsp import load_set, load_sets, parse_joints, resolve_data_root, write_set
-from posekit.data.splits import make_split
+from posekit.data.splits import make_split, split_ids
 from posekit.data.transforms import PoseTransform
 from posekit.errors import DataError
 from posekit.skeleton import FLIP_PAIRS, JOINT_NAMES, NUM_JOINTS
@@ -149,6 +149,18 @@ def test_splits_deterministic_and_disjoint(synth_root):
     assert all(f"lspet/im{i:05d}.jpg" in s["train"] + s["val"] for i in range(1, 41))
     assert len(s["val"]) == 15
     json.dumps(s)  # saved with every run
+
+
+def test_split_ids_limits(synth_root):
+    """data.limit_train / data.limit_val keep the first N ids; limit_val=0 means no validation."""
+    s = make_split("lsp-standard", load_sets(synth_root, ["lsp", "lspet"]), seed=0, val_fraction=0.25)
+    assert split_ids(s) == (s["train"], s["val"])
+    assert split_ids(s, limit_train=5, limit_val=3) == (s["train"][:5], s["val"][:3])
+    assert split_ids(s, limit_val=0) == (s["train"], [])
+    train, val = split_ids(s, limit_train=10 ** 6, limit_val=10 ** 6)
+    assert (train, val) == (s["train"], s["val"])
+    train.append("x")  # copies: the split itself is left alone
+    assert "x" not in s["train"]
 
 
 def test_real_lsp_standard_split(real_root):

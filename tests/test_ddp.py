@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_overrides
 
 from posekit.checkpoint import read_checkpoint
-from posekit.train import GlobalBatchSampler
+from posekit.distributed import GlobalBatchSampler
 
 
 def test_global_batches_do_not_depend_on_the_process_count():
@@ -24,6 +24,27 @@ def test_global_batches_do_not_depend_on_the_process_count():
 
     with pytest.raises(ConfigError, match="must divide"):
         GlobalBatchSampler(50, 9, world=2)
+
+
+def test_one_process_needs_no_group(monkeypatch):
+    """Without torchrun's environment the DDP helpers are the identity and no group is made."""
+    import torch.distributed as dist
+
+    from posekit import distributed
+
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    assert distributed.dist_info() == (1, 0, 0)
+    assert distributed.setup("cpu") == (1, 0, None) and not dist.is_initialized()
+    net = torch.nn.Linear(2, 2)
+    assert distributed.wrap(net, torch.device("cpu"), 1, sync_bn=True) is net
+    assert distributed.all_sum([1.5, 2.0], "cpu") == [1.5, 2.0]
+    assert distributed.broadcast_flag(True, "cpu") is True
+    assert distributed.global_loss_scale(torch.tensor(3.0), 1).item() == 1.0
+    distributed.teardown()  # a no-op
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.dist_info() == (2, 1, 0)
 
 
 def _run(args, nproc=None, env_extra=None):
@@ -70,16 +91,16 @@ def test_two_gloo_processes_match_one_process(synth_root, tmp_path):
 _LEAK_CHECK = r"""
 import os, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from posekit.train import _setup_distributed
+from posekit.distributed import setup, teardown
 
 def rank_main(rank, port):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-    _setup_distributed({"device": "cpu"})
+    assert setup("cpu") == (2, rank, torch.device("cpu"))
     net = DistributedDataParallel(torch.nn.Linear(3, 2))
     net(torch.ones(4, 3)).sum().backward()
     del net  # as train() returns: the wrapper is gone before the group is destroyed
-    dist.barrier()
-    dist.destroy_process_group()
+    teardown()  # what `posekit train` does at the end: barrier, then destroy_process_group
+    assert not dist.is_initialized()
     names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
     left = [n for n in names if "gloo" in n]
     print(f"rank {rank} threads left: {left}", flush=True)

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from posekit.codecs import build_codec
+from posekit.codecs import build_codec, to_unit
 from posekit.data.dataset import PoseLandmarksDataset
 from posekit.data.lsp import load_sets
 from posekit.data.synthetic import make_synthetic_set
 from posekit.data.transforms import PoseTransform
-from posekit.evaluate import predict_loader
-from posekit.looks import to_original
+from posekit.inference import predict_loader
 from posekit.metrics import evaluate_keypoints
+from posekit.tta import to_original
 
 
 class _Oracle:
@@ -23,7 +23,7 @@ class _Oracle:
         return self
 
     def __call__(self, x):
-        return self.codec.normalise(self.batches.pop(0)).reshape(len(x), -1)
+        return to_unit(self.batches.pop(0), self.codec.input_size).reshape(len(x), -1)
 
 
 def _oracle_metrics(sets, ids, mode, size=40):
@@ -66,7 +66,7 @@ def test_to_original_inverts_each_samples_affine():
 def test_markdown_table_shows_error_kinds_per_joint():
     """evaluate's table: PCK@0.2 and the error kinds per joint, plus an "all" row; metrics from
     before the error kinds (no per_joint_errors) still print, with PCK alone."""
-    from posekit.evaluate import markdown_table
+    from posekit.report import markdown_table
     from posekit.skeleton import FLIP_PERM, JOINT_NAMES, idx
 
     gt = np.array([[[50 + 10 * (j % 2), 10 + 12 * j] for j in range(len(JOINT_NAMES))]], float)

@@ -60,7 +60,7 @@ def test_joint_saliency_is_local_for_a_local_model(predictor, monkeypatch):
     local = torch.nn.Conv2d(3, len(JOINT_NAMES), 9, stride=4, padding=4)
     monkeypatch.setattr(predictor, "model", local.eval())
     monkeypatch.setattr(predictor, "network", local)
-    monkeypatch.setattr(predictor, "recrop", None)  # one look at the letterboxed image
+    monkeypatch.setattr(predictor, "refine", None)  # one pass on the letterboxed image
     img = read_image(IMAGE)
     scale = predictor.input_size / max(img.shape[:2])  # letterbox: input pixels per image pixel
     reach = (4.5 + 2 + 2) / scale  # half the window, the codec's grid offset and the blur, in image pixels
@@ -97,7 +97,7 @@ def test_joint_saliency_is_joint_specific(predictor):
 def test_box_limits_the_map_and_model_state_is_kept(predictor):
     img = read_image(IMAGE)
     h, w = img.shape[:2]
-    one = Predictor("posekit-lsp", recrop=False)
+    one = Predictor("posekit-lsp", refine=False)
     params = list(one.model.parameters())
     side = min(w, h) * 3 // 4  # a square box (a box is made square around its centre)
     with torch.inference_mode():  # works from inside inference mode too
@@ -108,9 +108,9 @@ def test_box_limits_the_map_and_model_state_is_kept(predictor):
     assert s[side + 5:].max() < 1e-3 and s[:, side + 5:].max() < 1e-3
     assert not one.model.training
     assert all(p.requires_grad for p in params) and all(p.grad is None for p in params)
-    # with a second look the map explains that look: it lies in the crop around the first estimate
-    assert predictor.recrop is not None
-    x0, y0, crop, _ = predictor.last_look_box(img, (0, 0, side, side))
+    # with refinement the map explains the refinement pass: it lies in the crop around the first estimate
+    assert predictor.refine is not None
+    x0, y0, crop, _ = predictor.refinement_box(img, (0, 0, side, side))
     s = saliency(predictor, img, "neck", box=(0, 0, side, side))["saliency"]
     yy, xx = np.mgrid[:h, :w]
     outside = (xx < x0 - 5) | (xx > x0 + crop + 5) | (yy < y0 - 5) | (yy > y0 + crop + 5)

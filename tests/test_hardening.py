@@ -99,7 +99,7 @@ def test_cli_refuses_each_bad_image_in_one_line(name, tmp_path, capsys):
 def test_predictor_and_arrays_go_through_the_door(tmp_path):
     from posekit.predict import Predictor
 
-    pred = Predictor("posekit-lsp", recrop=False)
+    pred = Predictor("posekit-lsp", refine=False)
     for name, (data, _, fragment) in BAD_IMAGES.items():
         with pytest.raises(PosekitError, match=fragment):
             pred.predict(data)  # encoded bytes
@@ -136,7 +136,8 @@ def test_tiny_box_is_refused_with_the_minimum():
 
 
 def test_joints_outside_the_image_are_flagged():
-    from posekit.predict import Pose, text_line
+    from posekit.cli.predict import text_line
+    from posekit.inference import Pose
 
     kp = np.tile([[10.0, 10.0]], (14, 1))
     kp[3] = [-40.0, 10.0]
@@ -350,7 +351,7 @@ def test_config_files_that_are_not_configs(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "twice.yaml")]) == 2
     _one_line_error(capsys, "twice.yaml: line 5: key 'train' is given twice")
     assert main(["train", "--config", "configs/poster.yaml", "data.input_size=100000"]) == 2
-    _one_line_error(capsys, "data.input_size must be an integer in [8, 1024]")
+    _one_line_error(capsys, "'data.input_size': Input should be less than or equal to 1024, got 100000")
 
 
 def test_cli_basics_for_a_stranger(capsys, tmp_path, monkeypatch):
@@ -432,7 +433,7 @@ def test_no_person_is_an_answer_everywhere(tmp_path, capsys):
 
     from posekit.serve.app import create_app
 
-    with TestClient(create_app(threshold=1.0)) as client:
+    with TestClient(create_app(person_threshold=1.0)) as client:
         body = client.post("/v1/pose", files={"image": ("a.jpg", Path(EXAMPLE).read_bytes(), "image/jpeg")}).json()
     assert body["people"] == [] and body["threshold"] == 1.0 and 0 < body["score"] < 1
 
@@ -453,14 +454,14 @@ def test_batch_one_thread_policy_and_serve_workers(monkeypatch):
 
     assert pr.default_threads(1) == 1 and pr.default_threads(8) == max(1, os.cpu_count() or 1)
     seen = []
-    pred = pr.Predictor("posekit-lsp", recrop=False)
-    real = pred._run_network
-    monkeypatch.setattr(pred, "_run_network", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    pred = pr.Predictor("posekit-lsp", refine=False)
+    real = pred._estimate
+    monkeypatch.setattr(pred, "_estimate", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
     before = torch.get_num_threads()
     pred.predict(EXAMPLE)
     pred.predict_batch([EXAMPLE] * 3)
     assert seen == [1, pr.default_threads(3)] and torch.get_num_threads() == before  # restored after
-    pinned = pr.Predictor("posekit-lsp", recrop=False, threads=2)
+    pinned = pr.Predictor("posekit-lsp", refine=False, threads=2)
     assert pinned.threads == 2
     with pytest.raises(PosekitError, match="threads must be a positive integer"):
         pr.Predictor("posekit-lsp", threads=0)

@@ -235,3 +235,27 @@ def test_inference_ready_folds_batchnorm_and_keeps_outputs(name, opts, size):
     ready(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.requires_grad for p in ready.parameters())
+
+
+def test_models_from_a_recipe_and_cascade_stages():
+    """``model_from_config`` builds the recipe's model at ``data.input_size``; ``build_stage`` a
+    cascade stage's (network, codec), refusing a codec that does not read the network's output."""
+    from posekit.checkpoint import build_stage, codec_from_config, model_from_config
+    from posekit.config import Spec, StageConfig, load_config
+    from posekit.errors import PosekitError
+
+    cfg = load_config("configs/poster.yaml", ["data.input_size=64", "model.width=4"])
+    m = model_from_config(cfg)
+    assert isinstance(m, PosterCNN) and m.input_size == 64
+    assert codec_from_config(cfg).kind == cfg.codec.name
+    with pytest.raises(PosekitError, match="unknown model 'nope'"):
+        model_from_config(cfg.replace(["model.name=nope"]))
+    net, codec = build_stage(StageConfig(sigma=1.5, input_size=32, model=Spec(name="poster_cnn", width=4)))
+    assert isinstance(net, PosterCNN) and net.input_size == 32 and codec.kind == "regression"
+    with torch.no_grad():
+        assert net.eval()(torch.randn(1, 3, 32, 32)).shape == (1, NUM_JOINTS * 2)
+    net, codec = build_stage(StageConfig(sigma=1.0, input_size=32, codec=Spec(name="heatmap", stride=4, sigma=1.0),
+                                         model=Spec(name="resnet_pose", width=8, depths=[1, 1, 1, 1], neck=16)))
+    assert codec.is_heatmap and net.output_kind == "heatmap"
+    with pytest.raises(PosekitError, match="the heatmap codec needs a heatmap model"):
+        build_stage(StageConfig(sigma=1.0, codec=Spec(name="heatmap"), model=Spec(name="poster_cnn", width=4)))

@@ -73,6 +73,8 @@ def test_service_endpoints(client):
     assert client.get("/healthz").json()["status"] == "ok"
     m = client.get("/v1/models").json()
     assert m["loaded"]["name"] == "posekit-lsp" and "posekit-lsp" in m["shipped"]
+    assert m["loaded"]["refine"] == client.app.state.predictor.refine and m["loaded"]["refine"]  # the shipped crops
+    assert m["loaded"]["threshold"] == client.app.state.predictor.threshold
     sk = client.get("/v1/skeleton").json()
     assert len(sk["joints"]) == 14 and len(sk["sides"]) == 14 and sk["limbs"]
     assert "/v1/pose" in client.get("/openapi.json").json()["paths"]
@@ -145,6 +147,10 @@ class _Slow:
     def predict(self, *a, **k):
         time.sleep(self.delay)
         return self.p.predict(*a, **k)
+
+    def predict_all(self, *a, **k):
+        time.sleep(self.delay)
+        return self.p.predict_all(*a, **k)
 
 
 def test_full_queue_answers_503_with_retry_after(predictor):
@@ -401,6 +407,8 @@ def test_unexpected_errors_are_json_500(predictor):
 
         def predict(self, *a, **k):
             raise RuntimeError("boom")
+
+        predict_all = predict
 
     c = TestClient(create_app(predictor=Broken()), raise_server_exceptions=False)
     r = _post(c, Path(EXAMPLE).read_bytes())

@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
+from posekit.config import AugmentConfig, load_config
 from posekit.data.synthetic import joint_colors
 from posekit.data.transforms import (
-    AugmentConfig,
     PoseTransform,
     apply_affine,
     invert_affine,
@@ -109,6 +109,24 @@ def test_augmentation_is_seeded():
     tf = PoseTransform(64, train=True, augment=AugmentConfig(flip=0.5, rotate=30, color=0.3))
     a, b = tf(img, kp, np.ones(14), seed=7), tf(img, kp, np.ones(14), seed=7)
     assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
+
+
+def test_a_recipes_augment_section_is_the_augment_config():
+    """``cfg.augment`` is what PoseTransform takes; its bounds are checked when the recipe loads."""
+    from posekit.errors import ConfigError
+
+    cfg = load_config("configs/poster.yaml", ["augment.flip=0.5", "augment.rotate=30", "augment.scale=[0.8,1.2]"])
+    assert isinstance(cfg.augment, AugmentConfig) and cfg.augment.geometric
+    rng = np.random.default_rng(6)
+    img, kp = _dots_image(rng)
+    a = PoseTransform(64, train=True, augment=cfg.augment)(img, kp, np.ones(14), seed=3)
+    own = AugmentConfig(flip=0.5, rotate=30, scale=(0.8, 1.2), **{k: v for k, v in cfg.augment.model_dump().items()
+                                                                   if k not in ("flip", "rotate", "scale")})
+    b = PoseTransform(64, train=True, augment=own)(img, kp, np.ones(14), seed=3)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
+    assert not AugmentConfig().geometric  # the default: the paper's pipeline, nothing random
+    with pytest.raises(ConfigError, match=r"'augment.scale': must be \[low, high\] with 0 < low <= high <= 10"):
+        load_config("configs/poster.yaml", ["augment.scale=[1.2,0.8]"])
 
 
 def test_person_crop_contains_all_joints():

@@ -67,6 +67,13 @@ class StubPredictor:
         return StubPose(frame.shape[1], frame.shape[0])
 
 
+def _poser(pred):
+    """A frame poser over the stub, without smoothing (the stub's joints stay as they are)."""
+    from posekit.config import VideoConfig
+
+    return video.FramePoser(pred, settings=VideoConfig(smooth=False))
+
+
 @pytest.fixture
 def vfr_clip(tmp_path):
     return write_clip(tmp_path / "clip.mp4", VFR_TICKS)
@@ -74,7 +81,7 @@ def vfr_clip(tmp_path):
 
 def test_vfr_records_have_container_times(vfr_clip):
     recs = []
-    assert video.predict_stream(StubPredictor(), vfr_clip, "clip", None, False, recs.append) == 12
+    assert video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", None, False, recs.append) == 12
     assert [r["frame"] for r in recs] == list(range(12))
     np.testing.assert_allclose([r["time"] for r in recs], VFR_TIMES, atol=1e-3)
     assert recs[6]["time"] == pytest.approx(0.2, abs=1e-3)
@@ -87,7 +94,7 @@ def test_drawn_video_keeps_vfr_times(vfr_clip, tmp_path, monkeypatch, encoder):
     only = tuple(e for e in getattr(video, "ENCODERS", ()) if e[0] == encoder)
     monkeypatch.setattr(video, "ENCODERS", only, raising=False)
     out = tmp_path / "out"
-    assert video.predict_stream(StubPredictor(), vfr_clip, "clip", out, True, lambda r: None) == 12
+    assert video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", out, True, lambda r: None) == 12
     lines = (out / "clip.jsonl").read_text().splitlines()
     np.testing.assert_allclose([json.loads(x)["time"] for x in lines], VFR_TIMES, atol=1e-3)
     times, tb, sizes = read_times(out / "clip_pose.mp4")
@@ -133,7 +140,7 @@ def test_error_midway_leaves_no_temp_file(vfr_clip, tmp_path):
     out.mkdir()
     (out / "clip_pose.mp4").write_bytes(b"an earlier run")
     with pytest.raises(RuntimeError, match="stub failure"):
-        video.predict_stream(StubPredictor(fail_at=5), vfr_clip, "clip", out, True, lambda r: None)
+        video.predict_stream(_poser(StubPredictor(fail_at=5)), vfr_clip, "clip", out, True, lambda r: None)
     assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip_pose.mp4"]
     assert (out / "clip_pose.mp4").read_bytes() == b"an earlier run"
 
@@ -171,7 +178,7 @@ class FakeCamera:
 def test_webcam_times_are_capture_times_and_ctrl_c_keeps_the_video(monkeypatch, tmp_path):
     monkeypatch.setattr(video, "open_capture", lambda s: (FakeCamera(5, 0.03), f"webcam {s}"))
     recs = []
-    assert video.predict_stream(StubPredictor(), 0, "webcam0", tmp_path, True, recs.append) == 5
+    assert video.predict_stream(_poser(StubPredictor()), 0, "webcam0", tmp_path, True, recs.append) == 5
     t = np.array([r["time"] for r in recs])
     assert t[0] >= 0.025 and (np.diff(t) >= 0.025).all()  # seconds since capture began
     times, tb, _ = read_times(tmp_path / "webcam0_pose.mp4")

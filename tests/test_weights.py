@@ -46,27 +46,33 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
         assert next(m16.parameters()).dtype == torch.float32
         assert torch.allclose(m16(x), m32(x), atol=2e-2)
 
-    # shipping with a second look needs metrics scored with that very look
+    # shipping with refinement needs metrics scored with that very refinement
     ship = [sys.executable, "-c", code, str(weights), "--run", str(run_dir), "--name", "tiny2",
-            "--command", "posekit train ...", "--recrop", "0.1"]
+            "--command", "posekit train ...", "--infer", "refine=0.1"]
     r = subprocess.run(ship + ["--metrics", str(metrics)], capture_output=True, text=True)
-    assert r.returncode != 0 and "scored with recrop=None, but the model ships with recrop=0.1" in r.stderr
+    assert r.returncode != 0 and "scored with refine=None, but the model ships with [0.1]" in r.stderr
+    assert not (weights / "tiny2.pt").exists()
     r = subprocess.run([sys.executable, "-m", "posekit", "evaluate", "--model", str(run_dir), "--data", str(synth_root),
-                        "--json", "--recrop", "0.1"], capture_output=True, text=True)
+                        "--json", "--refine", "0.1"], capture_output=True, text=True)
     metrics.write_text(r.stdout)
     r = subprocess.run(ship + ["--metrics", str(metrics)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert ck.read_checkpoint("tiny2")["config"]["infer"]["recrop"] == 0.1
-    assert "margin 0.1 per side" in (weights / "tiny2.md").read_text()
+    tiny2 = ck.read_checkpoint("tiny2")
+    assert tiny2["config"]["infer"]["refine"] == [0.1] and tiny2["recipe"].infer.refine == [0.1]
+    assert "margin(s) 0.1 per side" in (weights / "tiny2.md").read_text()
+    # ... and with the same first-pass weight
+    r = subprocess.run(ship + ["refine_weight=0.3", "--metrics", str(metrics)], capture_output=True, text=True)
+    assert r.returncode != 0 and "scored with refine_weight=0.0, but the model ships with 0.3" in r.stderr
     # several crops: given in any order, compared and stored sorted
     r = subprocess.run([sys.executable, "-m", "posekit", "evaluate", "--model", str(run_dir), "--data", str(synth_root),
-                        "--json", "--recrop", "0.2,0.05"], capture_output=True, text=True)
+                        "--json", "--refine", "0.2,0.05"], capture_output=True, text=True)
     metrics.write_text(r.stdout)
-    assert json.loads(r.stdout)["recrop"] == [0.05, 0.2]
-    r = subprocess.run(ship[:-1] + ["0.2,0.05", "--metrics", str(metrics)], capture_output=True, text=True)
+    assert json.loads(r.stdout)["refine"] == [0.05, 0.2]
+    r = subprocess.run(ship[:-1] + ["refine=[0.2,0.05]", "--metrics", str(metrics)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert ck.read_checkpoint("tiny2")["config"]["infer"]["recrop"] == [0.05, 0.2]
-    assert "3 looks: the whole image, then 2 square crops" in (weights / "tiny2.md").read_text()
+    assert ck.read_checkpoint("tiny2")["config"]["infer"]["refine"] == [0.05, 0.2]
+    assert "3 passes fused: the person box (or the whole image), then 2 square refinement crop(s)" \
+        in (weights / "tiny2.md").read_text()
 
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):
@@ -80,7 +86,9 @@ def test_shipped_default_model_loads():
     if "posekit-lsp" not in ck.shipped_models():
         pytest.skip("no posekit-lsp weights shipped in this checkout yet")
     model, codec, meta = ck.load_model("posekit-lsp")
-    size = meta["config"]["data"]["input_size"]
+    size = meta["recipe"].data.input_size
+    assert size == meta["config"]["data"]["input_size"] and meta["path"] == str(ck.WEIGHTS_DIR / "posekit-lsp.pt")
+    assert meta["recipe"].infer.crop_border == 20  # shipped with the edge repeated in its refinement crops
     with torch.no_grad():
         kp, score = codec.decode(model(torch.zeros(1, 3, size, size)))
     assert kp.shape == (1, 14, 2) and torch.isfinite(kp).all()

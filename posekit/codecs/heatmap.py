@@ -1,33 +1,53 @@
-"""Heatmaps (SimpleBaselines-style): one Gaussian per joint on a grid at ``stride`` pixels of the
-input; decoded by arg-max plus a sub-pixel refinement (DARK, Zhang et al. 2020: a second-order
-Taylor step on the log heatmap)."""
+"""Heatmaps (SimpleBaselines, Xiao et al. 2018): one Gaussian per joint on a grid of cells
+``stride`` input pixels apart, decoded by arg-max plus a sub-pixel step (DARK, Zhang et al.
+2020: a second-order Taylor step on the log heatmap); and integral regression (Sun et al. 2018),
+the same maps decoded by a softmax expectation.
+
+Legend: N images, K joints, S input side, H = W = S / stride cells."""
 from __future__ import annotations
 
 import torch
 
+from posekit.codecs.base import from_unit, to_unit
+from posekit.skeleton import FLIP_PERM
+
 
 def input_to_grid(xy: torch.Tensor, stride: int) -> torch.Tensor:
     """Input pixels -> heatmap cells (both with pixel centres at integers)."""
-    return (xy + 0.5) / stride - 0.5
+    return from_unit(to_unit(xy, stride), 1)
 
 
 def grid_to_input(xy: torch.Tensor, stride: int) -> torch.Tensor:
-    return (xy + 0.5) * stride - 0.5
+    """Heatmap cells -> input pixels (inverse of :func:`input_to_grid`)."""
+    return from_unit(to_unit(xy, 1), stride)
 
 
 class HeatmapCodec:
+    """Gaussian heatmaps; outputs (N, K, H, W)."""
+
     kind = "heatmap"
+    is_heatmap = True
     default_loss = "mse"
 
-    def __init__(self, input_size: int, stride: int = 4, sigma: float = 2.0, **_):
-        if input_size % stride:
-            raise ValueError(f"heatmap codec: input size {input_size} is not a multiple of stride {stride}")
+    def __init__(self, input_size: int, stride: int = 4, sigma: float = 2.0):
+        if stride not in (1, 2, 4, 8, 16) or input_size % stride:
+            raise ValueError(f"heatmap codec: stride must be 1, 2, 4, 8 or 16 and divide the input size "
+                             f"{input_size}, got {stride}")
+        if not 0 < sigma <= 32:
+            raise ValueError(f"heatmap codec: sigma must be in (0, 32] cells, got {sigma}")
         self.input_size, self.stride, self.sigma = int(input_size), int(stride), float(sigma)
         self.size = self.input_size // self.stride
 
+    def unflip(self, output: torch.Tensor) -> torch.Tensor:
+        """Maps (N, K, H, W) of the horizontally mirrored input, mapped back to the original's frame:
+        cell i of a mirrored map is cell W - 1 - i of the original (the grid is centre-aligned), and
+        left/right joints swap."""
+        return torch.flip(output, dims=[3])[:, torch.as_tensor(FLIP_PERM, device=output.device)]
+
     def encode(self, keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gaussian heatmaps (B, J, H*W) with peak 1 at each joint, and per-joint weights (B, J):
-        0 for unannotated joints and for joints outside the frame."""
+        """Args: keypoints (N, K, 2) input pixels, mask (N, K). Returns Gaussian heatmaps
+        (N, K, H*W) with peak 1 at each joint, and weights (N, K): 0 for unannotated joints and
+        joints outside the frame."""
         g = input_to_grid(keypoints.float(), self.stride)  # (B, J, 2)
         r = torch.arange(self.size, device=keypoints.device, dtype=torch.float32)
         gx = torch.exp(-((r[None, None, :] - g[..., 0:1]) ** 2) / (2 * self.sigma**2))  # (B, J, W)
@@ -38,10 +58,11 @@ class HeatmapCodec:
         return hm.flatten(2), weight
 
     def loss_input(self, output: torch.Tensor) -> torch.Tensor:
+        """(N, K, H, W) -> (N, K, H*W), like the target."""
         return output.flatten(2)
 
     def decode(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, J, H, W) heatmaps -> (keypoints (B, J, 2) input pixels, scores = peak values)."""
+        """(N, K, H, W) heatmaps -> (keypoints (N, K, 2) input pixels, scores (N, K): peak values)."""
         hm = output.float()
         b, j, h, w = hm.shape
         flat = hm.flatten(2)
@@ -73,9 +94,7 @@ class HeatmapCodec:
         # keep the refined point within one cell of the arg-max
         x = torch.where(ok, torch.minimum(torch.maximum(nx, x - 1), x + 1), x)
         y = torch.where(ok, torch.minimum(torch.maximum(ny, y - 1), y + 1), y)
-        ox = oy = 0.0
-        xy = torch.stack([x + ox, y + oy], -1)
-        return grid_to_input(xy, self.stride), score
+        return grid_to_input(torch.stack([x, y], -1), self.stride), score
 
 
 class IntegralCodec(HeatmapCodec):
@@ -85,12 +104,16 @@ class IntegralCodec(HeatmapCodec):
     kind = "integral"
     default_loss = "l1"
 
-    def __init__(self, input_size: int, stride: int = 4, beta: float = 1.0, **_):
+    def __init__(self, input_size: int, stride: int = 4, beta: float = 1.0):
         super().__init__(input_size, stride)
+        if not 0 < beta <= 100:
+            raise ValueError(f"integral codec: beta must be in (0, 100], got {beta}")
         self.beta = float(beta)
 
     def encode(self, keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (keypoints.float() + 0.5) / self.input_size, mask.float()
+        """Args: keypoints (N, K, 2) input pixels, mask (N, K). Returns (target (N, K, 2) in [0, 1],
+        weight (N, K))."""
+        return to_unit(keypoints.float(), self.input_size), mask.float()
 
     def _expect(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, j, h, w = output.shape
@@ -101,9 +124,11 @@ class IntegralCodec(HeatmapCodec):
         return torch.stack([ex, ey], -1), p.flatten(2).max(-1).values
 
     def loss_input(self, output: torch.Tensor) -> torch.Tensor:
+        """(N, K, H, W) logits -> the expected positions (N, K, 2) in [0, 1]."""
         xy, _ = self._expect(output)
-        return (grid_to_input(xy, self.stride) + 0.5) / self.input_size
+        return to_unit(grid_to_input(xy, self.stride), self.input_size)
 
     def decode(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) logits -> (keypoints (N, K, 2) input pixels, scores (N, K): the softmax peaks)."""
         xy, score = self._expect(output)
         return grid_to_input(xy, self.stride), score

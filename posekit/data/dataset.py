@@ -13,6 +13,7 @@ from posekit.data.images import read_image
 from posekit.data.lsp import PoseSet
 from posekit.data.transforms import PoseTransform, scale_matrix
 from posekit.errors import DataError
+from posekit.utils import derive_seed
 
 
 def _run_threaded(fn, items, threads: int, progress: bool, desc: str) -> None:
@@ -62,10 +63,6 @@ class ImageCache:
         w, h = self.sizes[i]
         return self.images[i], self.pre[i], (int(w), int(h))
 
-    @property
-    def nbytes(self) -> int:
-        return sum(im.nbytes for im in self.images)
-
 
 class PoseLandmarksDataset(Dataset):
     """Samples of one or more :class:`PoseSet` selected by sample ids, after a transform.
@@ -106,7 +103,7 @@ class PoseLandmarksDataset(Dataset):
         s, i = self.items[idx]
         path = s.image_paths[i]
         kp, mask = s.keypoints[i], s.annotated[i]
-        seed = (self.seed * 1_000_003 + self.epoch * 100_003 + idx) if self.transform.train else None
+        seed = derive_seed(self.seed, "augment", self.epoch, idx) if self.transform.train else None
         if self.cache is not None:
             image, pre, (w, h) = self.cache.get(path)
             out = self.transform(image, kp, mask, seed=seed, orig_size=(w, h), pre=pre)

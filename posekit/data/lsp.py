@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ class PoseSet:
     visible: np.ndarray  # (N, 14) bool
     annotated: np.ndarray  # (N, 14) bool
     layout: str = "lsp"  # "lsp" (3,14,N) or "lspet" (14,3,N)
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -62,10 +61,6 @@ def resolve_data_root(root: str | os.PathLike | None) -> Path:
     if not p.is_dir():
         raise DataError(f"{p}: dataset root not found (expected a folder holding lsp/ and/or lspet/)")
     return p
-
-
-def available_sets(root: Path) -> list[str]:
-    return [s for s in KNOWN_SETS if (root / s / "joints.mat").is_file()]
 
 
 def _load_mat(path: Path) -> np.ndarray:

@@ -31,17 +31,24 @@ from posekit.utils import atomic_write_bytes
 PACK_FORMAT = "posekit-pack-v1"
 
 
-def pack_split(root, split_name: str, sets: list[str], out: str | os.PathLike, size: int = 144, margin: float = 0.4,
-               quality: int = 75, split_seed: int = 0, val_fraction: float = 0.05,
-               fractions=(0.7, 0.15, 0.15), which=("train", "val"), progress: bool = False) -> dict:
-    """Write the pack; returns a summary (images, bytes, path)."""
+def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: int = 144, margin: float = 0.4,
+               quality: int = 75, progress: bool = False) -> dict:
+    """Write a pack of the dataset under ``root`` to ``out`` (.npz): ``split`` says which split
+    (keys ``name`` "lsp-standard" | "paper", ``sets``, ``seed``, ``val_fraction``, ``fractions``,
+    ``parts``: the parts packed, default train and val); each image becomes a ``size``-pixel
+    person crop with ``margin`` context per side, JPEG ``quality``. Returns a summary (images,
+    bytes, path, ...). Raises DataError for bad settings or data."""
+    sp = {"name": "lsp-standard", "sets": ["lsp", "lspet"], "seed": 0, "val_fraction": 0.05,
+          "fractions": (0.7, 0.15, 0.15), "parts": ("train", "val"), **(split or {})}
+    split_name, sets, which = sp["name"], list(sp["sets"]), tuple(sp["parts"])
     out = Path(out)
     if out.suffix != ".npz":
         raise DataError(f"{out}: a pack file must end in .npz")
     if not 16 <= size <= 1024 or not 0 <= margin <= 2 or not 30 <= quality <= 100:
         raise DataError("pack: size must be 16-1024, margin 0-2, quality 30-100")
     loaded = load_sets(root, sets)
-    split = make_split(split_name, loaded, seed=split_seed, fractions=tuple(fractions), val_fraction=val_fraction)
+    split = make_split(split_name, loaded, seed=sp["seed"], fractions=tuple(sp["fractions"]),
+                       val_fraction=sp["val_fraction"])
     ids = [i for part in which for i in split.get(part, [])]
     lookup = {s.sample_id(i): (s, i) for s in loaded.values() for i in range(len(s))}
     n = len(ids)

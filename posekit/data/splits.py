@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -66,6 +65,15 @@ def make_split(name: str, sets: dict[str, PoseSet], seed: int = 0,
     return split
 
 
+def split_ids(split: dict, limit_train: int | None = None, limit_val: int | None = None) -> tuple[list[str], list[str]]:
+    """(train ids, validation ids) of a split, cut to their first ``limit_train`` /
+    ``limit_val`` (``data.limit_train`` / ``data.limit_val``; None: all; a ``limit_val`` of 0: no
+    validation)."""
+    train = list(split["train"][:limit_train] if limit_train else split["train"])
+    val = list(split["val"] if limit_val is None else split["val"][:limit_val])
+    return train, val
+
+
 def split_summary(split: dict) -> dict:
     return {k: len(split[k]) for k in ("train", "val", "test")}
 
@@ -74,13 +82,3 @@ def save_split(split: dict, path: str | os.PathLike) -> None:
     from posekit.utils import atomic_write_text
 
     atomic_write_text(path, json.dumps(split))
-
-
-def load_split(path: str | os.PathLike) -> dict:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{p}: split file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: not a valid split file ({e})") from None

@@ -19,12 +19,11 @@ Coordinates are 0-based pixel positions (pixel centres at integers), the convent
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import torch
 
+from posekit.config import AugmentConfig
 from posekit.skeleton import FLIP_PERM
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -75,6 +74,16 @@ def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     return p @ m[:, :2].T + m[:, 2]
 
 
+def transform_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Boxes (P, 4) as (x, y, w, h) through an axis-aligned affine (2, 3): the same boxes in the
+    other frame, (P, 4)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return np.zeros((0, 4))
+    corners = apply_affine(np.stack([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1), m)
+    return np.concatenate([corners[:, 0], corners[:, 1] - corners[:, 0]], 1)
+
+
 def invert_affine(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(m, np.float64))
 
@@ -89,25 +98,31 @@ def scale_matrix(fx: float, fy: float) -> np.ndarray:
     return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]], np.float64)
 
 
-def warp(image: np.ndarray, m: np.ndarray, size: int, border: int = 0) -> np.ndarray:
-    """``cv2.warpAffine`` to a size x size output; a large downscale is first done by area
-    averaging (then the exact remaining affine), which avoids aliasing. Outside the image the
-    output is black, except within ``border`` pixels of its edge (original pixels), which repeat
-    the edge pixels (``cv2.BORDER_REPLICATE``)."""
-    if border > 0:
-        b = int(border)
-        image = cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_REPLICATE)
-        m = compose_affine(m, np.array([[1.0, 0.0, -b], [0.0, 1.0, -b]]))
-    h, w = image.shape[:2]
-    s = min(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
+def warp(image: np.ndarray, m: np.ndarray, size: int, border=0) -> np.ndarray:
+    """``cv2.warpAffine`` of ``image`` by the 2x3 affine ``m`` (original -> output pixels) to a
+    size x size output; a large downscale is first done by area averaging (then the exact
+    remaining affine), which avoids aliasing. Outside the image the output is black, except
+    within ``border`` original pixels of its edge, which repeat the edge pixels: one number for
+    every side, or (left, top, right, bottom)."""
+    left, top, right, bottom = (border,) * 4 if np.isscalar(border) else tuple(border)
+    h0, w0 = image.shape[:2]
+    m0 = np.asarray(m, np.float64)
+    h, w = h0, w0
+    s = min(abs(m0[0, 0]) + abs(m0[0, 1]), abs(m0[1, 0]) + abs(m0[1, 1]))
     if s < 0.5:
         f = min(1.0, s * 2.0)
         sw, sh = max(1, round(w * f)), max(1, round(h * f))
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        m = compose_affine(m, invert_affine(scale_matrix(sw / w, sh / h)))
-        image = small
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        m = compose_affine(m0, invert_affine(scale_matrix(sw / w, sh / h)))
+    mode = cv2.BORDER_REPLICATE if max(left, top, right, bottom) > 0 else cv2.BORDER_CONSTANT
+    out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=(0, 0, 0))
+    if mode == cv2.BORDER_REPLICATE:  # black beyond the repeated strip of each side
+        grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).astype(np.float64)
+        src = apply_affine(grid, invert_affine(m0))
+        far = ((src[..., 0] < -0.5 - left) | (src[..., 0] > w0 - 0.5 + right)
+               | (src[..., 1] < -0.5 - top) | (src[..., 1] > h0 - 0.5 + bottom))
+        out[far] = 0
+    return out
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -120,23 +135,6 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
     """Inverse of :func:`to_tensor` (for drawing)."""
     x = tensor.detach().cpu().float().numpy().transpose(1, 2, 0) * STD + MEAN
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-@dataclass
-class AugmentConfig:
-    """Random training augmentation. All off by default (the paper's eval pipeline)."""
-
-    flip: float = 0.0  # probability of a horizontal flip (left/right joints swapped)
-    rotate: float = 0.0  # max |degrees|
-    scale: tuple[float, float] = (1.0, 1.0)  # zoom range
-    shift: float = 0.0  # max translation as a fraction of the input size
-    crop_padding: int = 0  # the paper's random crop: pad by this many pixels, crop back
-    color: float = 0.0  # colour-jitter strength (brightness/contrast/saturation), 0 = off
-    person_crop: float | None = None  # margin of a person-centred crop, None = whole image
-
-    @property
-    def geometric(self) -> bool:
-        return self.rotate > 0 or tuple(self.scale) != (1.0, 1.0) or self.shift > 0
 
 
 class PoseTransform:

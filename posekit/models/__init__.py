@@ -117,6 +117,7 @@ def inference_ready(model: nn.Module) -> nn.Module:
     return fold_batchnorm(model).to(memory_format=torch.channels_last)
 
 
+from posekit.models.detector import CenterNetDetector  # noqa: E402
 from posekit.models.paper_vgg import PaperVGG  # noqa: E402
 from posekit.models.poster_cnn import PosterCNN  # noqa: E402
 from posekit.models.resnet_pose import ResNetPose  # noqa: E402
@@ -124,6 +125,19 @@ from posekit.models.resnet_pose import ResNetPose  # noqa: E402
 register_model("paper_vgg")(PaperVGG)
 register_model("poster_cnn")(PosterCNN)
 register_model("resnet_pose")(ResNetPose)
+register_model("centernet_detector")(CenterNetDetector)
 
-__all__ = ["MODELS", "PaperVGG", "PosterCNN", "build_model", "count_parameters", "fold_batchnorm", "inference_ready",
-           "list_models", "model_flops", "model_options", "register_model"]
+__all__ = [
+    'MODELS',
+    'CenterNetDetector',
+    'PaperVGG',
+    'PosterCNN',
+    'build_model',
+    'count_parameters',
+    'fold_batchnorm',
+    'inference_ready',
+    'list_models',
+    'model_flops',
+    'model_options',
+    'register_model',
+]

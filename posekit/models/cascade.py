@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit.codecs import build_codec
+from posekit.codecs import build_codec, from_unit, to_unit
 from posekit.data.transforms import apply_affine, box_matrix, compose_affine, invert_affine, to_tensor, warp
 from posekit.skeleton import JOINT_INDEX, NUM_JOINTS
 
@@ -49,23 +49,14 @@ def crop_matrix(centre: np.ndarray, side: float, size: int) -> np.ndarray:
     return box_matrix((cx - (side - 1) / 2, cy - (side - 1) / 2, side, side), size)
 
 
-def to_normalised(points_crop: np.ndarray, size: int) -> np.ndarray:
-    """Crop pixels (pixel centres at integers) -> the crop's [0, 1] frame (the regression codec's)."""
-    return (np.asarray(points_crop, np.float64) + 0.5) / size
-
-
-def from_normalised(points_norm: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(points_norm, np.float64) * size - 0.5
-
-
 def joint_target(gt: np.ndarray, centre: np.ndarray, side: float, size: int) -> np.ndarray:
     """Where ``gt`` (2,) lies in the normalised frame of the crop (0.5, 0.5 = the centre)."""
-    return to_normalised(apply_affine(gt, crop_matrix(centre, side, size)), size)
+    return to_unit(apply_affine(gt, crop_matrix(centre, side, size)), size)
 
 
 def joint_from_output(out_norm: np.ndarray, centre: np.ndarray, side: float, size: int) -> np.ndarray:
     """Inverse of :func:`joint_target`: a normalised crop position -> image pixels."""
-    return apply_affine(from_normalised(out_norm, size), invert_affine(crop_matrix(centre, side, size)))
+    return apply_affine(from_unit(out_norm, size), invert_affine(crop_matrix(centre, side, size)))
 
 
 class ErrorModel:
@@ -160,7 +151,7 @@ class Stage:
             chunk = range(b0, min(len(images), b0 + batch_images))
             xs, sides = zip(*(self.crops(images[i], kps[i], None if pres is None else pres[i]) for i in chunk))
             kp_in, _ = self.codec.decode(self.net(torch.cat(xs).to(device)).float())
-            pred = to_normalised(kp_in.cpu().double().numpy(), self.input_size).reshape(-1, NUM_JOINTS, NUM_JOINTS, 2)
+            pred = to_unit(kp_in.cpu().double().numpy(), self.input_size).reshape(-1, NUM_JOINTS, NUM_JOINTS, 2)
             for k, i in enumerate(chunk):
                 for j in range(NUM_JOINTS):  # crop j answers for joint j (its own output row)
                     out[i, j] = joint_from_output(pred[k, j, j], kps[i, j], sides[k][j], self.input_size)

@@ -33,6 +33,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 
 class ApiError(Exception):
+    """An error answer: HTTP ``status``, a one-line ``message``, extra ``headers``."""
+
     def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
@@ -67,35 +69,48 @@ def serve_threads(workers: int) -> int:
     return max(1, min(default_threads(1), (os.cpu_count() or 1) // max(1, workers)))
 
 
-def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None,
-               recrop: float | list[float] | bool | None = None, threshold: float | None = None) -> FastAPI:
-    """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model``,
-    ``backend`` and ``recrop`` (None: the model's own second-look setting) unless given."""
-    from posekit.predict import Predictor, parse_box
+class Service:
+    """The state of one service: the predictor, its thread pool, and the requests in flight
+    (bounded by ``workers + queue_size``)."""
 
-    cores = os.cpu_count() or 1
-    if workers > cores:
-        raise PosekitError(f"--workers {workers}: more inference workers than the {cores} CPU cores would make "
-                           f"them wait on each other; use at most {cores}")
-    threads = serve_threads(workers)  # workers x threads <= cores
-    pred = predictor if predictor is not None else Predictor(model, backend=backend, recrop=recrop, threads=threads,
-                                                                     threshold=threshold)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posekit-infer")
-    lock = threading.Lock()
-    state = {"in_flight": 0, "served": 0, "refused": 0}
-    capacity = workers + queue_size
+    def __init__(self, pred, workers: int, queue_size: int, max_bytes: int, max_pixels: int):
+        self.pred, self.max_bytes, self.max_pixels = pred, max_bytes, max_pixels
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posekit-infer")
+        self.lock = threading.Lock()
+        self.state = {"in_flight": 0, "served": 0, "refused": 0}
+        self.capacity = workers + queue_size
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        yield
-        pool.shutdown(wait=False, cancel_futures=True)
+    def admit(self) -> None:
+        """Take a slot, or refuse with 503 when every slot is taken."""
+        with self.lock:
+            if self.state["in_flight"] >= self.capacity:
+                self.state["refused"] += 1
+                raise ApiError(503, f"busy: {self.capacity} requests already in flight; retry shortly",
+                               {"Retry-After": "1"})
+            self.state["in_flight"] += 1
 
-    app = FastAPI(title="posekit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  description="Single-image human pose estimation: 14 Leeds Sports Pose joints per image.")
-    app.state.predictor = pred
-    app.state.pool = pool
+    def release(self, _fut=None) -> None:  # when the work itself ends, even if the client has gone
+        with self.lock:
+            self.state["in_flight"] -= 1
 
+    async def run(self, work):
+        """``work()`` on the pool, off the event loop, holding a slot until it ends."""
+        self.admit()
+        try:
+            fut = self.pool.submit(work)
+        except RuntimeError:  # the pool is shutting down
+            self.release()
+            raise ApiError(503, "the service is shutting down", {"Retry-After": "5"}) from None
+        fut.add_done_callback(self.release)
+        try:
+            result = await asyncio.wrap_future(fut)
+        except PosekitError as e:  # e.g. a box outside the image
+            raise ApiError(400, str(e)) from None
+        self.state["served"] += 1
+        return result
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, e: ApiError):
         return _error(e.status, e.message, e.headers)
@@ -117,80 +132,71 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
     async def _http(_req: Request, e: StarletteHTTPException):
         return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        n = request.headers.get("content-length")
-        if request.url.path == "/v1/pose" and n is not None and n.isdigit() and int(n) > max_bytes + 64 * 1024:
-            return _error(413, f"upload of {int(n):,} bytes is over the {max_bytes:,}-byte limit")
-        return await call_next(request)
+
+def skeleton_answer() -> dict:
+    """Joint names, limbs (joint index pairs), each joint's side, and the drawing palette:
+    ``colors`` by side and ``person_colors`` as ``#rrggbb``, ``low_score`` the joint score under
+    which a joint is drawn as low confidence."""
+    from posekit.skeleton import LOW_JOINT_SCORE, PERSON_COLORS, SIDE_COLORS
+
+    def hex_(rgb) -> str:
+        return "#%02x%02x%02x" % tuple(rgb)
+
+    return {"joints": list(JOINT_NAMES), "limbs": [list(limb) for limb in LIMBS],
+            "sides": [side(i) for i in range(len(JOINT_NAMES))],
+            "colors": {k: hex_(v) for k, v in SIDE_COLORS.items()},
+            "person_colors": [hex_(c) for c in PERSON_COLORS], "low_score": LOW_JOINT_SCORE}
+
+
+def _info_routes(app: FastAPI, svc: Service) -> None:
+    pred = svc.pred
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict:
-        return {"status": "ok", "model": pred.name, "backend": pred.backend, "in_flight": state["in_flight"],
-                "capacity": capacity, "served": state["served"], "refused": state["refused"]}
+        return {"status": "ok", "model": pred.name, "backend": pred.backend, "in_flight": svc.state["in_flight"],
+                "capacity": svc.capacity, "served": svc.state["served"], "refused": svc.state["refused"]}
 
     @app.get("/v1/models", tags=["pose"])
     def models() -> dict:
         from posekit.checkpoint import shipped_models
 
         return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
-                           "flip_test": pred.flip_test, "recrop": pred.recrop},
+                           "flip_test": pred.flip_test, "refine": pred.refine, "threshold": pred.threshold},
                 "shipped": shipped_models()}
 
-    @app.get("/v1/skeleton", tags=["pose"])
-    def skeleton() -> dict:
-        """Joint names, limbs (joint index pairs), each joint's side, and the drawing palette:
-        ``colors`` by side and ``person_colors`` as ``#rrggbb``, ``low_score`` the joint score under
-        which a joint is drawn as low confidence."""
-        from posekit.skeleton import LOW_JOINT_SCORE, PERSON_COLORS, SIDE_COLORS
+    app.get("/v1/skeleton", tags=["pose"])(skeleton_answer)
 
-        def hex_(rgb) -> str:
-            return "#%02x%02x%02x" % tuple(rgb)
 
-        return {"joints": list(JOINT_NAMES), "limbs": [list(limb) for limb in LIMBS],
-                "sides": [side(i) for i in range(len(JOINT_NAMES))],
-                "colors": {k: hex_(v) for k, v in SIDE_COLORS.items()},
-                "person_colors": [hex_(c) for c in PERSON_COLORS], "low_score": LOW_JOINT_SCORE}
+def _pose_route(app: FastAPI, svc: Service) -> None:
+    from posekit.inference import parse_box
 
     @app.post("/v1/pose", tags=["pose"])
     async def pose(image: UploadFile = File(..., description="the photo (JPEG, PNG, ...)"),
-                   box: str | None = Form(None, description="optional person box 'x,y,w,h' in pixels")) -> dict:
-        """The 14 joints of the person in ``image`` (original pixels, a confidence each)."""
+                   box: str | None = Form(None, description="optional person box 'x,y,w,h' in pixels"),
+                   people: str = Form("all", description="all: every person found; one: the best person")) -> dict:
+        """The people in ``image`` and their 14 joints each (original pixels, a confidence each)."""
+        if people not in ("all", "one"):
+            raise ApiError(400, f"people must be 'all' or 'one', got {people!r}")
         t0 = time.perf_counter()
-        data = await image.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise ApiError(413, f"upload is over the {max_bytes:,}-byte limit")
+        data = await image.read(svc.max_bytes + 1)
+        if len(data) > svc.max_bytes:
+            raise ApiError(413, f"upload is over the {svc.max_bytes:,}-byte limit")
         try:
             b = parse_box(box) if box else None
         except PosekitError as e:
             raise ApiError(400, str(e)) from None
-        with lock:
-            if state["in_flight"] >= capacity:
-                state["refused"] += 1
-                raise ApiError(503, f"busy: {capacity} requests already in flight; retry shortly", {"Retry-After": "1"})
-            state["in_flight"] += 1
-
-        def release(_fut) -> None:  # when the work itself ends, even if the client has gone
-            with lock:
-                state["in_flight"] -= 1
-
         def work():
-            rgb = check_image_bytes(data, max_pixels)
-            return pred.predict(rgb, b)
+            rgb = check_image_bytes(data, svc.max_pixels)
+            if people == "all" and b is None and getattr(svc.pred, "detector", None) is not None:
+                return rgb.shape, svc.pred.predict_all(rgb), None
+            pose = svc.pred.predict(rgb, b)
+            return rgb.shape, [pose] if pose.found else [], pose.score
 
-        try:
-            fut = pool.submit(work)
-        except RuntimeError:  # the pool is shutting down
-            release(None)
-            raise ApiError(503, "the service is shutting down", {"Retry-After": "5"}) from None
-        fut.add_done_callback(release)
-        try:
-            result = await asyncio.wrap_future(fut)
-        except PosekitError as e:  # e.g. a box outside the image
-            raise ApiError(400, str(e)) from None
-        state["served"] += 1
-        return pose_answer(result, pred, time.perf_counter() - t0)
+        shape, poses, best = await svc.run(work)
+        return pose_answer(shape, poses, best, svc.pred, time.perf_counter() - t0)
 
+
+def _page_routes(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -214,16 +220,58 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
 
     app.mount("/docs-static", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-static")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1, queue_size: int = 8, predictor=None,
+               **infer) -> FastAPI:
+    """The FastAPI app. ``predictor`` (a :class:`posekit.Predictor`) is built from ``model``,
+    ``backend`` and the ``infer`` overrides (e.g. ``refine``, ``person_threshold``) unless given.
+
+    Raises PosekitError for more ``workers`` than CPU cores (they would wait on each other)."""
+    from posekit.predict import Predictor
+
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise PosekitError(f"--workers {workers}: more inference workers than the {cores} CPU cores would make "
+                           f"them wait on each other; use at most {cores}")
+    pred = predictor if predictor is not None else Predictor(model, backend=backend, threads=serve_threads(workers),
+                                                             **infer)
+    svc = Service(pred, workers, queue_size, max_bytes, max_pixels)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="posekit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  description="Human pose estimation: 14 Leeds Sports Pose joints for each person in an image.")
+    app.state.predictor, app.state.pool = pred, svc.pool
+    _error_handlers(app)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        n = request.headers.get("content-length")
+        if request.url.path == "/v1/pose" and n is not None and n.isdigit() and int(n) > max_bytes + 64 * 1024:
+            return _error(413, f"upload of {int(n):,} bytes is over the {max_bytes:,}-byte limit")
+        return await call_next(request)
+
+    _info_routes(app, svc)
+    _pose_route(app, svc)
+    _page_routes(app)
     return app
 
 
-def pose_answer(pose, pred, seconds: float) -> dict:
-    """The JSON answer of ``/v1/pose``: the image size, the model, the best person score and the
-    threshold it is held to, and ``people``: the found people (none when the best score is below
-    the threshold), each with its score, box and 14 joints."""
-    d = pose.to_dict()
-    people = [{"person": 0, "score": d["score"], "box": d["box"], "joints": d["joints"]}] if pose.found else []
-    return {"model": pred.name, "width": d["width"], "height": d["height"], "score": d["score"],
+def pose_answer(shape, poses: list, best: float | None, pred, seconds: float) -> dict:
+    """The JSON answer of ``/v1/pose``: the image size, the model, the person threshold, ``people``
+    (the people found, best first, each with its index, score, box, box score and 14 joints;
+    empty when nobody is there) and ``score``: the best person's score (also when it fell short)."""
+    people = []
+    for p in poses:
+        d = p.to_dict()
+        people.append({k: d[k] for k in ("person", "score", "box", "box_score", "joints")})
+    score = people[0]["score"] if people else (0.0 if best is None else round(float(best), 4))
+    return {"model": pred.name, "width": int(shape[1]), "height": int(shape[0]), "score": score,
             "threshold": pred.threshold, "people": people, "latency_ms": round(seconds * 1e3, 2)}
 
 

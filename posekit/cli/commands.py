@@ -1,0 +1,243 @@
+"""The work behind each ``posekit`` subcommand: arguments in, the library called, one summary
+line out. Bad input raises PosekitError, which :func:`posekit.cli.main` prints as one line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from posekit.errors import PosekitError
+
+
+def _train_config(args):
+    """(recipe, output folder, checkpoint to resume or None) from ``posekit train``'s arguments."""
+    from posekit.checkpoint import read_checkpoint
+    from posekit.config import complete_config, load_config
+
+    overrides = list(args.overrides or [])
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    if args.resume:
+        run = Path(args.resume)
+        stages = sorted(run.glob("stage*/last.pt")) if run.is_dir() and not (run / "last.pt").exists() else []
+        if stages:  # a cascade stopped while training a stage: its stage runs continue
+            ckpt = read_checkpoint(stages[-1])
+            return complete_config(ckpt["config"], str(run)).replace(overrides, f"{run} (+ overrides)"), run, None
+        ckpt = read_checkpoint(run / "last.pt" if run.is_dir() else args.resume)
+        resume = ckpt["path"]
+        cfg = complete_config(ckpt["config"], resume).replace(overrides, f"{resume} (+ overrides)")
+        if ckpt.get("cascade"):  # a finished cascade: its stage runs resume inside its folder
+            cfg = complete_config(ckpt["cascade"]["recipe"], resume).replace(overrides, f"{resume} (+ overrides)")
+            resume = None
+        return cfg, Path(args.out) if args.out else Path(ckpt["path"]).parent, resume
+    if not args.config:
+        raise PosekitError("train needs --config FILE (or --resume RUN)")
+    cfg = load_config(args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    if (out / "last.pt").exists() and not args.force:
+        raise PosekitError(f"{out}: a run already exists here; use --resume {out}, another --out, or --force")
+    return cfg, out, None
+
+
+def cmd_train(args) -> int:
+    from posekit import distributed
+    from posekit.checkpoint import model_from_config
+    from posekit.train import train
+
+    cfg, out, resume = _train_config(args)
+    if cfg.cascade.stages and not cfg.cascade.stage1:
+        raise PosekitError(f"{args.config}: cascade.stages needs cascade.stage1 (the trained stage-1 checkpoint)")
+    if not cfg.cascade.stage1:
+        model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
+    summary = train(cfg, out, resume=resume, progress=not args.no_progress, fresh=bool(getattr(args, "force", False)))
+    distributed.teardown()  # every process is done before any tears the group down
+    if summary.get("nothing_to_resume") or summary.get("rank", 0) != 0:  # train said why / rank 0 reports
+        return 0
+    if "stages" in summary:
+        print(f"done: {summary['stages']} cascade stage(s); checkpoint {out / 'last.pt'}")
+        return 0
+    best = summary["best"]
+    print(f"done: {summary['epochs_done']} epochs, best epoch {best['epoch']} val_loss {best['val_loss']:.5g}"
+          f"; checkpoints in {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from posekit.evaluate import evaluate
+    from posekit.report import markdown_table, write_report
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise PosekitError("--batch-size and --limit must be >= 1")
+    metrics, extras = evaluate(args.model, args.data, args.split, limit=args.limit, batch_size=args.batch_size,
+                               per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
+                               refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
+                               detector={"off": False}.get(args.detector, args.detector))
+    if metrics.get("train_overlap"):
+        print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
+              "model's training split", file=sys.stderr)
+    if args.out:
+        for p in write_report(metrics, extras, args.out):
+            print(f"wrote {p}", file=sys.stderr)
+    print(json.dumps(metrics) if args.json else markdown_table(metrics), end="\n" if args.json else "")
+    return 0
+
+
+def predictor_args(args) -> dict:
+    """The :class:`posekit.Predictor` settings of ``predict`` / ``serve``."""
+    return {"model": args.model, "backend": args.backend, "refine": args.refine,
+            "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
+            "flip_test": getattr(args, "flip_test", False),
+            "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
+
+
+def cmd_predict(args) -> int:
+    from posekit.cli.predict import run_predict
+    from posekit.inference import parse_box
+
+    if not args.inputs and args.webcam is None:
+        raise PosekitError("predict needs INPUT files/folders or --webcam N")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise PosekitError("--max-frames must be >= 1")
+    if args.draw and not args.out:
+        raise PosekitError("--draw writes annotated images and videos into --out DIR; give --out too")
+    box = parse_box(args.box) if args.box else None
+    fmt = "json" if args.json else "csv" if args.csv else "text"
+    job = {"box": box, "people": args.people, "smooth": {"on": True, "off": False}.get(args.smooth), "out": args.out,
+           "draw": args.draw, "max_frames": args.max_frames}
+    failures, total = run_predict(args.inputs, predictor_args(args), job, fmt=fmt, webcam=args.webcam)
+    if failures and total > 1:
+        print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed",
+              file=sys.stderr)
+    return 0 if failures == 0 else 2
+
+
+def cmd_explain(args) -> int:
+    from posekit.explain import run_explain
+    from posekit.inference import parse_box
+
+    out = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None)
+    print(f"wrote {out} (gradient saliency of {args.joint or 'all joints'})")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from posekit.serve.app import run
+
+    if not 0 < args.port < 65536:
+        raise PosekitError(f"--port {args.port}: expected 1-65535")
+    if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
+        raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
+    check_port_free(args.host, args.port)
+    p = predictor_args(args)
+    run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
+        max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
+        person_threshold=p["person_threshold"], detector=p["detector"])
+    return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before the model loads, a host that does not resolve or a port already in use."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise PosekitError(f"--host {host}: not an address of this machine") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise PosekitError(f"{host}:{port}: cannot listen there ({e.strerror}); "
+                               "choose another --port or stop the program using it") from None
+
+
+def cmd_export(args) -> int:
+    from posekit.export import export_onnx, quantize_int8
+
+    if args.int8:
+        from posekit.cli.predict import collect_inputs
+        from posekit.data.images import read_image
+
+        if not args.calib:
+            raise PosekitError("--int8 needs --calib: a folder of images like the ones it will see (e.g. LSP training images)")
+        if args.calib_count < 1:
+            raise PosekitError("--calib-count must be >= 1")
+        paths, missing = collect_inputs([args.calib], images_only=True)
+        if missing:
+            raise PosekitError(missing[0])
+        images = []
+        for p, _ in paths:
+            if len(images) >= args.calib_count:
+                break
+            try:
+                images.append(read_image(p))
+            except PosekitError as e:
+                print(f"posekit: skipped {e}", file=sys.stderr)
+        out = quantize_int8(args.model, args.onnx, images)
+        kind = f"int8, calibrated on {len(images)} images"
+    else:
+        out = export_onnx(args.model, args.onnx)
+        kind = "fp32"
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind}, dynamic batch; "
+          f"run it with --backend onnx --model {out})")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from posekit.data.check import check_root
+    from posekit.data.lsp import resolve_data_root
+
+    root = resolve_data_root(args.data)
+    ok, bad = check_root(root, args.sets, hashes=not args.no_hashes)
+    for line in ok:
+        print(f"ok: {line}")
+    for line in bad:
+        print(f"PROBLEM: {line}")
+    print(f"{root}: {'intact' if not bad else f'{len(bad)} problem(s) found'}")
+    return 0 if not bad else 1
+
+
+def cmd_data_pack(args) -> int:
+    from posekit.data.pack import pack_split
+
+    split = {"name": args.split, "sets": args.sets, "seed": args.split_seed, "val_fraction": args.val_fraction}
+    r = pack_split(args.data, args.out, split, size=args.size, margin=args.margin, quality=args.quality,
+                   progress=not args.no_progress)
+    print(f"wrote {r['path']}: {r['images']} person-centred {r['size']}x{r['size']} crops (margin {r['margin']}, "
+          f"JPEG quality {r['quality']}) of the {r['split']} train+val split, {r['bytes'] / 2**20:.1f} MiB; "
+          f"train from it with data.pack={r['path']}")
+    if args.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({**r, "mib": round(r["bytes"] / 2**20, 1)}, indent=1) + "\n")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    from posekit.data.images import read_image
+    from posekit.data.lsp import load_sets
+    from posekit.data.transforms import PoseTransform, to_image
+    from posekit.viz import draw_pose, make_grid, save_rgb
+
+    s = load_sets(args.data, [args.set])[args.set]
+    i = args.index
+    if not 0 <= i < len(s):
+        raise PosekitError(f"--index {i} out of range: {args.set} has images 0..{len(s) - 1}")
+    image = read_image(s.image_paths[i])
+    tiles = [draw_pose(image, s.keypoints[i], s.annotated[i])]
+    if args.size:
+        r = PoseTransform(args.size, args.resize_mode)(image, s.keypoints[i], s.annotated[i])
+        tiles.append(draw_pose(to_image(r["image"]), r["keypoints"].numpy(), r["mask"].numpy() > 0))
+    out = Path(args.out or f"{args.set}_{i:05d}.png")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise PosekitError(f"{out}: --out must end in .png, .jpg or .jpeg")
+    save_rgb(out, make_grid(tiles, ncols=len(tiles), cell=320))
+    print(f"wrote {out} ({s.sample_id(i)}, {int(s.annotated[i].sum())} annotated / "
+          f"{int(s.visible[i].sum())} visible joints)")
+    return 0
+
+

@@ -1,0 +1,209 @@
+"""``posekit predict``'s plumbing: inputs found in folders, one record per person per image or
+video frame (JSON, CSV or a readable line on stdout), and the files written into ``--out``."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from posekit.data.images import read_image
+from posekit.errors import PosekitError
+from posekit.predict import Predictor
+from posekit.skeleton import JOINT_NAMES
+from posekit.utils import atomic_write_text, check_writable_folder
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
+    """(path, output name) for the image and video files given directly or found in folders
+    (recursively, in a stable order), and a problem line for each input that does not exist.
+    Output names keep a folder's sub-paths; a name that would repeat (``a/x.jpg`` and
+    ``b/x.jpg`` given directly, or ``x.jpg`` beside ``x.png``) gets its extension, then a number."""
+    exts = IMAGE_EXTS if images_only else IMAGE_EXTS + VIDEO_EXTS
+    found: list[tuple[Path, str]] = []
+    missing: list[str] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file())
+            found += [(q, q.relative_to(p).with_suffix("").as_posix()) for q in files]
+        elif p.exists():
+            found.append((p, p.stem))
+        else:
+            missing.append(f"{p}: input not found")
+    if not found and not missing:
+        raise PosekitError(f"no {'images' if images_only else 'images or videos'} found in {', '.join(inputs)}")
+    out, used = [], set()
+    for p, name in found:
+        if name in used:
+            name = f"{name}_{p.suffix.lstrip('.').lower()}"
+            k = 2
+            while name in used:
+                name, k = f"{name.rsplit('~', 1)[0]}~{k}", k + 1
+        used.add(name)
+        out.append((p, name))
+    return out, missing
+
+
+def csv_header() -> list[str]:
+    cols = ["image", "frame", "time", "person", "width", "height", "found", "score"]
+    for n in JOINT_NAMES:
+        cols += [f"{n}_x", f"{n}_y", f"{n}_score", f"{n}_in_image"]
+    return cols
+
+
+def csv_row(rec: dict) -> list:
+    person = rec.get("person", 0)
+    row = [rec["image"], rec.get("frame", ""), rec.get("time", ""), "" if person is None else person,
+           rec.get("width", ""), rec.get("height", ""), int(rec["found"]), rec["score"]]
+    for j in rec["joints"] or [None] * len(JOINT_NAMES):
+        row += ["", "", "", ""] if j is None else [j["x"], j["y"], j["score"], int(j["in_image"])]
+    return row
+
+
+def text_line(rec: dict, threshold: float) -> str:
+    """The readable line of a record: the joints as name=x,y (``(outside)`` for a joint placed
+    outside the image), or "no person found" with the score that fell short."""
+    where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
+    if not rec["found"]:
+        if not rec["joints"]:
+            return f"{where}: no person found"
+        return f"{where}: no person found (score {rec['score']:.2f}, threshold {threshold:.2f})"
+    if rec.get("box_score") is not None:
+        where += f" person {rec['person']}"
+    joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}{'' if j['in_image'] else '(outside)'}"
+                      for j in rec["joints"])
+    return f"{where}: person score {rec['score']:.2f}  {joints}"
+
+
+class Emitter:
+    """Writes the stdout format: ``json`` (one object per line), ``csv`` (a header, then a row
+    per record) or ``text`` (one readable line)."""
+
+    def __init__(self, fmt: str, write=print, threshold: float = 0.0):
+        self.fmt, self.write, self.header_done, self.threshold = fmt, write, False, threshold
+
+    def __call__(self, rec: dict) -> None:
+        if self.fmt == "json":
+            self.write(json.dumps(rec))
+        elif self.fmt == "csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            if not self.header_done:
+                w.writerow(csv_header())
+                self.header_done = True
+            w.writerow(csv_row(rec))
+            self.write(buf.getvalue().rstrip("\n"))
+        else:
+            self.write(text_line(rec, self.threshold))
+
+
+@dataclass
+class Job:
+    """What ``posekit predict`` does with each input: the predictor, the caller's box, ``people``
+    ("one" or "all"), video smoothing (None: the model's own), the output folder, drawing, the
+    record writer and the frame limit of videos."""
+
+    pred: Predictor
+    box: tuple | None = None
+    people: str = "one"
+    smooth: bool | None = None
+    out: Path | None = None
+    draw: bool = False
+    emit: object = print
+    max_frames: int | None = None
+
+
+def image_records(job: Job, path: Path, img) -> tuple[list, list[dict]]:
+    """(poses, records) of one image: the best person (or the box) in "one" mode, every person
+    found in "all" mode (an image with nobody: one record, found false)."""
+    if job.people == "all" and job.box is None:
+        poses = job.pred.predict_all(img)
+    else:
+        poses = [job.pred.predict(img, job.box)]
+    base = {"image": str(path), "model": job.pred.name}
+    if not poses:
+        h, w = img.shape[:2]
+        return poses, [{**base, "width": w, "height": h, "person": None, "found": False, "score": 0.0, "box": None,
+                        "box_score": None, "joints": []}]
+    return poses, [{**base, **p.to_dict()} for p in poses]
+
+
+def predict_image(job: Job, path: Path, name: str) -> None:
+    """One image: its records to ``job.emit``, and ``<name>.json`` (+ ``<name>_pose.png``) in ``job.out``."""
+    from posekit.viz import draw_poses, save_rgb
+
+    img = read_image(path)
+    poses, recs = image_records(job, path, img)
+    for rec in recs:
+        job.emit(rec)
+    if job.out is not None:
+        base = job.out / name
+        doc = recs[0] if job.people == "one" else {"image": str(path), "people": [r for r in recs if r["found"]]}
+        atomic_write_text(base.with_name(base.name + ".json"), json.dumps(doc, indent=1))
+        if job.draw:
+            save_rgb(base.with_name(base.name + "_pose.png"), draw_poses(img, poses))
+
+
+def run_predict(inputs: list[str], predictor_args: dict, job_args: dict, fmt: str = "text",
+                webcam: int | None = None) -> tuple[int, int]:
+    """The CLI's work. Records go to stdout in ``fmt``; ``job_args["out"]`` gets ``<name>.json``
+    per image and ``<name>.jsonl`` (a record per person per frame) per video or webcam, and with
+    ``draw`` the annotated ``<name>_pose.png`` / ``<name>_pose.mp4`` (``job_args``: the fields of
+    :class:`Job` but the predictor and writer). A bad input is reported (one line naming it) and
+    skipped, the rest still processed. Returns (inputs that failed, inputs in all)."""
+    from tqdm import tqdm
+
+    from posekit.inference import parse_box
+
+    job_args = dict(job_args, box=parse_box(job_args.get("box")))
+    out = Path(job_args["out"]) if job_args.get("out") else None
+    if out is not None:  # refused before the model runs
+        check_writable_folder(out, "--out")
+    items, missing = collect_inputs(inputs) if inputs else ([], [])
+    pred = Predictor(**predictor_args)
+    job = Job(pred, **{**job_args, "out": out}, emit=Emitter(fmt, print, pred.threshold))
+    total = len(items) + len(missing) + (webcam is not None)
+    bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None if len(items) > 1 else True, leave=False)
+
+    def report(msg: str) -> None:
+        tqdm.write(f"posekit: {'error' if total == 1 else 'skipped'}: {msg}", file=sys.stderr)
+
+    for msg in missing:
+        report(msg)
+    failures = len(missing)
+    for src in ([webcam] if webcam is not None else []) + items:
+        failures += _one_source(job, src, report)
+        if not isinstance(src, int):
+            bar.update(1)
+    bar.close()
+    return failures, total
+
+
+def _one_source(job: Job, src, report) -> int:
+    """Run one image, video or webcam; 1 if it failed (reported), else 0."""
+    from posekit.video import FramePoser, predict_stream
+
+    path, name = (None, f"webcam{src}") if isinstance(src, int) else src
+    label = f"webcam {src}" if path is None else str(path)
+    try:
+        if path is None or path.suffix.lower() in VIDEO_EXTS:
+            poser = FramePoser(job.pred, job.people, job.box, smooth=job.smooth)
+            predict_stream(poser, src if path is None else path, name, job.out, job.draw, job.emit, job.max_frames)
+        else:
+            predict_image(job, path, name)
+    except PosekitError as e:
+        msg = str(e)
+        report(msg if msg.startswith(label) else f"{label}: {msg}")
+        return 1
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        report(f"{e.filename or path}: {e.strerror or e}")
+        return 1
+    return 0

@@ -1,0 +1,65 @@
+"""Finding people: a trained person detector (:class:`~posekit.models.detector.CenterNetDetector`
+and its centre codec) run on whole images, its boxes mapped back to original pixels. The first
+step of top-down pose estimation (:meth:`posekit.Predictor.predict_all`).
+
+Legend: N images, M people found; boxes (M, 4) are (x, y, w, h) in original pixels."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from posekit.checkpoint import load_model
+from posekit.config import DetectConfig
+from posekit.data.images import as_rgb
+from posekit.data.transforms import PoseTransform, invert_affine, transform_boxes
+from posekit.errors import PosekitError
+from posekit.models import inference_ready
+from posekit.utils import select_device
+
+DEFAULT_DETECTOR = "posekit-person"
+
+
+class PersonDetector:
+    """``PersonDetector(model="posekit-person" | checkpoint | run folder, device=None,
+    settings=None)``: ``settings`` (a :class:`~posekit.config.DetectConfig`; None: the detector
+    recipe's own) sets the score threshold, the NMS overlap and the most people per image.
+
+    Raises PosekitError for a checkpoint that is not a person detector."""
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_DETECTOR, device: str | None = None,
+                 settings: DetectConfig | None = None):
+        self.device = select_device(device)
+        self.model, self.codec, ck = load_model(model, self.device)
+        if getattr(self.codec, "kind", None) != "center":
+            raise PosekitError(f"{ck['path']}: not a person detector (its codec is {ck['recipe'].codec.name!r})")
+        inference_ready(self.model)
+        self.name, self.config = str(model), ck["recipe"]
+        self.settings = settings or self.config.detect
+        self.transform = PoseTransform(self.config.data.input_size, "letterbox")
+
+    @torch.inference_mode()
+    def detect_batch(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(boxes (M, 4) original pixels, scores (M,), best first) for each image."""
+        if not images:
+            return []
+        rgbs = [as_rgb(im) for im in images]
+        ms = [self.transform.base_matrix(im.shape[1], im.shape[0]) for im in rgbs]
+        from posekit.data.transforms import to_tensor, warp
+
+        x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
+        s = self.settings
+        found = self.codec.decode(self.model(x), s.max_people, s.score_threshold, s.nms_iou)
+        return [(transform_boxes(b, invert_affine(m)), sc) for (b, sc), m in zip(found, ms)]
+
+    def detect(self, image) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes (M, 4) original pixels, scores (M,)) of one image."""
+        return self.detect_batch([image])[0]
+
+
+def pose_box(box, margin: float) -> tuple[float, float, float, float]:
+    """A detected box (x, y, w, h) with ``margin`` of its size added on each side: the region a
+    top-down pose model is given."""
+    x, y, w, h = (float(v) for v in box)
+    return x - margin * w, y - margin * h, w * (1 + 2 * margin), h * (1 + 2 * margin)

@@ -1,0 +1,89 @@
+"""Packaging a trained run as a shipped model: fp16 weights in ``posekit/weights/<name>.pt`` (a
+checkpoint with the recipe, split and metrics inside, no optimiser state) and a model card
+``<name>.md`` beside it: the data, the recipe, the exact commands, the commit and the metrics."""
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
+from posekit.config import Recipe, complete_config
+from posekit.errors import PosekitError
+from posekit.models import count_parameters, model_flops
+from posekit.predict import DEFAULT_CROP_BORDER
+
+
+def _infer_line(cfg: Recipe) -> str:
+    crops = cfg.infer.refine or []
+    if not crops:
+        return "one pass on the person box (or the whole image)"
+    line = (f"{1 + len(crops)} passes fused: the person box (or the whole image), then "
+            f"{len(crops)} square refinement crop(s) around the first estimate, margin(s) {', '.join(map(str, crops))} "
+            "per side, run as one batch (`infer.refine`")
+    if cfg.infer.refine_weight:
+        line += f"; the first pass mixed in at weight {cfg.infer.refine_weight} (`infer.refine_weight`)"
+    return line + "; `--refine off` for one pass)"
+
+
+def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[str], size_mb: float, note: str = "",
+               commit: str = "") -> str:
+    """The Markdown model card of a shipped model."""
+    model = model_from_config(cfg)
+    s = cfg.data.input_size
+    lines = [f"# {name}", "",
+             f"`{cfg.model.name}` ({count_parameters(model):,} parameters, {model_flops(model, s):.2f} GFLOPs at "
+             f"{s}x{s}) with a `{cfg.codec.name}` head, stored in fp16 ({size_mb:.1f} MB). Select it with "
+             f"`--model {name}` or `posekit.Predictor(\"{name}\")`.", "",
+             f"- **Data**: Leeds Sports Pose (LSP images 1-1000) + LSP-extended (10,000), split `{cfg.data.split}` "
+             f"(seed {cfg.data.split_seed}); validation {len(ck['split']['val'])} images carved from train.",
+             f"- **Recipe**: `{cfg.name}` (the full config is inside the .pt file).",
+             "- **Commands**, in order:", *[f"  {i}. `{c}`" for i, c in enumerate(commands, 1)],
+             f"- **Epochs trained**: {ck['epoch'] + 1} of {cfg.train.epochs}"]
+    if note:
+        lines.append(f"- **Note**: {note}")
+    lines += [f"- **Inference**: {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}",
+              f"- **Commit**: {commit}", f"- **Date**: {dt.date.today().isoformat()}", ""]
+    if metrics:
+        pj = metrics.get("per_joint_pck", {})
+        lines += [f"## {metrics.get('split', 'lsp-test')} ({metrics.get('n', '?')} images)", "",
+                  "| PCK@0.2 | PCP@0.5 | MSE | mean error (px) |", "|---|---|---|---|",
+                  f"| {metrics['pck']:.3f} | {metrics['pcp']:.3f} | {metrics['mse']:.4f} | {metrics['mean_px_error']:.1f} |",
+                  "", "| joint | PCK@0.2 |", "|---|---|", *[f"| {k} | {v:.3f} |" for k, v in pj.items()], ""]
+    lines += ["Data licence: the LSP images are research-only Flickr data (Johnson & Everingham, BMVC 2010 and",
+              "CVPR 2011); the weights were trained on them.", ""]
+    return "\n".join(lines)
+
+
+def ship(run: str, name: str, metrics: dict, commands: list[str], infer: dict | None = None, note: str = "",
+         max_mb: float = 10.0) -> tuple[Path, Path]:
+    """Write ``<name>.pt`` (fp16) and ``<name>.md`` into ``posekit/weights/`` from checkpoint ``run``,
+    with ``infer`` settings (keys of ``infer``) replacing the run's own. The metrics must have been
+    scored with the settings shipped (refine, refine_weight). Returns the two paths.
+
+    Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
+    ck = read_checkpoint(run)
+    raw = ck["config"]
+    raw["infer"] = {**raw.get("infer", {}), **(infer or {})}
+    cfg = complete_config(raw, str(run))
+    shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
+               "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
+               if cfg.infer.refine else None}
+    for key, value in shipped.items():
+        if key in metrics and metrics[key] != value:
+            raise PosekitError(f"the metrics were scored with {key}={metrics[key]!r}, but the model ships with "
+                               f"{value!r}")
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["model"].items()}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    from posekit import checkpoint
+
+    out = checkpoint.WEIGHTS_DIR / f"{name}.pt"
+    save_checkpoint(out, config=cfg.to_dict(), split=ck["split"], epoch=ck["epoch"], history=ck["history"],
+                    model=state, metrics=metrics, best=ck.get("best"), shipped=True, commit=commit)
+    size_mb = out.stat().st_size / 1e6
+    if size_mb > max_mb:
+        out.unlink()
+        raise PosekitError(f"{out}: {size_mb:.1f} MB is over the {max_mb} MB limit")
+    card = checkpoint.WEIGHTS_DIR / f"{name}.md"
+    card.write_text(model_card(name, ck, cfg, metrics, commands, size_mb, note, commit))
+    return out, card
