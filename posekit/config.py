@@ -160,6 +160,15 @@ class DetectConfig(Section):
     val_scenes: int = Field(200, ge=0, le=5000)  # validation composites (from the validation images)
 
 
+class DistillConfig(Section):
+    """Knowledge distillation: a teacher's joints (a cache from ``posekit data teacher``) mixed
+    into the training targets (``posekit.codecs.heatmap.HeatmapCodec.encode``)."""
+
+    teacher: str | None = None  # the teacher cache (.npz); None = labels only
+    weight: Fraction = 0.5  # the teacher's share of a joint's target (and the weight of teacher-only joints)
+    min_score: Fraction = 0.3  # teacher joints scored below are not used
+
+
 class VideoConfig(Section):
     """Videos and webcams: people followed across frames (box IoU matching) and each joint
     smoothed over time by a One-Euro filter (``posekit.tracking``)."""
@@ -214,6 +223,7 @@ class Recipe(Section):
     infer: InferConfig = InferConfig()
     detect: DetectConfig = DetectConfig()
     video: VideoConfig = VideoConfig()
+    distill: DistillConfig = DistillConfig()
     train: TrainConfig = TrainConfig()
 
     def to_dict(self) -> dict:

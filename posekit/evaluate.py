@@ -34,22 +34,41 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
     if split_name == "val":
         return list(ckpt["split"]["val"])
     if split_name == "paper-test":
+        if ckpt["split"].get("name") == "paper" and ckpt["split"].get("test"):
+            return list(ckpt["split"]["test"])
         d = ckpt["recipe"].data
         return make_split("paper", sets, seed=d.split_seed, fractions=tuple(d.fractions))["test"]
     raise PosekitError(f"unknown evaluation split {split_name!r}; known: {', '.join(EVAL_SPLITS)}")
 
 
-def _samples(sets: dict, ids: list[str]):
-    """(images, keypoints (N, K, 2), masks (N, K), sizes (N, 2)) of sample ids."""
+def load_samples(sets: dict, ids: list[str], cache=None):
+    """(images, keypoints (N, K, 2), masks (N, K), sizes (N, 2)) of sample ids. With a pack's
+    ``cache`` (``posekit.data.pack``) the images are its stored copies and the keypoints are moved
+    into their pixels (the caller maps predictions back: :func:`from_stored`)."""
     index = {s.sample_id(i): (s, i) for s in sets.values() for i in range(len(s))}
     images, kps, masks = [], [], []
     for sid in ids:
         s, i = index[sid]
-        images.append(read_image(s.image_paths[i]))
+        if cache is None:
+            images.append(read_image(s.image_paths[i]))
+        else:
+            images.append(cache.get(s.image_paths[i])[0])
         kps.append(s.keypoints[i])
         masks.append(s.annotated[i])
-    sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float64).reshape(-1, 2)
+    if cache is None:
+        sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float64).reshape(-1, 2)
+    else:
+        sizes = np.array([cache.get(index[sid][0].image_paths[index[sid][1]])[2] for sid in ids], np.float64)
     return images, np.stack(kps), np.stack(masks), sizes
+
+
+def from_stored(keypoints: np.ndarray, sets: dict, ids: list[str], cache) -> np.ndarray:
+    """Predictions (N, K, 2) on a pack's stored images, back in original pixels."""
+    from posekit.data.transforms import apply_affine, invert_affine
+
+    index = {s.sample_id(i): (s, i) for s in sets.values() for i in range(len(s))}
+    pres = [cache.get(index[sid][0].image_paths[index[sid][1]])[1] for sid in ids]
+    return np.stack([apply_affine(k, invert_affine(m)) for k, m in zip(keypoints, pres)])
 
 
 def _stage_metrics(pred: Predictor, images, kps, masks, sizes, batch_size: int) -> list[dict]:
@@ -100,9 +119,16 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     pred = Predictor(model_path, **predictor)
     ckpt, cfg = pred.checkpoint, pred.config
     lsp_only = split_name in ("lsp-test", "lsp-train", "lsp-multi")
-    sets = load_sets(data_root, ["lsp"] if lsp_only else list(ckpt["split"].get("sets", cfg.data.sets)))
+    cache = None
+    if str(data_root or "").endswith(".npz"):  # a pack: its stored images, scored in original pixels
+        from posekit.data.pack import load_pack
+
+        sets, cache, pack_split, _ = load_pack(data_root)
+        ckpt = {**ckpt, "split": {**ckpt["split"], "test": pack_split.get("test", [])}}
+    else:
+        sets = load_sets(data_root, ["lsp"] if lsp_only else list(ckpt["split"].get("sets", cfg.data.sets)))
     ids = eval_ids(split_name, ckpt, sets)[:limit]
-    images, kps, masks, sizes = _samples(sets, ids)
+    images, kps, masks, sizes = load_samples(sets, ids, cache)
     settings = dict(split=split_name, checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1 if "epoch" in ckpt else None,
                     model=cfg.model.name + (f" + {len(pred.stages)} cascade stage(s)" if pred.stages else ""),
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
@@ -111,7 +137,10 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
         metrics, extras = _multi(pred, images, kps, masks, MULTI_SCENES if limit is None else min(MULTI_SCENES, limit))
         return {**metrics, **settings}, {**extras, "ckpt": ckpt}
     poses = [p for i in range(0, len(images), batch_size) for p in pred.predict_batch(images[i:i + batch_size])]
-    res = {"pred": np.array([p.keypoints for p in poses]).reshape(-1, 14, 2), "gt": kps, "mask": masks, "sizes": sizes,
+    found = np.array([p.keypoints for p in poses]).reshape(-1, 14, 2)
+    if cache is not None:
+        found = from_stored(found, sets, ids, cache)
+    res = {"pred": found, "gt": kps, "mask": masks, "sizes": sizes,
            "scores": np.array([p.scores for p in poses]).reshape(-1, 14)}
     if not np.isfinite(res["pred"]).all():
         raise PosekitError(f"{ckpt['path']}: the model produced non-finite (NaN/inf) predictions")

@@ -30,7 +30,7 @@ def load_data(cfg: Recipe, split: dict | None = None, progress: bool = False):
 
         sets, cache, pack_split, pack_margin = load_pack(d.pack, progress=progress)
         crop = cfg.augment.person_crop
-        if crop is None or crop > pack_margin + 1e-9:
+        if pack_margin is not None and (crop is None or crop > pack_margin + 1e-9):
             raise ConfigError(f"{d.pack}: a pack holds person crops with margin {pack_margin}; training from it needs "
                               f"augment.person_crop <= {pack_margin} (got {crop}): the rest of each image is not in it")
         split = split or pack_split
@@ -58,11 +58,17 @@ def build_datasets(cfg: Recipe, split: dict | None = None, progress: bool = Fals
     sets, split, cache = load_data(cfg, split, progress)
     d = cfg.data
     train_ids, val_ids = split_ids(split, d.limit_train, d.limit_val)
+    teacher = None
+    if cfg.distill.teacher:
+        from posekit.distill import load_teacher
+
+        teacher = load_teacher(cfg.distill.teacher)
     train_tf = PoseTransform(d.input_size, d.resize_mode, train=True, augment=cfg.augment)
     # validation frames each person the way training does (LSPe images are large scenes with the
     # person ~150 px tall somewhere in them), with no random part; test evaluation is whole-image
     val_tf = PoseTransform(d.input_size, d.resize_mode, train=False, augment=AugmentConfig(person_crop=cfg.augment.person_crop))
-    train_ds = PoseLandmarksDataset(sets, train_ids, train_tf, cache=cache, seed=cfg.train.seed)
+    train_ds = PoseLandmarksDataset(sets, train_ids, train_tf, cache=cache, seed=cfg.train.seed, teacher=teacher,
+                                    teacher_min_score=cfg.distill.min_score)
     val_ds = PoseLandmarksDataset(sets, val_ids, val_tf, cache=cache, seed=cfg.train.seed)
     return sets, split, train_ds, val_ds
 
@@ -88,6 +94,8 @@ class PoseTask:
         self.cfg = cfg
         self.model = model if model is not None else model_from_config(cfg, where)
         self.codec = codec_from_config(cfg, where)
+        if cfg.distill.teacher and self.codec.kind != "heatmap":
+            raise ConfigError(f"{where}: distillation (distill.teacher) needs the heatmap codec, not {self.codec.kind}")
         try:
             self.loss_fn = build_loss(self.codec.default_loss if cfg.loss == "auto" else cfg.loss)
         except ValueError as e:
@@ -104,7 +112,12 @@ class PoseTask:
     def loss(self, forward, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor, int]:
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-        target, weight = self.codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
+        if "teacher" in batch:
+            target, weight = self.codec.encode(batch["keypoints"].to(device), batch["mask"].to(device),
+                                               batch["teacher"].to(device), batch["teacher_mask"].to(device),
+                                               self.cfg.distill.weight)
+        else:
+            target, weight = self.codec.encode(batch["keypoints"].to(device), batch["mask"].to(device))
         out = forward(x)
         return self.loss_fn(self.codec.loss_input(out.float()), target, weight), weight.float().sum(), len(x)
 

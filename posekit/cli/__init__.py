@@ -183,12 +183,25 @@ def _add_data(sub) -> None:
     pk.add_argument("--val-fraction", type=float, default=0.05, help="lsp-standard: validation carved from train")
     pk.add_argument("--size", type=int, default=144, help="side of each stored crop in pixels")
     pk.add_argument("--margin", type=float, default=0.4, help="context around the joints' box, as a fraction of its side")
+    pk.add_argument("--whole", action="store_true", help="store whole images (stretched to --size) instead of person "
+                    "crops, for recipes that see the whole image (the paper's)")
+    pk.add_argument("--parts", nargs="+", default=["train", "val"], choices=["train", "val", "test"],
+                    help="the parts of the split to store (default: train val)")
     pk.add_argument("--quality", type=int, default=75,
                     help="JPEG quality (75 at 144 px: the LSP + LSPe train+val split in about 52 MiB)")
     pk.add_argument("--out", required=True, help="output .npz")
     pk.add_argument("--no-progress", action="store_true")
     pk.add_argument("--json", help="also write the summary (images, bytes) here")
     pk.set_defaults(func=commands.cmd_data_pack)
+    te = dsub.add_parser("teacher", help="run a teacher model over the training images, for distillation",
+                         description="Cache a model's joints and scores on every training and validation image "
+                         "(distill.teacher of a student recipe).")
+    te.add_argument("--model", default="posekit-lsp", help="the teacher (shipped name, checkpoint or run folder)")
+    te.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
+    te.add_argument("--out", required=True, help="output .npz")
+    te.add_argument("--flip-test", action="store_true", help="the teacher also looks at the mirrored image")
+    te.add_argument("--no-progress", action="store_true")
+    te.set_defaults(func=commands.cmd_data_teacher)
     s = dsub.add_parser("show", help="draw a sample with its joints")
     s.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
     s.add_argument("--set", default="lsp", choices=["lsp", "lspet"])

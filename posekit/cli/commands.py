@@ -204,12 +204,14 @@ def cmd_data_check(args) -> int:
 def cmd_data_pack(args) -> int:
     from posekit.data.pack import pack_split
 
-    split = {"name": args.split, "sets": args.sets, "seed": args.split_seed, "val_fraction": args.val_fraction}
-    r = pack_split(args.data, args.out, split, size=args.size, margin=args.margin, quality=args.quality,
-                   progress=not args.no_progress)
-    print(f"wrote {r['path']}: {r['images']} person-centred {r['size']}x{r['size']} crops (margin {r['margin']}, "
-          f"JPEG quality {r['quality']}) of the {r['split']} train+val split, {r['bytes'] / 2**20:.1f} MiB; "
-          f"train from it with data.pack={r['path']}")
+    split = {"name": args.split, "sets": args.sets, "seed": args.split_seed, "val_fraction": args.val_fraction,
+             "parts": args.parts}
+    r = pack_split(args.data, args.out, split, size=args.size, margin=None if args.whole else args.margin,
+                   quality=args.quality, progress=not args.no_progress)
+    what = "whole images" if args.whole else f"person-centred crops (margin {r['margin']})"
+    print(f"wrote {r['path']}: {r['images']} {r['size']}x{r['size']} {what}, JPEG quality {r['quality']}, of the "
+          f"{r['split']} split ({'+'.join(args.parts)}), {r['bytes'] / 2**20:.1f} MiB; train from it with "
+          f"data.pack={r['path']}")
     if args.json:
         from posekit.utils import atomic_write_text
 
@@ -241,3 +243,14 @@ def cmd_data_show(args) -> int:
     return 0
 
 
+
+
+def cmd_data_teacher(args) -> int:
+    from posekit.distill import teacher_cache
+    from posekit.predict import Predictor
+
+    pred = Predictor(args.model, flip_test=args.flip_test, detector=False)
+    r = teacher_cache(pred, args.data, args.out, progress=not args.no_progress)
+    print(f"wrote {r['path']}: the joints of {r['images']} training and validation images by {r['model']}"
+          f"{' with the flip test' if r['flip_test'] else ''}")
+    return 0

@@ -44,10 +44,26 @@ class HeatmapCodec:
         left/right joints swap."""
         return torch.flip(output, dims=[3])[:, torch.as_tensor(FLIP_PERM, device=output.device)]
 
-    def encode(self, keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, keypoints: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor | None = None,
+               teacher_mask: torch.Tensor | None = None, teacher_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: keypoints (N, K, 2) input pixels, mask (N, K). Returns Gaussian heatmaps
         (N, K, H*W) with peak 1 at each joint, and weights (N, K): 0 for unannotated joints and
-        joints outside the frame."""
+        joints outside the frame.
+
+        Knowledge distillation (soft targets, Hinton et al. 2015): with a ``teacher``'s estimate
+        (N, K, 2) of the joints it trusts (``teacher_mask`` (N, K)), a joint's target is the
+        labels' Gaussian and the teacher's mixed at ``teacher_weight``; a joint only the teacher
+        places (unannotated in the labels) gets the teacher's Gaussian at weight ``teacher_weight``."""
+        hm, weight = self._gaussians(keypoints, mask)
+        if teacher is None or teacher_weight <= 0:
+            return hm, weight
+        thm, tweight = self._gaussians(teacher, teacher_mask)
+        both, only_t = (weight > 0) & (tweight > 0), (weight == 0) & (tweight > 0)
+        w = float(teacher_weight)
+        hm = torch.where(both[..., None], (1 - w) * hm + w * thm, torch.where(only_t[..., None], thm, hm))
+        return hm, torch.where(only_t, tweight * w, weight)
+
+    def _gaussians(self, keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = input_to_grid(keypoints.float(), self.stride)  # (B, J, 2)
         r = torch.arange(self.size, device=keypoints.device, dtype=torch.float32)
         gx = torch.exp(-((r[None, None, :] - g[..., 0:1]) ** 2) / (2 * self.sigma**2))  # (B, J, W)

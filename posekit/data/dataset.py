@@ -71,11 +71,17 @@ class PoseLandmarksDataset(Dataset):
     annotated joints, ``matrix`` (2, 3) original -> input affine, ``gt`` (14, 2) and ``gt_mask`` in
     original pixels, ``size`` (w, h) of the original image, ``index``.
 
+    With ``teacher`` (sample id -> (keypoints (14, 2) original pixels, scores (14,)), a teacher
+    model's estimates: :mod:`posekit.distill`) items also hold ``teacher`` (14, 2) in input pixels
+    and ``teacher_mask`` (14,): the joints the teacher scored at least ``teacher_min_score``.
+
     Augmentation is seeded from (``seed``, epoch, index), so a run is reproducible whatever the
     number of loader workers; call :meth:`set_epoch` at each epoch."""
 
     def __init__(self, sets: dict[str, PoseSet], ids: list[str], transform: PoseTransform,
-                 cache: ImageCache | None = None, seed: int = 0):
+                 cache: ImageCache | None = None, seed: int = 0, teacher: dict | None = None,
+                 teacher_min_score: float = 0.0):
+        self.teacher, self.teacher_min_score = teacher, float(teacher_min_score)
         self.transform = transform
         self.cache = cache
         self.seed = int(seed)
@@ -104,13 +110,18 @@ class PoseLandmarksDataset(Dataset):
         path = s.image_paths[i]
         kp, mask = s.keypoints[i], s.annotated[i]
         seed = derive_seed(self.seed, "augment", self.epoch, idx) if self.transform.train else None
+        extra = {}
+        if self.teacher is not None:
+            t_kp, t_sc = self.teacher.get(self.ids[idx], (np.zeros_like(kp), np.zeros(len(kp))))
+            extra = {"teacher": np.asarray(t_kp, np.float64),
+                     "teacher_mask": np.asarray(t_sc) >= max(self.teacher_min_score, 1e-9)}
         if self.cache is not None:
             image, pre, (w, h) = self.cache.get(path)
-            out = self.transform(image, kp, mask, seed=seed, orig_size=(w, h), pre=pre)
+            out = self.transform(image, kp, mask, seed=seed, orig_size=(w, h), pre=pre, **extra)
         else:
             image = read_image(path)
             h, w = image.shape[:2]
-            out = self.transform(image, kp, mask, seed=seed)
+            out = self.transform(image, kp, mask, seed=seed, **extra)
         out.update(
             gt=torch.from_numpy(kp.astype(np.float32)),
             gt_mask=torch.from_numpy(mask.astype(np.float32)),

@@ -24,27 +24,28 @@ from posekit.data.dataset import ImageCache, _run_threaded
 from posekit.data.images import decode_image, read_image
 from posekit.data.lsp import PoseSet, load_sets
 from posekit.data.splits import make_split
-from posekit.data.transforms import box_matrix, person_box, warp
+from posekit.data.transforms import box_matrix, person_box, scale_matrix, warp
 from posekit.errors import DataError
 from posekit.utils import atomic_write_bytes
 
 PACK_FORMAT = "posekit-pack-v1"
 
 
-def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: int = 144, margin: float = 0.4,
+def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: int = 144, margin: float | None = 0.4,
                quality: int = 75, progress: bool = False) -> dict:
     """Write a pack of the dataset under ``root`` to ``out`` (.npz): ``split`` says which split
     (keys ``name`` "lsp-standard" | "paper", ``sets``, ``seed``, ``val_fraction``, ``fractions``,
     ``parts``: the parts packed, default train and val); each image becomes a ``size``-pixel
-    person crop with ``margin`` context per side, JPEG ``quality``. Returns a summary (images,
-    bytes, path, ...). Raises DataError for bad settings or data."""
+    square person crop with ``margin`` context per side (None: the whole image, stretched to the
+    square), JPEG ``quality``. Returns a summary (images, bytes, path, ...). Raises DataError for
+    bad settings or data."""
     sp = {"name": "lsp-standard", "sets": ["lsp", "lspet"], "seed": 0, "val_fraction": 0.05,
           "fractions": (0.7, 0.15, 0.15), "parts": ("train", "val"), **(split or {})}
     split_name, sets, which = sp["name"], list(sp["sets"]), tuple(sp["parts"])
     out = Path(out)
     if out.suffix != ".npz":
         raise DataError(f"{out}: a pack file must end in .npz")
-    if not 16 <= size <= 1024 or not 0 <= margin <= 2 or not 30 <= quality <= 100:
+    if not 16 <= size <= 1024 or not (margin is None or 0 <= margin <= 2) or not 30 <= quality <= 100:
         raise DataError("pack: size must be 16-1024, margin 0-2, quality 30-100")
     loaded = load_sets(root, sets)
     split = make_split(split_name, loaded, seed=sp["seed"], fractions=tuple(sp["fractions"]),
@@ -60,8 +61,10 @@ def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: in
         s, i = lookup[ids[k]]
         img = read_image(s.image_paths[i])
         h, w = img.shape[:2]
-        box = person_box(s.keypoints[i], s.annotated[i], margin, w, h)
-        m = box_matrix(box, size)
+        if margin is None:
+            m = scale_matrix(size / w, size / h)
+        else:
+            m = box_matrix(person_box(s.keypoints[i], s.annotated[i], margin, w, h), size)
         crop = warp(img, m, size)
         ok, enc = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         if not ok:
@@ -72,7 +75,8 @@ def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: in
     offsets = np.zeros(n + 1, np.int64)
     offsets[1:] = np.cumsum([len(b) for b in blobs])
     sel = [lookup[i] for i in ids]
-    meta = {"format": PACK_FORMAT, "split": {k: v for k, v in split.items() if k not in ("test",)} | {"test": []},
+    meta = {"format": PACK_FORMAT, "split": {k: v for k, v in split.items() if k != "test"}
+            | {"test": split.get("test", []) if "test" in which else []},
             "size": size, "margin": margin, "quality": quality, "sets": list(sets), "parts": list(which)}
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), ids=np.array(ids), jpeg=np.frombuffer(b"".join(blobs), np.uint8),
@@ -93,15 +97,16 @@ class PackCache(ImageCache):
         self.index = {k: i for i, k in enumerate(keys)}
 
 
-def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict, float]:
-    """(sets, cache, split, crop margin) from a pack file: what training needs, without the dataset folder."""
+def load_pack(path: str | os.PathLike, progress: bool = False) -> tuple[dict[str, PoseSet], PackCache, dict, float | None]:
+    """(sets, cache, split, crop margin (None: whole images)) from a pack file: what training
+    and evaluation need, without the dataset folder."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: pack file not found (make one with `posekit data pack`)")
     try:
         z = np.load(p, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
-        split, margin = meta["split"], float(meta["margin"])
+        split, margin = meta["split"], None if meta["margin"] is None else float(meta["margin"])
         ids = [str(i) for i in z["ids"]]
         jpeg, offsets = z["jpeg"], z["offsets"]
         kp, vis, ann, sizes, pre = z["keypoints"], z["visible"], z["annotated"], z["sizes"], z["pre"]

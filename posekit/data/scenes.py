@@ -73,7 +73,7 @@ def _feathered_paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, feat
     canvas[y0:y1, x0:x1] = (a * patch[y0 - y:y1 - y, x0 - x:x1 - x] + (1 - a) * region).astype(np.uint8)
 
 
-def _person_patch(image, kp, mask, target_h: float, flip: bool, context: float = 0.15):
+def person_patch(image, kp, mask, target_h: float, flip: bool, context: float = 0.15):
     """The person's box (plus ``context`` of its size on each side) cut from ``image`` and scaled
     so the person's box is ``target_h`` pixels tall (and mirrored): (patch, keypoints, mask)."""
     h, w = image.shape[:2]
@@ -117,7 +117,7 @@ def compose(background: np.ndarray, people: list[tuple[np.ndarray, np.ndarray, n
     ch, cw = canvas.shape[:2]
     rects, boxes, kps, masks = [], [], [], []
     for image, kp, mask in people:
-        patch, k, m = _person_patch(image, kp, mask, rng.uniform(*heights) * ch, rng.random() < flip)
+        patch, k, m = person_patch(image, kp, mask, rng.uniform(*heights) * ch, rng.random() < flip)
         ph, pw = patch.shape[:2]
         for _ in range(30):
             x = int(rng.integers(min(0, cw - pw), max(1, cw - pw + 1)))
@@ -152,7 +152,7 @@ def multi_person_set(images: list[np.ndarray], keypoints: np.ndarray, masks: np.
     for _ in range(n):
         w, h = int(rng.integers(480, 801)), int(rng.integers(360, 601))
         k = int(rng.integers(people[0], people[1] + 1))
-        pick = rng.choice(len(images), size=k + 1, replace=False)
+        pick = rng.choice(len(images), size=k + 1, replace=len(images) < k + 1)  # (few images: some twice)
         bg = blurred_background(images[pick[0]], w, h, rng)
         scenes.append(compose(bg, [(images[i], keypoints[i], masks[i]) for i in pick[1:]], rng))
     return scenes

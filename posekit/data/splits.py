@@ -33,7 +33,8 @@ def lsp_test_ids(sets: dict[str, PoseSet]) -> list[str]:
     if "lsp" not in sets:
         raise DataError("the lsp-test split needs the 'lsp' set (lsp/ under the data root)")
     s = sets["lsp"]
-    return [s.sample_id(i) for i in range(lsp_train_count(len(s)), len(s))]
+    ids = sorted(s.sample_id(i) for i in range(len(s)))  # by image number (a pack holds them in its own order)
+    return ids[lsp_train_count(len(ids)):]
 
 
 def make_split(name: str, sets: dict[str, PoseSet], seed: int = 0,

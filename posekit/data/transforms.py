@@ -185,10 +185,13 @@ class PoseTransform:
 
     def __call__(self, image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray,
                  seed: int | None = None, orig_size: tuple[int, int] | None = None,
-                 pre: np.ndarray | None = None) -> dict:
+                 pre: np.ndarray | None = None, teacher: np.ndarray | None = None,
+                 teacher_mask: np.ndarray | None = None) -> dict:
         """``keypoints``/``mask`` are in original-image pixels. When ``image`` is a rescaled copy
         (an image cache), ``pre`` maps original pixels to it and ``orig_size`` is (w, h) of the
-        original, so the base affine and the returned ``matrix`` stay in original pixels."""
+        original, so the base affine and the returned ``matrix`` stay in original pixels.
+        ``teacher`` (K, 2) original pixels, with ``teacher_mask`` (K,): a teacher's estimate of the
+        same joints, moved exactly as the keypoints are (returned as ``teacher``, ``teacher_mask``)."""
         if pre is None:
             h, w = image.shape[:2]
         else:
@@ -196,23 +199,27 @@ class PoseTransform:
         m = self.base_matrix(w, h, keypoints, mask)
         m_img = m if pre is None else compose_affine(m, invert_affine(pre))
         out = warp(image, m_img, self.size)
-        kp = apply_affine(keypoints, m)
-        mask = np.asarray(mask, np.float32).copy()
+        k = len(keypoints)
+        pts = apply_affine(keypoints if teacher is None else np.concatenate([keypoints, teacher]), m)
+        masks = [np.asarray(mask, np.float32).copy()] + ([] if teacher is None else [np.asarray(teacher_mask, np.float32)])
         flipped = False
         if self._album is not None:
             if seed is not None:
                 self._album.set_random_seed(int(seed) % (2**32))
-            r = self._album(image=out, keypoints=kp.astype(np.float32))
+            r = self._album(image=out, keypoints=pts.astype(np.float32))
             out = r["image"]
-            kp = np.asarray(r["keypoints"], np.float64).reshape(-1, 2)
+            pts = np.asarray(r["keypoints"], np.float64).reshape(-1, 2)
             flipped = any(name == "HorizontalFlip" for name, _ in r.get("applied_transforms", []))
-            if flipped:
-                kp = kp[FLIP_PERM]
-                mask = mask[FLIP_PERM]
-        return {
+        parts = [pts[:k], pts[k:]] if teacher is not None else [pts]
+        if flipped:  # the person's left is now on the image's right: rename the joints
+            parts, masks = [q[FLIP_PERM] for q in parts], [q[FLIP_PERM] for q in masks]
+        item = {
             "image": to_tensor(out),
-            "keypoints": torch.from_numpy(kp.astype(np.float32)),
-            "mask": torch.from_numpy(mask),
+            "keypoints": torch.from_numpy(parts[0].astype(np.float32)),
+            "mask": torch.from_numpy(masks[0]),
             "matrix": torch.from_numpy(m.astype(np.float64)),
             "flipped": flipped,
         }
+        if teacher is not None:
+            item.update(teacher=torch.from_numpy(parts[1].astype(np.float32)), teacher_mask=torch.from_numpy(masks[1]))
+        return item

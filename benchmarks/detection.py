@@ -1,0 +1,120 @@
+"""Person detection: posekit's detector against OpenCV's HOG people detector on three test sets,
+all from LSP's test images (never training images):
+
+- ``lsp-multi``: 300 scenes of 1 to 4 people composed from LSP test images (seed 0, as
+  ``posekit evaluate --split lsp-multi``): AP@0.5 and recall (IoU >= 0.5 and >= 0.3);
+- ``lsp-test``: the 1000 LSP test images themselves, one person each, whole;
+- ``no-person``: images with nobody (blank, noise, and background crops far from the annotated
+  person, as ``benchmarks/no_person.py`` makes them): the fraction where nothing is found, by
+  the detector and by ``Predictor.predict_all`` (the detector and the pose's person threshold).
+
+    make hog-venv   # OpenCV 4 for the HOG baseline
+    python benchmarks/detection.py --detector posekit-person --pose posekit-lsp --data $POSEKIT_DATA \
+        --json reports/detection.json
+
+HOG runs in ``.venv-hog`` (``--hog-python``) through ``benchmarks/hog_detect.py`` on the same images,
+written to a temporary folder as PNG."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_sets(data: str, limit: int | None):
+    """{"lsp-multi": [(image, true boxes)], "lsp-test": [...], "no-person": [(image, empty)]}."""
+    sys.path.insert(0, str(HERE))
+    from no_person import background_crops, blanks_and_noise
+
+    from posekit.data.lsp import load_sets
+    from posekit.data.scenes import box_from_joints, multi_person_set
+    from posekit.data.splits import lsp_test_ids
+    from posekit.evaluate import MULTI_SCENES, load_samples
+
+    sets = load_sets(data, ["lsp", "lspet"])
+    ids = lsp_test_ids(sets)[:limit]
+    images, kps, masks, _ = load_samples(sets, ids)
+    scenes = multi_person_set(images, kps, masks, n=MULTI_SCENES if limit is None else min(limit, MULTI_SCENES), seed=0)
+    single = [(im, np.array([box_from_joints(k, m, im.shape[1], im.shape[0])])) for im, k, m in zip(images, kps, masks)]
+    empty = np.zeros((0, 4))
+    nobody = [(im, empty) for im in blanks_and_noise(100 if limit else 300, 3)]
+    lspet_ids = [sets["lspet"].sample_id(i) for i in range(len(sets["lspet"]))][:limit or 1000]
+    nobody += [(im, empty) for im in background_crops(sets, ids + lspet_ids, 4)]
+    return {"lsp-multi": [(sc.image, sc.boxes) for sc in scenes], "lsp-test": single, "no-person": nobody}
+
+
+def hog_detections(sets: dict, python: str) -> dict:
+    """HOG's (boxes, scores) per image of every set, from ``hog_detect.py`` in another environment."""
+    import cv2
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, items in sets.items():
+            folder = Path(tmp) / name
+            folder.mkdir()
+            for k, (im, _) in enumerate(items):
+                cv2.imwrite(str(folder / f"{k:05d}.png"), im[..., ::-1])
+            res = Path(tmp) / f"{name}.json"
+            subprocess.run([python, str(HERE / "hog_detect.py"), "--images", str(folder), "--json", str(res)], check=True)
+            got = json.loads(res.read_text())
+            out[name] = [(np.array(got[f"{k:05d}.png"]["boxes"]).reshape(-1, 4), np.array(got[f"{k:05d}.png"]["scores"]))
+                         for k in range(len(items))]
+    return out
+
+
+def score(dets: list, items: list) -> dict:
+    from posekit.metrics import average_precision
+
+    truths = [t for _, t in items]
+    if not sum(len(t) for t in truths):
+        return {"empty_rate": float(np.mean([len(b) == 0 for b, _ in dets]))}
+    a5, a3 = average_precision(dets, truths, 0.5), average_precision(dets, truths, 0.3)
+    return {"ap50": a5["ap"], "recall50": a5["recall"], "recall30": a3["recall"], "ap30": a3["ap"],
+            "people": a5["people"], "detections": a5["detections"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--detector", default="posekit-person")
+    ap.add_argument("--pose", default="posekit-lsp", help="pose model for the no-person rate of predict_all")
+    ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
+    ap.add_argument("--hog-python", default=str(HERE.parent / ".venv-hog" / "bin" / "python"))
+    ap.add_argument("--limit", type=int, default=None, help="first N test images (quick runs)")
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+
+    from posekit.detect import PersonDetector
+    from posekit.predict import Predictor
+
+    sets = test_sets(a.data, a.limit)
+    det = PersonDetector(a.detector)
+    result = {"detector": a.detector, "sets": {k: len(v) for k, v in sets.items()}, "posekit": {}, "hog": {}}
+    for name, items in sets.items():
+        result["posekit"][name] = score([det.detect(im) for im, _ in items], items)
+        print(f"posekit {name}: {result['posekit'][name]}", flush=True)
+    pred = Predictor(a.pose, detector=det)
+    result["posekit"]["no-person"]["predict_all_empty_rate"] = float(np.mean(
+        [len(pred.predict_all(im)) == 0 for im, _ in sets["no-person"]]))
+    if Path(a.hog_python).exists():
+        for name, dets in hog_detections(sets, a.hog_python).items():
+            result["hog"][name] = score(dets, sets[name])
+            print(f"hog {name}: {result['hog'][name]}", flush=True)
+    else:
+        print(f"HOG baseline skipped: {a.hog_python} not found (make hog-venv)", file=sys.stderr)
+    if a.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Robustness: PCK@0.2 on LSP's test split under image corruptions, three severities each, and
+the mean PCK under corruption relative to the clean images, for each model.
+
+Corruptions (seeded; the severity grows left to right): Gaussian blur (sigma 1, 2, 4 px), motion
+blur (a line kernel of 5, 9, 15 px at a random angle), Gaussian noise (sigma 10, 20, 40 grey
+levels), JPEG compression (quality 30, 15, 8), brightness and contrast (x0.7 +20, x0.5 +40,
+x0.35 +60), and an occluding grey patch over a random annotated joint (a square of 0.15, 0.25,
+0.35 x the person's size).
+
+    python benchmarks/robustness.py --model posekit-lsp posekit-lsp-fast --data $POSEKIT_DATA \
+        --json reports/robustness.json"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import cv2
+import numpy as np
+
+SEVERITIES = {
+    "gaussian_blur": (1.0, 2.0, 4.0),
+    "motion_blur": (5, 9, 15),
+    "noise": (10.0, 20.0, 40.0),
+    "jpeg": (30, 15, 8),
+    "brightness_contrast": ((0.7, 20.0), (0.5, 40.0), (0.35, 60.0)),
+    "occlusion": (0.15, 0.25, 0.35),
+}
+
+
+def corrupt(image: np.ndarray, kind: str, level, kp: np.ndarray, mask: np.ndarray, rng) -> np.ndarray:
+    """``image`` (RGB uint8) under one corruption at one level."""
+    if kind == "gaussian_blur":
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=level)
+    if kind == "motion_blur":
+        k = np.zeros((level, level), np.float32)
+        k[level // 2] = 1
+        rot = cv2.getRotationMatrix2D(((level - 1) / 2, (level - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+        k = cv2.warpAffine(k, rot, (level, level))
+        return cv2.filter2D(image, -1, k / max(k.sum(), 1e-6))
+    if kind == "noise":
+        return np.clip(image + rng.normal(0, level, image.shape), 0, 255).astype(np.uint8)
+    if kind == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+        return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    if kind == "brightness_contrast":
+        a, b = level
+        return np.clip(image.astype(np.float32) * a + b, 0, 255).astype(np.uint8)
+    if kind == "occlusion":
+        pts = kp[mask.astype(bool)]
+        size = level * float(np.max(pts.max(0) - pts.min(0)))
+        cx, cy = pts[rng.integers(len(pts))]
+        out = image.copy()
+        x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
+        out[max(0, y0):max(0, y0 + int(size)), max(0, x0):max(0, x0 + int(size))] = 128
+        return out
+    raise ValueError(f"unknown corruption {kind!r}")
+
+
+def score(pred, images, kps, masks, batch: int = 16) -> float:
+    from posekit.metrics import pck
+
+    out = []
+    for i in range(0, len(images), batch):
+        out += [p.keypoints for p in pred.predict_batch(images[i:i + batch])]
+    return float(pck(np.stack(out), kps, masks)[0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", nargs="+", default=["posekit-lsp"])
+    ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
+    ap.add_argument("--limit", type=int, default=None, help="first N test images (quick runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+
+    from posekit.data.lsp import load_sets
+    from posekit.data.splits import lsp_test_ids
+    from posekit.evaluate import load_samples
+    from posekit.predict import Predictor
+
+    sets = load_sets(a.data, ["lsp"])
+    images, kps, masks, _ = load_samples(sets, lsp_test_ids(sets)[:a.limit])
+    result = {"images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
+              "models": {}}
+    for name in a.model:
+        pred = Predictor(name)
+        clean = score(pred, images, kps, masks)
+        rows = {}
+        for kind, levels in SEVERITIES.items():
+            rows[kind] = []
+            for k, level in enumerate(levels):
+                rng = np.random.default_rng([a.seed, k, len(rows)])
+                bad = [corrupt(im, kind, level, kp, m, rng) for im, kp, m in zip(images, kps, masks)]
+                rows[kind].append(score(pred, bad, kps, masks))
+            print(f"{name} {kind}: " + ", ".join(f"{v:.3f}" for v in rows[kind]), flush=True)
+        mean = float(np.mean([v for vs in rows.values() for v in vs]))
+        result["models"][name] = {"clean": clean, "corrupted": rows, "mean_corrupted": mean,
+                                  "relative_to_clean": mean / clean if clean else None}
+        print(f"{name}: clean {clean:.3f}, mean under corruption {mean:.3f} ({mean / clean:.1%} of clean)", flush=True)
+    if a.json:
+        from posekit.utils import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Top-down pieces: the detector's codec (round trip, NMS), composed scenes, box metrics,
+tracking and the One-Euro filter, the detector's training task and Predictor.predict_all."""
+import numpy as np
+import pytest
+import torch
+
+from posekit.codecs import build_codec
+from posekit.data.scenes import box_from_joints, compose, multi_person_set
+from posekit.metrics import average_precision, box_iou, match_people, multi_person_pck
+from posekit.tracking import OneEuroFilter, Tracker
+
+
+def _output_for(codec, boxes):
+    """The outputs a perfect network would give for ``boxes``."""
+    t = codec.encode(np.asarray(boxes))
+    out = torch.zeros(1, 5, codec.size, codec.size)
+    out[0, 0] = torch.logit(torch.from_numpy(t["heat"][0]).clamp(1e-4, 1 - 1e-4))
+    out[0, 1:3] = torch.from_numpy(t["wh"])
+    out[0, 3:5] = torch.from_numpy(t["offset"])
+    return out
+
+
+def test_center_codec_round_trip():
+    codec = build_codec({"name": "center", "stride": 4}, 256)
+    boxes = np.array([[40.3, 60.2, 50.0, 120.0], [150.0, 20.0, 80.0, 200.0], [5.5, 200.1, 20.0, 40.0]])
+    (got, scores), = codec.decode(_output_for(codec, boxes))
+    assert len(got) == 3 and (scores > 0.99).all()
+    order = np.argsort(got[:, 0])
+    np.testing.assert_allclose(got[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+    t = codec.encode(boxes)
+    assert t["mask"].sum() == 3 and t["heat"].max() == 1.0
+    target = {k: torch.from_numpy(v)[None] for k, v in t.items()}
+    perfect = codec.loss(_output_for(codec, boxes), target)
+    worse = codec.loss(torch.zeros(1, 5, codec.size, codec.size), target)
+    assert perfect < worse
+    with pytest.raises(ValueError, match="unknown option 'strid'"):
+        build_codec({"name": "center", "strid": 4}, 256)
+
+
+def test_center_codec_nms_keeps_one_of_two_overlapping_peaks():
+    codec = build_codec({"name": "center"}, 128)
+    out = _output_for(codec, [[30, 30, 40, 80]])
+    assert out[0, 0].argmax() == 17 * 32 + 12  # the person's centre cell: row 17, column 12
+    out[0, 0, 17, 14] = 6.0  # a second strong peak two cells away, the same size: one person found twice
+    out[0, 1:5, 17, 14] = out[0, 1:5, 17, 12]
+    (boxes, scores), = codec.decode(out, nms_iou=0.5)
+    assert len(boxes) == 1
+    (boxes, _), = codec.decode(out, nms_iou=0.99)  # without suppression both stay
+    assert len(boxes) == 2
+    (boxes, _), = codec.decode(out, score_threshold=0.999999)
+    assert len(boxes) == 0
+
+
+def test_box_metrics():
+    a = np.array([[0, 0, 10, 10], [20, 20, 10, 10]])
+    np.testing.assert_allclose(box_iou(a, [[5, 0, 10, 10]]), [[50 / 150], [0.0]])
+    perfect = average_precision([(a, np.array([0.9, 0.8]))], [a])
+    assert perfect["ap"] == pytest.approx(1.0) and perfect["recall"] == 1.0
+    half = average_precision([(a[:1], np.array([0.9]))], [a])
+    assert half["ap"] == pytest.approx(0.5) and half["recall"] == 0.5
+    wrong_first = average_precision([(np.array([[50, 50, 5, 5], [0, 0, 10, 10]]), np.array([0.9, 0.5]))], [a[:1]])
+    assert wrong_first["ap"] == pytest.approx(0.5)  # a false positive ranked first halves the precision at recall 1
+    assert match_people([[20, 20, 10, 10], [0, 0, 10, 10]], a) == [(0, 1), (1, 0)]
+
+
+def test_multi_person_pck_counts_an_unmatched_person_as_wrong():
+    kp = np.tile(np.linspace(0, 40, 14)[:, None], (1, 2)) + [0, 0]
+    kp[:, 0] = np.linspace(0, 30, 14)
+    kp2 = kp + 100
+    truth = (np.array([[0, 0, 40, 40], [100, 100, 40, 40]]), np.stack([kp, kp2]), np.ones((2, 14), bool))
+    both = multi_person_pck([(truth[0], truth[1])], [truth])
+    assert both["pck"] == 1.0 and both["matched"] == 2
+    one = multi_person_pck([(truth[0][:1], truth[1][:1])], [truth])
+    assert one["pck"] == pytest.approx(0.5) and one["matched"] == 1
+
+
+def _person_image(rng, h=120, w=80):
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    kp = np.stack([rng.uniform(15, w - 15, 14), np.linspace(10, h - 10, 14)], -1)
+    for x, y in kp.astype(int):
+        img[y - 2:y + 3, x - 2:x + 3] = (255, 0, 0)  # each joint a red dot
+    return img, kp, np.ones(14, bool)
+
+
+def test_composite_boxes_and_joints_land_on_the_pasted_people():
+    rng = np.random.default_rng(3)
+    people = [_person_image(rng) for _ in range(3)]
+    bg = np.zeros((300, 400, 3), np.uint8)
+    sc = compose(bg, people, np.random.default_rng(1), heights=(0.3, 0.5), flip=0.0)
+    assert 1 <= len(sc.boxes) <= 3 and sc.keypoints.shape == (len(sc.boxes), 14, 2)
+    for box, kp, m in zip(sc.boxes, sc.keypoints, sc.masks):
+        for x, y in kp:  # every joint is a red dot of its pasted person, inside that person's box
+            r, g, b = sc.image[int(round(y)), int(round(x))].astype(int)
+            assert r > 150 and g < 100 and b < 100
+            assert box[0] <= x <= box[0] + box[2] and box[1] <= y <= box[1] + box[3]
+        assert np.allclose(box, box_from_joints(kp, m, 400, 300))
+    if len(sc.boxes) > 1:
+        assert box_iou(sc.boxes, sc.boxes)[~np.eye(len(sc.boxes), dtype=bool)].max() < 0.3
+    again = compose(bg, people, np.random.default_rng(1), heights=(0.3, 0.5), flip=0.0)
+    assert np.array_equal(again.image, sc.image)  # seeded: the same scene
+    scenes = multi_person_set([p[0] for p in people], np.stack([p[1] for p in people]),
+                              np.stack([p[2] for p in people]), n=3, seed=0, people=(1, 2))
+    assert [len(s.boxes) >= 1 for s in scenes] == [True] * 3
+
+
+def test_tracker_keeps_ids_and_starts_new_ones():
+    tr = Tracker(min_iou=0.3, max_age=2, smooth=False)
+    a, b = [0, 0, 10, 20], [50, 0, 10, 20]
+    assert tr.update([a, b], 0) == [0, 1]
+    assert tr.update([[52, 1, 10, 20], [1, 0, 10, 20]], 1) == [1, 0]  # matched by overlap, not order
+    assert tr.update([[200, 200, 10, 10]], 2) == [2]  # nobody overlaps it: a new person
+    assert tr.update([[1, 1, 10, 20]], 3) == [0]  # unseen for 2 frames: still alive
+    assert tr.update([[52, 1, 10, 20]], 6) == [3]  # unseen for 5 frames: that track ended
+
+
+def test_one_euro_filter_smooths_noise_and_follows_motion():
+    rng = np.random.default_rng(0)
+    t = np.arange(300) / 30
+    still = 5 + rng.normal(0, 1, (300, 1))
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    out = np.array([f(x, ti) for x, ti in zip(still, t)])
+    assert np.diff(out[:, 0]).std() < 0.35 * np.diff(still[:, 0]).std()  # jitter cut by much more than half
+    ramp = (100 * t)[:, None]
+    g = OneEuroFilter(min_cutoff=1.0, beta=0.5)
+    follow = np.array([g(x, ti) for x, ti in zip(ramp, t)])
+    assert abs(follow[-1, 0] - ramp[-1, 0]) < 5  # fast motion: the cutoff rises, little lag
+    slow = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    lagging = np.array([slow(x, ti) for x, ti in zip(ramp, t)])
+    assert abs(lagging[-1, 0] - ramp[-1, 0]) > 10
+    with pytest.raises(ValueError):
+        OneEuroFilter(min_cutoff=0)
+
+
+@pytest.mark.slow
+def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
+    from conftest import tiny_overrides
+
+    from posekit.config import load_config
+    from posekit.detect import PersonDetector
+    from posekit.predict import Predictor
+    from posekit.train import train
+
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
+    cfg = load_config("configs/detector.yaml", over + [
+        "data.input_size=64", "model.width=8", "model.neck=16", "train.epochs=2", "detect.val_scenes=6",
+        "train.log_images=0", "data.cache_max_side=64"])
+    summary = train(cfg, tmp_path / "det", progress=False, log=lambda *a: None)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2] and "ap" in summary["history"][-1]
+    det = PersonDetector(tmp_path / "det")
+    boxes, scores = det.detect(np.zeros((80, 64, 3), np.uint8))
+    assert boxes.shape[1:] == (4,) and scores.ndim == 1
+    pose_run = tmp_path / "pose"
+    train(load_config("configs/poster.yaml", tiny_overrides(synth_root, **{"train.epochs": 1})), pose_run,
+          progress=False, log=lambda *a: None)
+    pred = Predictor(pose_run, detector=det)
+    got = pred.predict_all(np.zeros((80, 64, 3), np.uint8))
+    assert all(p.box is not None and p.box_score is not None for p in got)
+    one = pred.predict(np.zeros((80, 64, 3), np.uint8))
+    assert one.found == bool(len(boxes)) or not one.found
+    assert Predictor(pose_run, detector=False).detector is None
