@@ -16,7 +16,7 @@ def test_pack_round_trip_and_train_from_it(synth_root, tmp_path, capsys):
     out = tmp_path / "p.npz"
     assert main(["data", "pack", "--data", str(synth_root), "--out", str(out), "--size", "48", "--no-progress",
                  "--val-fraction", "0.1"]) == 0
-    assert "person-centred 48x48 crops" in capsys.readouterr().out
+    assert "48x48 person-centred crops" in capsys.readouterr().out
     sets, cache, split, margin = load_pack(out)
     assert margin == 0.4
     orig = load_sets(synth_root, ["lsp", "lspet"])
