@@ -13,6 +13,9 @@ default the model's own, 0 for a training run), as a model shipped with them run
     python benchmarks/pck_curve.py --run runs/release_deeper --data $POSEKIT_DATA --refine 0.1 \
         --json reports/release_deeper_curve.json
 
+``train_hours`` is the run's training time up to each snapshot (machine hours, from its
+history; ``--base-hours`` adds the runs before it), for accuracy against compute.
+
 Snapshots only report; nothing is selected by test accuracy (the shipped model is the run's last
 epoch, as the cosine schedule ends)."""
 from __future__ import annotations
@@ -46,6 +49,9 @@ def main() -> None:
                     help="also score each snapshot with refinement crops at these margins")
     ap.add_argument("--refine-weight", type=float, default=None, metavar="W",
                     help="with --refine: the first pass's weight in the fused heatmaps (default: the model's own)")
+    ap.add_argument("--detector", default=False, help="score through this person detector (default: whole images)")
+    ap.add_argument("--base-hours", type=float, default=0.0,
+                    help="training hours of the run this one started from (train.init_from), added to its own")
     a = ap.parse_args()
     run = Path(a.run)
     snaps = sorted(run.glob("epoch_*.pt"))
@@ -64,17 +70,20 @@ def main() -> None:
             rows.append(done[p.name])
             seen.add(done[p.name]["epoch"])
             continue
-        m, _ = evaluate(str(p), a.data, "lsp-test", refine=False)
+        m, _ = evaluate(str(p), a.data, "lsp-test", refine=False, detector=a.detector)
         if m["epoch"] in seen:
             continue
         seen.add(m["epoch"])
         h = history.get(m["epoch"], {})
-        rows.append({"epoch": m["epoch"], "checkpoint": p.name, "pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4),
+        hours = a.base_hours + sum(e.get("train_time_s", 0.0) for k, e in history.items() if k <= m["epoch"]) / 3600
+        rows.append({"epoch": m["epoch"], "checkpoint": p.name, "train_hours": round(hours, 3),
+                     "pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4),
                      "mean_px_error": round(m["mean_px_error"], 2), "inversion": round(m["errors"]["inversion"], 4),
                      "val_pck": round(h.get("pck", float("nan")), 4), "lr": h.get("lr")})
         r = rows[-1]
         if a.refine:
-            m2, _ = evaluate(str(p), a.data, "lsp-test", refine=a.refine, refine_weight=a.refine_weight)
+            m2, _ = evaluate(str(p), a.data, "lsp-test", refine=a.refine, refine_weight=a.refine_weight,
+                             detector=a.detector)
             r.update(refine=a.refine, refine_weight=m2["refine_weight"], pck_refine=round(m2["pck"], 4),
                      pcp_refine=round(m2["pcp"], 4))
         print(f"epoch {r['epoch']:>3}  lsp-test PCK@0.2 {r['pck']:.3f}  PCP@0.5 {r['pcp']:.3f}  "
