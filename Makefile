@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-fast demo demo-train clean hog-venv
+.PHONY: install test test-fast demo demo-train clean hog-venv mp-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
@@ -46,3 +46,8 @@ clean:
 hog-venv:
 	test -x .venv-hog/bin/python || $(PYTHON) -m venv .venv-hog
 	.venv-hog/bin/python -m pip install --quiet --disable-pip-version-check "opencv-python-headless==4.10.0.84" "numpy<2.3"
+
+# MediaPipe Pose, for benchmarks/peer_mediapipe.py only (0.10.14: the last release with its pose models inside)
+mp-venv:
+	test -x .venv-mp/bin/python || $(PYTHON) -m venv .venv-mp
+	.venv-mp/bin/python -m pip install --quiet --disable-pip-version-check "mediapipe==0.10.14"
