@@ -256,3 +256,29 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys, mo
     assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(tmp_path / "z"), *over,
                  f"cascade.stage1={s1}", "cascade.error_reach=-1"]) == 2
     assert "'cascade.error_reach': Input should be greater than 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cascade_stage_honours_train_keys(synth_root, tmp_path):
+    """A stage trains through the one loop under the cascade recipe's ``train.*``: optimiser and
+    its momentum, learning rate and schedule, weight average, snapshots and early stopping."""
+    from posekit.checkpoint import read_checkpoint
+
+    s1 = tmp_path / "s1"
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(s1), "--epochs", "1", "--no-progress",
+                 *tiny_overrides(synth_root)]) == 0
+    out = tmp_path / "cas"
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "train.optimizer", "train.lr"))]
+    assert main(["train", "--config", "configs/paper_cascade.yaml", "--out", str(out), "--no-progress", *over,
+                 f"cascade.stage1={s1}", "cascade.joints_per_image=14",
+                 "cascade.stages=[{sigma: 1.5, input_size: 32, model: {name: poster_cnn, width: 4}}]",
+                 "train.epochs=4", "train.optimizer=sgd", "train.momentum=0.7", "train.lr=0.002",
+                 "train.scheduler=step", "train.step_size=1", "train.gamma=0.5", "train.ema=0.9",
+                 "train.save_every=2", "train.grad_clip=1.0", "train.early_stopping_patience=10"]) == 0
+    stage = out / "stage2"
+    ck = read_checkpoint(stage / "last.pt")
+    group = ck["optimizer"]["param_groups"][0]
+    assert group["momentum"] == 0.7 and "betas" not in group  # SGD with the recipe's momentum
+    assert [round(h["lr"], 6) for h in ck["history"]] == [0.002, 0.001, 0.0005, 0.00025]  # the step schedule
+    assert ck["ema_updates"] > 0 and "train_model" in ck  # the averaged weights are what ships
+    assert sorted(p.name for p in stage.glob("epoch_*.pt")) == ["epoch_002.pt", "epoch_004.pt"]
