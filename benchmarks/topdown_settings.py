@@ -1,0 +1,96 @@
+"""Choose how a pose model runs on the person detector's boxes, on the validation split: PCK@0.2 for
+each margin around the detected box (``detect.box_margin``) and each refinement setting
+(``--refine``: off, or crops around the first estimate), the detector run once per image.
+
+    python benchmarks/topdown_settings.py --model posekit-lsp --detector posekit-person --data $POSEKIT_DATA \
+        --box-margins 0 0.05 0.1 0.15 0.2 --refine off 0.05,0.13,0.22 --test --json reports/topdown_settings.json
+
+The validation images are whole photographs (mostly LSP-extended: people at many sizes and places,
+the regime top-down is for); the detector's best box is the pose's region, as in
+``Predictor.predict``, and the whole image where it finds nobody. The setting with the best
+validation PCK is printed as the choice; LSP test (``--test``) is only reported. ``whole`` rows
+are the model on the whole image, without the detector, for comparison."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+
+def load_split(model: str, data: str | None, split: str, limit: int | None):
+    """(images, keypoints (N, K, 2), masks (N, K), sizes (N, 2)) of a split's whole images."""
+    from posekit.checkpoint import read_checkpoint
+    from posekit.data.lsp import load_sets
+    from posekit.evaluate import eval_ids, load_samples
+
+    ck = read_checkpoint(model)
+    sets = load_sets(data, ["lsp"] if split == "lsp-test" else list(ck["recipe"].data.sets))
+    return load_samples(sets, eval_ids(split, ck, sets)[:limit])
+
+
+def run(pred, images: list, boxes: list, batch: int = 32) -> np.ndarray:
+    poses = [p for i in range(0, len(images), batch) for p in pred.predict_batch(images[i:i + batch], boxes[i:i + batch])]
+    return np.stack([p.keypoints for p in poses])
+
+
+def score(kp, truth) -> dict:
+    from posekit.metrics import evaluate_keypoints
+
+    m = evaluate_keypoints(kp, truth[1], truth[3], truth[2])
+    return {"pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4), "n": len(kp)}
+
+
+def main(argv=None) -> int:
+    from posekit.detect import PersonDetector, pose_box
+    from posekit.predict import Predictor
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="posekit-lsp")
+    ap.add_argument("--detector", default="posekit-person")
+    ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
+    ap.add_argument("--box-margins", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2])
+    ap.add_argument("--refine", nargs="+", default=["off"], help="refinement settings: off or margins M[,M...]")
+    ap.add_argument("--refine-weight", type=float, default=None, help="with crops: the first pass's weight")
+    ap.add_argument("--test", action="store_true", help="also score lsp-test (reported only)")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+    splits = {"val": load_split(a.model, a.data, "val", a.limit)}
+    if a.test:
+        splits["lsp-test"] = load_split(a.model, a.data, "lsp-test", a.limit)
+    det = PersonDetector(a.detector)
+    found = {name: [det.detect(im) for im in t[0]] for name, t in splits.items()}
+    found_rate = {name: round(float(np.mean([len(s) > 0 for _, s in f])), 4) for name, f in found.items()}
+    print(f"a person found in: {found_rate}", flush=True)
+    rows = []
+    for r in a.refine:
+        refine = False if r == "off" else [float(v) for v in r.split(",")]
+        pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None)
+        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight}
+        row = {"box_margin": None, **setting}  # the whole image, no detector
+        row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        for m in a.box_margins:
+            row = {"box_margin": m, **setting}
+            for name, t in splits.items():
+                boxes = [pose_box(b[0], m) if len(b) else None for b, _ in found[name]]
+                row[name] = score(run(pred, t[0], boxes), t)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    best = max((r for r in rows if r["box_margin"] is not None), key=lambda r: r["val"]["pck"])
+    print(f"chosen on val: box_margin={best['box_margin']} refine={best['refine']} (val PCK@0.2 {best['val']['pck']})"
+          + (f"; its lsp-test PCK@0.2 {best['lsp-test']['pck']}" if a.test else ""))
+    if a.json:
+        from posekit.utils import atomic_write_text
+
+        out = {"model": a.model, "detector": a.detector, "chosen_on": "val (whole images)", "found_rate": found_rate,
+               "chosen": {k: best[k] for k in ("box_margin", "refine", "refine_weight")}, "results": rows}
+        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
