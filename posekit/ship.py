@@ -26,6 +26,34 @@ def _infer_line(cfg: Recipe) -> str:
     return line + "; `--refine off` for one pass)"
 
 
+def _inference_line(cfg: Recipe) -> str:
+    d = cfg.detect
+    if cfg.codec.name == "center":
+        return (f"the whole image letterboxed to {cfg.data.input_size}x{cfg.data.input_size}; people are centre peaks "
+                f"scoring at least {d.score_threshold}, non-maximum suppression at IoU {d.nms_iou}, at most "
+                f"{d.max_people} per image (`detect.*`)")
+    first = ("the whole image (or a given box)" if d.model is None else
+             f"top-down: the person detector `{d.model}` runs first, and the pose is estimated in each detected box "
+             f"enlarged by {d.box_margin} per side (`detect.box_margin`; a given box wins)")
+    return f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}"
+
+
+def _detection_tables(metrics: dict) -> list[str]:
+    """The detector's figures from ``benchmarks/detection.py``'s JSON, against OpenCV's HOG."""
+    if not metrics:
+        return []
+    lines = ["## Person detection (`benchmarks/detection.py`; test images from LSP 1001-2000 only)", "",
+             "| test set | detector | AP@0.5 | recall (IoU 0.5) | empty answers |", "|---|---|---|---|---|"]
+    for name in metrics.get("posekit", {}):
+        for who in ("posekit", "hog"):
+            r = metrics.get(who, {}).get(name)
+            if r is None:
+                continue
+            cells = [f"{r[k]:.3f}" if k in r else "" for k in ("ap50", "recall50", "empty_rate")]
+            lines.append(f"| {name} | {'this detector' if who == 'posekit' else 'OpenCV HOG'} | {' | '.join(cells)} |")
+    return lines + [""]
+
+
 def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[str], size_mb: float, note: str = "",
                commit: str = "") -> str:
     """The Markdown model card of a shipped model."""
@@ -42,9 +70,11 @@ def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[s
              f"- **Epochs trained**: {ck['epoch'] + 1} of {cfg.train.epochs}"]
     if note:
         lines.append(f"- **Note**: {note}")
-    lines += [f"- **Inference**: {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}",
-              f"- **Commit**: {commit}", f"- **Date**: {dt.date.today().isoformat()}", ""]
-    if metrics:
+    lines += [f"- **Inference**: {_inference_line(cfg)}", f"- **Commit**: {commit}",
+              f"- **Date**: {dt.date.today().isoformat()}", ""]
+    if cfg.codec.name == "center":
+        lines += _detection_tables(metrics)
+    elif metrics:
         pj = metrics.get("per_joint_pck", {})
         lines += [f"## {metrics.get('split', 'lsp-test')} ({metrics.get('n', '?')} images)", "",
                   "| PCK@0.2 | PCP@0.5 | MSE | mean error (px) |", "|---|---|---|---|",
@@ -56,19 +86,21 @@ def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[s
 
 
 def ship(run: str, name: str, metrics: dict, commands: list[str], infer: dict | None = None, note: str = "",
-         max_mb: float = 10.0) -> tuple[Path, Path]:
+         max_mb: float = 10.0, detect: dict | None = None) -> tuple[Path, Path]:
     """Write ``<name>.pt`` (fp16) and ``<name>.md`` into ``posekit/weights/`` from checkpoint ``run``,
-    with ``infer`` settings (keys of ``infer``) replacing the run's own. The metrics must have been
-    scored with the settings shipped (refine, refine_weight). Returns the two paths.
+    with ``infer`` and ``detect`` settings (keys of those sections; ``detect.model`` names the
+    person detector the pose model runs first) replacing the run's own. The metrics must have been
+    scored with the settings shipped (refine, refine_weight, detector). Returns the two paths.
 
     Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
     ck = read_checkpoint(run)
     raw = ck["config"]
     raw["infer"] = {**raw.get("infer", {}), **(infer or {})}
+    raw["detect"] = {**raw.get("detect", {}), **(detect or {})}
     cfg = complete_config(raw, str(run))
     shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
-               if cfg.infer.refine else None}
+               if cfg.infer.refine else None, "detector": cfg.detect.model}
     for key, value in shipped.items():
         if key in metrics and metrics[key] != value:
             raise PosekitError(f"the metrics were scored with {key}={metrics[key]!r}, but the model ships with "

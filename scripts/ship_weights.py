@@ -3,7 +3,9 @@
 
     python scripts/ship_weights.py --run runs/release_deeper/best.pt --name posekit-lsp \
         --metrics reports/release_lsp_test.json --command "posekit train --config configs/release.yaml ..." \
-        --infer refine=[0.05,0.13,0.22] refine_weight=0.1
+        --infer refine=[0.05,0.13,0.22] refine_weight=0.1 --detect model=posekit-person box_margin=0.1
+    python scripts/ship_weights.py --run runs/detector/best.pt --name posekit-person \
+        --metrics reports/detector_lsp_multi.json --command "posekit train --config configs/detector.yaml ..."
 """
 from __future__ import annotations
 
@@ -25,16 +27,16 @@ def main() -> int:
     ap.add_argument("--metrics", help="JSON from `posekit evaluate --json`, scored with the settings shipped")
     ap.add_argument("--command", action="append", required=True, help="a command of the chain that made it (repeat)")
     ap.add_argument("--infer", nargs="*", default=[], metavar="KEY=VALUE", help="infer settings to ship with")
+    ap.add_argument("--detect", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="detect settings to ship with (model=posekit-person: run that person detector first)")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made")
     a = ap.parse_args()
-    infer = {}
-    for kv in a.infer:
-        k, _, v = kv.partition("=")
-        infer[k] = yaml.safe_load(v)
+    infer, detect = ({k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs)}
+                     for kvs in (a.infer, a.detect))
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else {}
     try:
-        out, card = ship(a.run, a.name, metrics, a.command, infer, a.note, a.max_mb)
+        out, card = ship(a.run, a.name, metrics, a.command, infer, a.note, a.max_mb, detect)
     except PosekitError as e:
         print(f"ship_weights: error: {e}", file=sys.stderr)
         return 2
