@@ -10,7 +10,8 @@ Edge pixels are repeated only on the sides the estimated person touches (``infer
 setting is chosen on the model's validation split cut that way (``val_tight``), among the settings
 that lose at most ``--max-loss`` on the validation images framed like LSP's (``val_framed``, where
 the body is not cut); the LSP test split, cut tight, is only reported. The first pass alone
-(``--refine off``) is scored alongside."""
+(``--refine off``) is scored alongside. The model is run on the whole images, as its own person
+detector (no detector: the refinement crops are what reach outside the image)."""
 from __future__ import annotations
 
 import argparse
@@ -81,12 +82,14 @@ def main(argv=None) -> int:
     splits = {"val_tight": tight_crops(sets, val_ids[:args.limit]),
               "val_framed": framed_val(args.model, args.data, 0.17, limit=args.limit),
               "test_tight": tight_crops(sets, lsp_test_ids(sets)[:args.limit])}
-    one = Predictor(args.model, refine=False)
+    if not any(item.split(":")[0] == "0" for item in args.settings):
+        args.settings = ["0:0.1", *args.settings]  # black borders: what every other setting is measured against
+    one = Predictor(args.model, refine=False, detector=False)
     rows = [{"setting": "first pass only", "crop_border": None, "crop_touch": None,
              **{k: score(one, *v) for k, v in splits.items()}}]
     for item in args.settings:
         b, t = item.split(":")
-        pred = Predictor(args.model, crop_border=int(b), crop_touch=float(t))
+        pred = Predictor(args.model, crop_border=int(b), crop_touch=float(t), detector=False)
         rows.append({"setting": f"border {b}, touch {t}", "crop_border": int(b), "crop_touch": float(t),
                      **{k: score(pred, *v) for k, v in splits.items()}})
         print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{v}" for k, v in rows[-1].items()), flush=True)

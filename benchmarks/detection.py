@@ -37,18 +37,19 @@ def test_sets(data: str, limit: int | None):
     from posekit.data.lsp import load_sets
     from posekit.data.scenes import box_from_joints, multi_person_set
     from posekit.data.splits import lsp_test_ids
+    from posekit.detect import to_edges
     from posekit.evaluate import MULTI_SCENES, load_samples
 
     sets = load_sets(data, ["lsp", "lspet"])
     ids = lsp_test_ids(sets)[:limit]
     images, kps, masks, _ = load_samples(sets, ids)
     scenes = multi_person_set(images, kps, masks, n=MULTI_SCENES if limit is None else min(limit, MULTI_SCENES), seed=0)
-    single = [(im, np.array([box_from_joints(k, m, im.shape[1], im.shape[0])])) for im, k, m in zip(images, kps, masks)]
+    single = [(im, to_edges([box_from_joints(k, m, im.shape[1], im.shape[0])])) for im, k, m in zip(images, kps, masks)]
     empty = np.zeros((0, 4))
     nobody = [(im, empty) for im in blanks_and_noise(100 if limit else 300, 3)]
     lspet_ids = [sets["lspet"].sample_id(i) for i in range(len(sets["lspet"]))][:limit or 1000]
     nobody += [(im, empty) for im in background_crops(sets, ids + lspet_ids, 4)]
-    return {"lsp-multi": [(sc.image, sc.boxes) for sc in scenes], "lsp-test": single, "no-person": nobody}
+    return {"lsp-multi": [(sc.image, to_edges(sc.boxes)) for sc in scenes], "lsp-test": single, "no-person": nobody}
 
 
 def hog_detections(sets: dict, python: str) -> dict:

@@ -17,7 +17,15 @@ refinement crops (``infer.refine``) is timed with all of them (``looks`` in the 
 inputs per image, the whole image plus one per crop; ``passes``: network calls, the crops running
 as one batch), on ``Predictor(threads=...)``. Registry models run as ``Predictor`` runs a network
 (BN folded, channels-last: ``posekit.models.inference_ready``); parameters and GFLOPs are counted
-on the model as trained."""
+on the model as trained (``gflops_per_image`` adds every pass and the person detector).
+
+A checkpoint's settings can be changed per entry as ``NAME:key=value,...``, so several ways of
+running one model are timed side by side in one run: ``detector=off`` (the whole image) or a
+detector name, ``refine=off`` or margins ``refine=0.05;0.13``, ``flip_test=on``, ``backend=onnx``
+(NAME an .onnx file). ``--image`` takes several images, run in turn:
+
+    python benchmarks/latency.py --model posekit-lsp:detector=off posekit-lsp posekit-lsp:refine=off \
+        --image $POSEKIT_DATA/lsp/images/im1[0-9][0-9][0-9].jpg --runs 200 --json reports/latency_topdown_cpu.json"""
 from __future__ import annotations
 
 import argparse
@@ -60,29 +68,61 @@ def _first_pass(model, codec, cfg):
     return run
 
 
-def measure(spec: str, image: Path, runs: int, threads: int = 0, warmup: int = 5) -> dict:
-    """Latency of one model on ``threads`` torch threads (0: posekit's policy, ``default_threads(1)``)."""
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``NAME[:key=value,...]`` -> (model, Predictor options): ``detector=off|NAME``,
+    ``refine=off|M[;M...]``, ``flip_test=on|off``, ``backend=torch|onnx``."""
+    name, _, opts = spec.partition(":")
+    out = {}
+    for kv in filter(None, opts.split(",")):
+        k, _, v = kv.partition("=")
+        if k == "detector":
+            out[k] = False if v == "off" else v
+        elif k == "refine":
+            out[k] = False if v == "off" else [float(m) for m in v.split(";")]
+        elif k == "flip_test":
+            out[k] = v == "on"
+        elif k == "backend":
+            out[k] = v
+        else:
+            raise SystemExit(f"latency.py: unknown option {k!r} in {spec!r}")
+    return name, out
+
+
+def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: int = 5) -> dict:
+    """Latency of one model on ``threads`` torch threads (0: posekit's policy, ``default_threads(1)``),
+    cycling through ``images``."""
     n_threads = threads or default_threads(1)
-    model, codec, cfg = _load(spec)
-    s = cfg.data.input_size
-    params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
-    if spec in MODELS:
+    name, opts = parse_spec(spec)
+    model, codec, cfg = _load(name) if opts.get("backend", "torch") == "torch" else (None, None, None)
+    detector = None
+    if name in MODELS:
+        s = cfg.data.input_size
+        params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
         torch.set_num_threads(n_threads)
         run, looks, passes = _first_pass(inference_ready(model), codec, cfg), 1, 1
     else:  # the predictor sets its own threads around every call
-        pred = Predictor(spec, device="cpu", threads=threads or None)
+        pred = Predictor(name, device="cpu", threads=threads or None, **opts)
+        cfg, s = pred.config, pred.input_size
+        m = model_from_config(cfg).eval()
+        params, gflops = count_parameters(m), model_flops(m, s)
         crops = len(pred.refine or [])
         run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
+        if pred.detector is not None:
+            d = pred.detector
+            detector = {"name": d.name, "input_size": d.config.data.input_size,
+                        "gflops": round(model_flops(d.model, d.config.data.input_size), 3)}
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
             t0 = time.perf_counter()
-            run(image)
+            run(images[i % len(images)])
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
     return {"model": spec, "arch": cfg.model.name, "input_size": s, "params": params,
-            "gflops": round(gflops, 3), "looks": looks, "passes": passes, "gflops_per_image": round(gflops * looks, 3),
+            "gflops": round(gflops, 3), "looks": looks, "passes": passes,
+            "gflops_per_image": round(gflops * looks * (2 if opts.get("flip_test") else 1)
+                                      + (detector["gflops"] if detector else 0), 3), "detector": detector,
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs,
             "threads": _threads_label(threads), "torch_threads": n_threads}
 
@@ -120,14 +160,14 @@ def _threads_label(n: int) -> str:
     return "policy" if n == 0 else str(n)
 
 
-def _run_set(models, image, runs, threads_list) -> list[dict]:
-    return [measure(m, image, runs if m != "paper_vgg" else max(5, runs // 5), n) for m in models for n in threads_list]
+def _run_set(models, images, runs, threads_list) -> list[dict]:
+    return [measure(m, images, runs if m != "paper_vgg" else max(5, runs // 5), n) for m in models for n in threads_list]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", nargs="+", default=["posekit-lsp", "paper_vgg", "poster_cnn"])
-    ap.add_argument("--image", required=True, help="a JPEG to run on (e.g. an LSP test image)")
+    ap.add_argument("--image", nargs="+", required=True, help="JPEGs to run on, in turn (e.g. LSP test images)")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--threads", type=int, nargs="+", default=[0],
                     help="torch intra-op threads to compare (0: posekit's policy, the default)")
@@ -135,23 +175,24 @@ def main() -> None:
     ap.add_argument("--busy-seconds", type=float, default=600, help="the busy processes stop after this at the latest")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    rows = _run_set(a.model, Path(a.image), a.runs, a.threads)
+    images = [Path(p) for p in a.image]
+    rows = _run_set(a.model, images, a.runs, a.threads)
     busy_rows = []
     if a.busy:
         with Busy(a.busy, a.busy_seconds):
-            busy_rows = _run_set(a.model, Path(a.image), a.runs, a.threads)
+            busy_rows = _run_set(a.model, images, a.runs, a.threads)
         for r, b in zip(rows, busy_rows):
             b["busy_over_idle_p50"] = round(b["p50_ms"] / r["p50_ms"], 2)
     for label, rs in (("idle", rows), (f"{a.busy} busy", busy_rows)):
         for r in rs:
-            print(f"{label:<7} {r['model']:<14} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params "
+            print(f"{label:<7} {r['model']:<32} {r['arch']:<12} {r['input_size']}px {r['params']:>11,} params "
                   f"{r['gflops']:>7} GFLOPs x {r['looks']} look(s)  threads {r['threads']:<6} "
                   f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms"
                   + (f"  busy/idle {r['busy_over_idle_p50']}" if "busy_over_idle_p50" in r else ""))
     if a.json:
         from posekit.utils import atomic_write_text
 
-        out = {"device": "cpu", "cpu_count": os.cpu_count(), "image": str(a.image), "results": rows}
+        out = {"device": "cpu", "cpu_count": os.cpu_count(), "images": [str(p) for p in images], "results": rows}
         if a.busy:
             out.update(busy_processes=a.busy, busy_results=busy_rows)
         atomic_write_text(a.json, json.dumps(out, indent=1))

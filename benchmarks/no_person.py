@@ -2,13 +2,15 @@
 
     python benchmarks/no_person.py --model posekit-lsp --data $POSEKIT_DATA --json reports/no_person.json
 
-Positives are images with a person: LSP's training half (whole images) to choose, LSP's test half
-to report. Negatives are images with no person: blank images (one colour), noise (uniform,
-Gaussian, smooth) and background crops far from the annotated person (square crops that do not
-touch the person's box, enlarged by a quarter of its side): from the model's validation images
-to choose, from the LSP test images to report, each with its own seed. A pose's score is
+Positives are images with a person: the model's validation images (whole photographs, never
+trained on) to choose, LSP's test half to report. Negatives are images with no person: blank
+images (one colour), noise (uniform, Gaussian, smooth) and background crops far from the annotated
+person (square crops that do not touch the person's box, enlarged by a quarter of its side): from
+the validation images to choose, from the LSP test images (and LSPe training images: LSP's test
+images are cut tight around their person) to report, each with its own seed. A pose's score is
 :attr:`posekit.Pose.score` (the mean joint score) as ``Predictor`` computes it with the model's
-own settings.
+own settings; with a person detector, an image where it finds nobody scores 0 (no pose is
+reported whatever the threshold).
 
 The threshold maximises the true-positive rate minus the false-positive rate on the choosing
 sets (Youden's J); the report gives both rates on the test sets, and the whole curve."""
@@ -73,9 +75,11 @@ def background_crops(sets: dict, ids: list[str], seed: int, min_side: int = 48, 
 
 
 def scores(pred, images: list[np.ndarray], batch: int = 16) -> np.ndarray:
+    """Each image's person score; 0 where the detector (if any) found nobody."""
     out = []
     for i in range(0, len(images), batch):
-        out += [p.score for p in pred.predict_batch(images[i:i + batch])]
+        out += [p.score if pred.detector is None or p.box is not None else 0.0
+                for p in pred.predict_batch(images[i:i + batch])]
     return np.array(out)
 
 
@@ -95,16 +99,14 @@ def main(argv=None) -> int:
     from posekit.checkpoint import read_checkpoint
     from posekit.data.images import read_image
     from posekit.data.lsp import load_sets
-    from posekit.data.splits import lsp_test_ids, lsp_train_count
+    from posekit.data.splits import lsp_test_ids
     from posekit.predict import Predictor
 
     ck = read_checkpoint(args.model)
     val_ids = list(ck["split"]["val"])[:args.limit]
     sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
-    lsp = sets["lsp"]
-    train_ids = [lsp.sample_id(i) for i in range(lsp_train_count(len(lsp)))][:args.limit]
     test_ids = lsp_test_ids(sets)[:args.limit]
-    paths = {lsp.sample_id(i): lsp.image_paths[i] for i in range(len(lsp))}
+    paths = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
     pred = Predictor(args.model)
     choose_neg = {"blank_noise": blanks_and_noise(args.noise, 1), "background": background_crops(sets, val_ids, 2)}
     # LSP's test images are cut tight around their person, so their backgrounds come from LSPe
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         sets.update(load_sets(args.data, ["lspet"]))
     test_neg = {"blank_noise": blanks_and_noise(args.noise, 3),
                 "background": background_crops(sets, test_ids, 4) + background_crops(sets, lspet_train, 5)}
-    pos_choose = scores(pred, [read_image(paths[i]) for i in train_ids])
+    pos_choose = scores(pred, [read_image(paths[i]) for i in val_ids])
     pos_test = scores(pred, [read_image(paths[i]) for i in test_ids])
     neg_choose = {k: scores(pred, v) for k, v in choose_neg.items()}
     neg_test = {k: scores(pred, v) for k, v in test_neg.items()}
@@ -125,8 +127,9 @@ def main(argv=None) -> int:
     best = max(j)[1]
     all_test = np.concatenate(list(neg_test.values()))
     result = {
-        "model": args.model, "score": "Pose.score: the mean joint score", "chosen_threshold": float(best),
-        "chosen_on": {"positives": f"LSP train half, {len(pos_choose)} whole images",
+        "score": "Pose.score: the mean joint score (0 where the detector found nobody)", "chosen_threshold": float(best),
+        "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
+        "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
                       "negatives": {k: len(v) for k, v in neg_choose.items()}},
         "choose": rates(pos_choose, all_choose, best),
         "test": {"positives": len(pos_test), "negatives": {k: len(v) for k, v in neg_test.items()},
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
                             for name, v in (("lsp_test", pos_test), ("no_person_test", all_test))},
         "curve": [{"threshold": float(t), "test": rates(pos_test, all_test, t)} for t in grid],
     }
-    print(f"threshold {best:.2f} (chosen on LSP train + validation backgrounds, blank and noise): "
+    print(f"threshold {best:.2f} (chosen on the validation images, their backgrounds, blank and noise): "
           f"LSP test true-positive rate {result['test']['tpr']:.3f}, no-person false-positive rate "
           f"{result['test']['fpr']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in result["test"]["fpr_by_kind"].items())
           + ")")

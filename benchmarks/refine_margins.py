@@ -62,12 +62,11 @@ def framed_val(model: str, data: str | None, margin: float, limit: int | None = 
 
 def whole_split(model: str, data: str | None, split: str, limit: int | None = None) -> tuple[list, np.ndarray, np.ndarray]:
     """A split's whole images (the first ``limit``) as ``posekit evaluate`` sees them: (images, keypoints, masks)."""
-    from posekit.data.images import read_image
     from posekit.evaluate import evaluate
 
-    _, extras = evaluate(model, data, split, limit=limit, refine=False)
+    _, extras = evaluate(model, data, split, limit=limit, refine=False, detector=False)
     res = extras["res"]
-    return [read_image(p) for p in extras["ds"].paths()], res["gt"], res["mask"]
+    return extras["images"], res["gt"], res["mask"]
 
 
 @torch.inference_mode()
@@ -94,7 +93,7 @@ def kept_passes(pred, images: list, margins: list[float], batch: int = 32) -> di
         maps, mats = [], []
         for i in range(0, len(images), batch):
             x, ms = refinement_crops(images[i:i + batch], first.keypoints[i:i + batch], [margin], pred.input_size,
-                                     pred.crop_border)
+                                     pred.crop_border, pred.crop_touch)
             maps.append(run_network(pred.network, pred.codec, x.to(pred.device), pred.flip_test).maps.cpu())
             mats.append(ms)
         crops[margin] = {"maps": torch.cat(maps), "matrices": np.concatenate(mats)}
@@ -144,7 +143,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick runs)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    pred = Predictor(a.model, device="cpu", refine=False)
+    pred = Predictor(a.model, device="cpu", refine=False, detector=False)  # whole images: the model is its own detector
     splits = {"val": framed_val(a.model, a.data, a.frame, a.limit) if a.frame is not None
               else whole_split(a.model, a.data, "val", a.limit)}
     if a.test:

@@ -2,7 +2,8 @@
 and its centre codec) run on whole images, its boxes mapped back to original pixels. The first
 step of top-down pose estimation (:meth:`posekit.Predictor.predict_all`).
 
-Legend: N images, M people found; boxes (M, 4) are (x, y, w, h) in original pixels."""
+Legend: N images, M people found; boxes (M, 4) are (x, y, w, h) in original pixels, with the
+pixel-edge convention of a user's box (the whole image is (0, 0, W, H))."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import torch
 
 from posekit.checkpoint import load_model
 from posekit.config import DetectConfig
-from posekit.data.images import as_rgb
+from posekit.data.images import MIN_SIDE, as_rgb
 from posekit.data.transforms import PoseTransform, invert_affine, transform_boxes
 from posekit.errors import PosekitError
 from posekit.models import inference_ready
@@ -51,11 +52,33 @@ class PersonDetector:
         x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
         s = self.settings
         found = self.codec.decode(self.model(x), s.max_people, s.score_threshold, s.nms_iou)
-        return [(transform_boxes(b, invert_affine(m)), sc) for (b, sc), m in zip(found, ms)]
+        return [inside_image(to_edges(transform_boxes(b, invert_affine(m))), sc, im.shape[1], im.shape[0])
+                for (b, sc), m, im in zip(found, ms, rgbs)]
 
     def detect(self, image) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (M, 4) original pixels, scores (M,)) of one image."""
         return self.detect_batch([image])[0]
+
+
+def to_edges(boxes: np.ndarray) -> np.ndarray:
+    """Boxes (M, 4) from keypoint coordinates (pixel centres at integers, as the detector's codec
+    and :func:`posekit.data.scenes.box_from_joints` give them) to the pixel-edge convention of a
+    user's ``--box`` (the whole image is (0, 0, W, H)): x and y move by half a pixel."""
+    b = np.array(boxes, np.float64).reshape(-1, 4)
+    b[:, :2] += 0.5
+    return b
+
+
+def inside_image(boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Detections (M, 4, pixel edges) clipped to the image (0, 0, width, height); those left
+    under :data:`~posekit.data.images.MIN_SIDE` pixels on their longer side (in the letterbox
+    padding, or too small to hold a person) are dropped, with their ``scores`` (M,)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0, y0 = np.maximum(b[:, 0], 0.0), np.maximum(b[:, 1], 0.0)
+    x1, y1 = np.minimum(b[:, 0] + b[:, 2], width), np.minimum(b[:, 1] + b[:, 3], height)
+    out = np.stack([x0, y0, x1 - x0, y1 - y0], -1)
+    keep = (out[:, 2] > 0) & (out[:, 3] > 0) & (np.maximum(out[:, 2], out[:, 3]) >= MIN_SIDE)
+    return out[keep], np.asarray(scores, np.float64).reshape(-1)[keep]
 
 
 def pose_box(box, margin: float) -> tuple[float, float, float, float]:

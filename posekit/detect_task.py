@@ -117,6 +117,9 @@ class DetectTask:
         if getattr(self.model, "output_kind", None) != "center":
             raise ConfigError(f"{where}: model {cfg.model.name!r} is not a detector (use centernet_detector)")
         self.codec = codec_from_config(cfg, where)
+        if self.codec.stride != 4:
+            raise ConfigError(f"{where}: codec.stride must be 4 for {cfg.model.name} (its maps are at stride 4), "
+                              f"got {self.codec.stride}")
         sets, self.split, self.cache = load_data(cfg, split, progress)
         if self.cache is None:
             raise ConfigError(f"{where}: a detector recipe needs data.cache: true (scenes are cut from the image cache)")

@@ -89,16 +89,18 @@ def _stage_metrics(pred: Predictor, images, kps, masks, sizes, batch_size: int) 
 def _multi(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
     """Detection and multi-person PCK on ``n`` composed scenes of the given one-person images."""
     from posekit.data.scenes import multi_person_set
+    from posekit.detect import to_edges
 
+    if pred.detector is None:
+        raise PosekitError("the lsp-multi split needs a person detector (--detector)")
     scenes = multi_person_set(images, kps, masks, n=n, seed=0)
     dets, preds, truths = [], [], []
     for sc in scenes:
+        dets.append(pred.detect([sc.image])[0])  # the detector's own boxes: its AP, before any pose is scored
         poses = pred.predict_all(sc.image)
-        boxes = np.array([p.box if p.box is not None else (0, 0, sc.image.shape[1], sc.image.shape[0]) for p in poses])
-        scores = np.array([p.box_score if p.box_score is not None else p.score for p in poses])
-        dets.append((boxes.reshape(-1, 4), scores))
-        preds.append((boxes.reshape(-1, 4), np.array([p.keypoints for p in poses]).reshape(-1, 14, 2)))
-        truths.append((sc.boxes, sc.keypoints, sc.masks))
+        boxes = np.array([p.box for p in poses]).reshape(-1, 4)
+        preds.append((boxes, np.array([p.keypoints for p in poses]).reshape(-1, 14, 2)))
+        truths.append((to_edges(sc.boxes), sc.keypoints, sc.masks))
     det = average_precision(dets, [t[0] for t in truths], 0.5)
     metrics = {"n": len(scenes), "people": det["people"], "ap50": det["ap"], "recall": det["recall"],
                "precision": det["precision"], "multi_pck": multi_person_pck(preds, truths)["pck"]}
@@ -121,6 +123,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     lsp_only = split_name in ("lsp-test", "lsp-train", "lsp-multi")
     cache = None
     if str(data_root or "").endswith(".npz"):  # a pack: its stored images, scored in original pixels
+        if split_name == "lsp-multi":
+            raise PosekitError(f"{data_root}: the lsp-multi split is composed from the LSP images themselves, not a pack")
         from posekit.data.pack import load_pack
 
         sets, cache, pack_split, _ = load_pack(data_root)

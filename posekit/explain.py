@@ -60,7 +60,8 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
     image (path or RGB uint8 array), for one joint by name or all joints (``None``), on the
     whole image or a person ``box`` (x, y, w, h) as in ``predict``. The map explains one plain
     forward pass (no flip test, even when the predictor uses one for ``pose``): the pass that made
-    the pose, so with a re-crop the second look, on the (first) crop around the first estimate.
+    the pose, on the person box (given, or the detector's), or with refinement crops on the first
+    crop around the first estimate (:meth:`posekit.Predictor.refinement_box`).
 
     Returns ``{"image": RGB uint8 (H, W, 3), "saliency": float32 (H, W) in [0, 1],
     "pose": the Pose from predictor.predict, "joints": tuple of the joint names explained}``."""

@@ -19,7 +19,7 @@ from posekit.data.images import as_rgb
 from posekit.errors import PosekitError
 from posekit.inference import Pose, Prepared, parse_box, prepare
 from posekit.models import inference_ready
-from posekit.tta import TOUCH, FirstPass, Refinement, refine, refinement_box, run_network, to_original
+from posekit.tta import TOUCH, FirstPass, Refinement, refine, refinement_box, region_side, run_network, to_original
 from posekit.utils import select_device
 
 BACKENDS = ("torch", "onnx")
@@ -100,6 +100,9 @@ class Predictor:
         model = DEFAULT_MODEL if model is None else model
         self.backend, self.name, self.flip_test, self.threads = backend, str(model), flip_test, threads
         self._load(model, device, threads)
+        if self.codec.kind == "center":
+            raise PosekitError(f"{model}: a person detector, not a pose model; give it as the detector "
+                               "(--detector, Predictor(detector=...))")
         cfg = self.config
         self.infer = infer_settings(cfg, infer, cascade=bool(self.stages))
         self.refine = self.infer.refine
@@ -177,11 +180,17 @@ class Predictor:
                 p.found = p.found and s[0] is not None
         return poses
 
+    def detect(self, rgbs: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The person detector on RGB images, on this predictor's threads: (boxes (M, 4), scores
+        (M,)) each."""
+        with torch_threads(self.threads or default_threads(len(rgbs))):
+            return self.detector.detect_batch(rgbs)
+
     def _best_people(self, rgbs: list, boxes: list) -> list[tuple]:
         """For each image without a box: (the detector's best box or None, its score); else (None, None)."""
         out = [(None, None)] * len(rgbs)
         todo = [i for i, b in enumerate(boxes) if b is None] if self.detector is not None else []
-        for i, (bx, sc) in zip(todo, self.detector.detect_batch([rgbs[i] for i in todo]) if todo else []):
+        for i, (bx, sc) in zip(todo, self.detect([rgbs[i] for i in todo]) if todo else []):
             out[i] = (bx[0], float(sc[0])) if len(sc) else (None, 0.0)
         return out
 
@@ -203,7 +212,7 @@ class Predictor:
         if self.detector is None:
             pose = self.predict(rgb)
             return [pose] if pose.found else []
-        boxes, scores = self.detector.detect(rgb)
+        boxes, scores = self.detect([rgb])[0]
         if not len(boxes):
             return []
         poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes])
@@ -245,9 +254,14 @@ class Predictor:
         return poses
 
     def refinement_box(self, image, box=None, color: str = "RGB"):
-        """The box of the pass that made the pose: ``box`` itself without refinement, else the
-        first refinement crop's square around the first estimate (for explaining that pass)."""
+        """The region of the pass that made the pose (for explaining that pass): without
+        refinement the person box (``box``, else the detector's best with its margin; None: the
+        whole image), else the first refinement crop's square around the first estimate."""
+        rgb = as_rgb(image, color)
+        region = self._crop(box, self._best_people([rgb], [box])[0])
         if not self.refine:
-            return box
-        first = self.estimate([self.prepare(image, box, color)], refined=False)[0]
-        return refinement_box(first.keypoints, self.refine[0], first.width, first.height)
+            return region
+        prepared = self.prepare(rgb, region)
+        first = self.estimate([prepared], refined=False)[0]
+        region = region_side(prepared.matrix.numpy()[None], self.input_size, 1)[0]
+        return refinement_box(first.keypoints, self.refine[0], first.width, first.height, region)

@@ -12,6 +12,7 @@ from posekit.config import Recipe, complete_config
 from posekit.errors import PosekitError
 from posekit.models import count_parameters, model_flops
 from posekit.predict import DEFAULT_CROP_BORDER
+from posekit.utils import atomic_write_text
 
 
 def _infer_line(cfg: Recipe) -> str:
@@ -101,8 +102,8 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], infer: dict | 
     shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
                if cfg.infer.refine else None, "detector": cfg.detect.model}
-    for key, value in shipped.items():
-        if key in metrics and metrics[key] != value:
+    for key, value in shipped.items():  # a pose model's metrics come from `posekit evaluate --json`
+        if cfg.codec.name != "center" and key in metrics and metrics[key] != value:
             raise PosekitError(f"the metrics were scored with {key}={metrics[key]!r}, but the model ships with "
                                f"{value!r}")
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["model"].items()}
@@ -117,5 +118,5 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], infer: dict | 
         out.unlink()
         raise PosekitError(f"{out}: {size_mb:.1f} MB is over the {max_mb} MB limit")
     card = checkpoint.WEIGHTS_DIR / f"{name}.md"
-    card.write_text(model_card(name, ck, cfg, metrics, commands, size_mb, note, commit))
+    atomic_write_text(card, model_card(name, ck, cfg, metrics, commands, size_mb, note, commit))
     return out, card

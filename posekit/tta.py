@@ -51,12 +51,15 @@ def run_network(model, codec, x: torch.Tensor, flip_test: bool = False, output: 
     return Pass(out if codec.is_heatmap else None, kp, sc)
 
 
-def refinement_box(keypoints: np.ndarray, margin: float, width: int, height: int) -> tuple[float, float, float, float]:
+def refinement_box(keypoints: np.ndarray, margin: float, width: int, height: int,
+                   region: float | None = None) -> tuple[float, float, float, float]:
     """The square box (x, y, side, side) around estimated joints (K, 2), enlarged by ``margin``
     of its side on each side (``person_box``, as the training crops are made), its side at least
-    a tenth of the image's longer side so a collapsed estimate cannot zoom into a few pixels."""
+    a tenth of the first pass's ``region`` (the side, pixels, of the square the first pass saw:
+    a person box, or by default the whole image) so a collapsed estimate cannot zoom into a few
+    pixels."""
     x, y, side, _ = person_box(np.asarray(keypoints, np.float64), np.ones(len(keypoints)), margin, width, height)
-    floor = 0.1 * max(width, height)
+    floor = 0.1 * (max(width, height) if region is None else region)
     if side < floor:
         x, y, side = x - (floor - side) / 2, y - (floor - side) / 2, floor
     return x, y, side, side
@@ -77,18 +80,29 @@ def cut_sides(keypoints: np.ndarray, width: int, height: int, border: int,
                                                      y.max() > height - 1 - t))
 
 
+def region_side(matrices: np.ndarray | None, input_size: int, n: int) -> list[float | None]:
+    """The side (original pixels) of the square each of ``n`` first passes saw, from their affines
+    (N, 2, 3) onto an ``input_size`` input; None for each without one."""
+    if matrices is None:
+        return [None] * n
+    return [input_size / min(float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1])))
+            for m in np.asarray(matrices, np.float64)]
+
+
 def refinement_crops(images: list[np.ndarray], keypoints: np.ndarray, margins: list[float], input_size: int,
-                     border: int = 0, touch: float = TOUCH) -> tuple[torch.Tensor, np.ndarray]:
+                     border: int = 0, touch: float = TOUCH, regions: list | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """For each RGB image, one square crop per margin around its estimate (``keypoints``
     (N, K, 2) original pixels), ``border`` edge pixels repeated on the sides where the person
-    touches the image and a crop leaves it (:func:`cut_sides`, :func:`posekit.data.transforms.warp`).
-    Returns (inputs (N*C, 3, S, S), image by image, margin by margin; their affines (N, C, 2, 3))."""
+    touches the image and a crop leaves it (:func:`cut_sides`, :func:`posekit.data.transforms.warp`);
+    ``regions`` (N,) the sides of the squares the first passes saw (:func:`region_side`; None:
+    the whole images). Returns (inputs (N*C, 3, S, S), image by image, margin by margin; their
+    affines (N, C, 2, 3))."""
     xs, ms = [], []
-    for img, kp in zip(images, keypoints):
+    for img, kp, region in zip(images, keypoints, regions or [None] * len(images)):
         h, w = img.shape[:2]
         sides = cut_sides(kp, w, h, border, touch)
         for margin in margins:
-            m = box_matrix(refinement_box(kp, margin, w, h), input_size)
+            m = box_matrix(refinement_box(kp, margin, w, h, region), input_size)
             xs.append(to_tensor(warp(img, m, input_size, sides)))
             ms.append(m)
     return torch.stack(xs), np.stack(ms).reshape(len(images), len(margins), 2, 3)
@@ -192,7 +206,8 @@ def refine(model, codec, images: list[np.ndarray], first: FirstPass, how: Refine
     kps, scores = [np.zeros((0, NUM_JOINTS, 2))], [np.zeros((0, NUM_JOINTS), np.float32)]
     for i in range(0, len(images), step):
         part = first.part(i, i + step)
-        x, ms = refinement_crops(images[i:i + step], part.keypoints, how.margins, input_size, how.border, how.touch)
+        x, ms = refinement_crops(images[i:i + step], part.keypoints, how.margins, input_size, how.border, how.touch,
+                                 region_side(part.matrices, input_size, len(part.keypoints)))
         n, c = ms.shape[:2]
         p = run_network(model, codec, x.to(device), how.flip_test)
         kp = to_original(p.keypoints.cpu(), torch.from_numpy(ms.reshape(n * c, 2, 3))).numpy()

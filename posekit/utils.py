@@ -48,6 +48,18 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def temp_path(target: str | os.PathLike) -> Path:
+    """A fresh temporary name beside ``target`` (``.posekit-<pid>-<random>.tmp``: short whatever
+    the target's name, and swept by the next atomic write into that folder once its process is
+    gone), for a file that is written in steps and renamed over ``target`` when complete."""
+    p = Path(target)
+    key = str(p.parent.resolve())
+    if key not in _swept:
+        remove_stale_temps(p.parent)
+        _swept.add(key)
+    return p.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers never see it half-written.
 
@@ -58,11 +70,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(p.parent)) from None
-    key = str(p.parent.resolve())
-    if key not in _swept:
-        remove_stale_temps(p.parent)
-        _swept.add(key)
-    tmp = p.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    tmp = temp_path(p)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +36,7 @@ import cv2
 import numpy as np
 
 from posekit.errors import PosekitError
+from posekit.utils import temp_path
 
 DEFAULT_FPS = 30.0
 MAX_CAMERA_INDEX = 63
@@ -153,7 +153,7 @@ class VideoOut:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self.tmp = temp_path(self.path)
         self.container, self.first, self.last = None, None, -1
         enc = pick_encoder()
         if enc is None:
@@ -264,15 +264,17 @@ class StreamOutput:
     def __init__(self, base: Path | None, draw: bool, fps: float):
         self.base, self.draw, self.fps = base, draw, fps
         self.jsonl = self.writer = None
+        self.jsonl_tmp = None
 
     def add(self, frame: np.ndarray, t: float, poses: list, recs: list[dict]) -> None:
         from posekit.viz import draw_poses
 
         if self.base is None:
             return
-        if self.jsonl is None:
+        if self.jsonl is None:  # written beside, renamed into place by finish(): never half a file
             self.base.parent.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(self.base.with_name(self.base.name + ".jsonl"), "w")
+            self.jsonl_tmp = temp_path(self.base.with_name(self.base.name + ".jsonl"))
+            self.jsonl = open(self.jsonl_tmp, "w")
         self.jsonl.writelines(json.dumps(rec) + "\n" for rec in recs)
         if self.draw:
             if self.writer is None:
@@ -281,20 +283,28 @@ class StreamOutput:
             self.writer.write(draw_poses(frame, poses), t)
 
     def finish(self) -> None:
-        """Close the video (renamed into place) and the records."""
+        """Close the video and the records, both renamed into place."""
         if self.writer is not None:
             done, self.writer = self.writer, None
             done.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+            self.jsonl = None
+            os.replace(self.jsonl_tmp, self.base.with_name(self.base.name + ".jsonl"))
+            self.jsonl_tmp = None
         self.close()
 
     def close(self) -> None:
-        """Close what is open; an unfinished video is removed."""
+        """Close what is open; an unfinished video or record file is removed."""
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
         if self.jsonl is not None:
             self.jsonl.close()
             self.jsonl = None
+        if self.jsonl_tmp is not None:
+            Path(self.jsonl_tmp).unlink(missing_ok=True)
+            self.jsonl_tmp = None
 
 
 def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, draw: bool, emit,

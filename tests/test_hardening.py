@@ -197,9 +197,7 @@ def test_best_is_repaired_after_a_kill_between_the_writes(synth_root, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run, progress=False, log=lambda *a: None)
     monkeypatch.setattr(ck, "save_checkpoint", real)
-    last = torch.load(run / "last.pt", weights_only=True)
-    if last["best"]["epoch"] != 2:
-        pytest.skip("epoch 2 did not improve on this machine; nothing to repair")
+    assert torch.load(run / "last.pt", weights_only=True)["best"]["epoch"] == 2  # the improving epoch was cut
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 0  # stale: epoch 1
     assert ck.resolve_checkpoint_path(run) == run / "last.pt"  # evaluate --model RUN scores epoch 2
     summary = train(cfg, run, resume=run / "last.pt", progress=False, log=lambda *a: None)

@@ -158,3 +158,95 @@ def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     one = pred.predict(np.zeros((80, 64, 3), np.uint8))
     assert one.found == bool(len(boxes)) or not one.found
     assert Predictor(pose_run, detector=False).detector is None
+    # a detector is not a pose model: refused in one line, with what to do instead
+    from posekit.cli import main
+    from posekit.errors import PosekitError
+    from posekit.evaluate import evaluate
+
+    with pytest.raises(PosekitError, match="a person detector, not a pose model; give it as the detector"):
+        Predictor(tmp_path / "det")
+    # the multi-person split scores the detector's own boxes and the poses on them
+    m, _ = evaluate(str(pose_run), str(synth_root), "lsp-multi", limit=4, detector=str(tmp_path / "det"))
+    assert {"ap50", "recall", "multi_pck", "people"} <= set(m) and m["n"] == 4 and m["detector"] == str(tmp_path / "det")
+    # the CLI: every person, one record each, with its index
+    img = str(sorted((synth_root / "lsp" / "images").iterdir())[0])
+    assert main(["predict", img, "--model", str(pose_run), "--detector", str(tmp_path / "det"), "--people", "all",
+                 "--json"]) == 0
+
+
+def _stub_detector(boxes, scores, input_size=64):
+    """A PersonDetector whose network outputs what a perfect one would for ``boxes`` given in the
+    letterboxed input's pixels (keypoint convention), on every image."""
+    from posekit.config import DetectConfig
+    from posekit.data.transforms import PoseTransform
+    from posekit.detect import PersonDetector
+
+    det = PersonDetector.__new__(PersonDetector)
+    codec = build_codec({"name": "center", "stride": 4}, input_size)
+    out = _output_for(codec, boxes)
+    for (x, y, w, h), s in zip(boxes, scores):  # each centre peak at its own score
+        c = np.round(np.array([x + w / 2, y + h / 2]) / 4 - 0.375).astype(int)
+        out[0, 0, c[1], c[0]] = float(torch.logit(torch.tensor(s)))
+    det.device, det.codec, det.name, det.settings = torch.device("cpu"), codec, "stub", DetectConfig()
+    det.model = lambda x: out.expand(len(x), -1, -1, -1)
+    det.transform = PoseTransform(input_size, "letterbox")
+    return det
+
+
+def test_detected_boxes_map_back_through_the_letterbox():
+    """A wide image letterboxed to the detector's input: boxes come back in original pixels, in
+    the pixel-edge convention of a user's box, and a detection in the letterbox padding is
+    dropped instead of failing the image."""
+    from posekit.data.transforms import transform_boxes
+    from posekit.detect import inside_image, to_edges
+
+    w, h = 200, 50
+    truth = np.array([[30.2, 5.3, 40.0, 38.0]])  # keypoint coordinates (pixel centres at integers)
+    m = _stub_detector([[0, 0, 1, 1]], [0.9]).transform.base_matrix(w, h)
+    in_input = transform_boxes(truth, m)
+    padding = [[20.0, 54.0, 12.0, 8.0]]  # below the picture: inside the letterbox's padding only
+    det = _stub_detector(np.concatenate([in_input, padding]), [0.9, 0.8])
+    boxes, scores = det.detect(np.full((h, w, 3), 128, np.uint8))
+    assert len(boxes) == 1 and scores[0] == pytest.approx(0.9, abs=1e-3)
+    np.testing.assert_allclose(boxes[0], to_edges(truth)[0], atol=1e-3)
+    # clipping: what lies outside the image is cut off; what is left too small is dropped
+    got, s = inside_image(np.array([[-10.0, 5.0, 40.0, 30.0], [195.0, 0.0, 10.0, 12.0]]), np.array([0.9, 0.5]), w, h)
+    np.testing.assert_allclose(got, [[0.0, 5.0, 30.0, 30.0]])
+    assert s.tolist() == [0.9]
+
+
+def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
+    """Every detected person is posed on its own box (with the model's margin), best first, as a
+    caller's box would be; predict() takes the best one; a caller's box wins over the detector."""
+    from conftest import tiny_overrides
+
+    from posekit.cli import main
+    from posekit.detect import pose_box
+    from posekit.errors import PosekitError
+    from posekit.predict import Predictor
+
+    run = tmp_path / "pose"
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(run), "--epochs", "1", "--no-progress",
+                 *tiny_overrides(synth_root, **{"data.resize_mode": "letterbox"})]) == 0
+    image = np.random.default_rng(0).integers(0, 255, (100, 160, 3), dtype=np.uint8)
+    det = _stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.6, 0.9])  # input pixels
+    pred = Predictor(str(run), detector=det)
+    people = pred.predict_all(image)
+    boxes, scores = det.detect(image)
+    assert [p.person for p in people] == [0, 1] and [p.box_score for p in people] == pytest.approx(scores.tolist())
+    assert scores[0] > scores[1]  # best first
+    plain = Predictor(str(run), detector=False)
+    for p, b in zip(people, boxes):
+        assert p.box == pytest.approx(tuple(b))
+        np.testing.assert_allclose(p.keypoints, plain.predict(image, pose_box(b, pred.box_margin)).keypoints, atol=1e-4)
+    best = pred.predict(image)
+    np.testing.assert_allclose(best.keypoints, people[0].keypoints, atol=1e-4)
+    assert best.box == pytest.approx(tuple(boxes[0])) and best.box_score == pytest.approx(scores[0])
+    mine = pred.predict(image, box=(10, 10, 60, 80))
+    assert mine.box == (10, 10, 60, 80) and mine.box_score is None
+    nobody = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.01]))
+    assert nobody.predict_all(image) == [] and not nobody.predict(image).found
+    with pytest.raises(PosekitError, match="needs a person detector"):
+        from posekit.evaluate import evaluate
+
+        evaluate(str(run), str(synth_root), "lsp-multi", detector=False)

@@ -136,13 +136,21 @@ def test_bad_camera_index_refused_before_opencv(monkeypatch, index):
 
 
 def test_error_midway_leaves_no_temp_file(vfr_clip, tmp_path):
+    """A run that fails midway leaves an earlier run's files as they were: neither the video nor
+    the records are half-written over them, and no temporary file stays."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip_pose.mp4").write_bytes(b"an earlier run")
+    (out / "clip.jsonl").write_text('{"frame": 0}\n')
     with pytest.raises(RuntimeError, match="stub failure"):
         video.predict_stream(_poser(StubPredictor(fail_at=5)), vfr_clip, "clip", out, True, lambda r: None)
     assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip_pose.mp4"]
     assert (out / "clip_pose.mp4").read_bytes() == b"an earlier run"
+    assert (out / "clip.jsonl").read_text() == '{"frame": 0}\n'
+    # a long name: the temporary files' names do not grow with it
+    long = "v" * 240
+    assert video.predict_stream(_poser(StubPredictor()), vfr_clip, long, out, True, lambda r: None) == 12
+    assert len((out / f"{long}.jsonl").read_text().splitlines()) == 12 and (out / f"{long}_pose.mp4").stat().st_size
 
 
 def test_declared_frame_size_checked():

@@ -13,7 +13,7 @@ mapped back to image pixels, and the next stage starts from it.
 to right hip, and right shoulder to left hip; the larger), floored at a quarter of the pose's
 extent so that a collapsed first guess still gets a usable crop.
 
-Training a stage (``posekit.cascade_train``) centres crops on the true joint displaced by noise
+Training a stage (``posekit.cascade_task``) centres crops on the true joint displaced by noise
 drawn from :class:`ErrorModel`: a per-joint 2-D Gaussian of the previous stage's errors on the
 training set, in units of the pose diameter (DeepPose's "simulated predictions").
 
