@@ -38,6 +38,28 @@ def motion_clip(image: np.ndarray, kp: np.ndarray, n: int = 90, amplitude: float
     return frames, kp[None] + shift[:, None, :], t
 
 
+class CachedPoses:
+    """A predictor that runs the network once per frame: the filter settings of the grid change
+    only what follows it (tracking and smoothing), so every later call on the same frame array
+    gets a copy of the first answer."""
+
+    def __init__(self, pred):
+        self.pred, self.name, self.config, self.detector, self.cache = pred, pred.name, pred.config, pred.detector, {}
+
+    def _get(self, key, compute):
+        import copy
+
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return copy.deepcopy(self.cache[key])
+
+    def predict(self, frame, box=None):
+        return self._get(("one", id(frame), box), lambda: self.pred.predict(frame, box))
+
+    def predict_all(self, frame):
+        return self._get(("all", id(frame)), lambda: self.pred.predict_all(frame))
+
+
 def run_clip(pred, frames, times, settings, smooth: bool) -> np.ndarray:
     """The joints (n, K, 2) a FramePoser gives over a clip."""
     from posekit.video import FramePoser
@@ -153,7 +175,7 @@ def main(argv=None) -> int:
     from posekit.predict import Predictor
 
     detector = {None: None, "off": False}.get(a.detector, a.detector)
-    pred = Predictor(a.model, detector=detector)  # as `posekit predict` runs it: top-down when it has a detector
+    pred = CachedPoses(Predictor(a.model, detector=detector))  # as `posekit predict` runs it (top-down with a detector)
     ck = read_checkpoint(a.model)
     sets = load_sets(a.data, ["lsp", "lspet"])
     val = clips_of(sets, list(ck["split"]["val"]), a.clips)
