@@ -5,8 +5,9 @@ all from LSP's test images (never training images):
   ``posekit evaluate --split lsp-multi``): AP@0.5 and recall (IoU >= 0.5 and >= 0.3);
 - ``lsp-test``: the 1000 LSP test images themselves, one person each, whole;
 - ``no-person``: images with nobody (blank, noise, and background crops far from the annotated
-  person, as ``benchmarks/no_person.py`` makes them): the fraction where nothing is found, by
-  the detector and by ``Predictor.predict_all`` (the detector and the pose's person threshold).
+  person, as ``benchmarks/no_person.py`` makes them, from the LSP test images and the detector's
+  validation images, never its training images): the fraction where nothing is found, by the
+  detector and by ``Predictor.predict_all`` (the detector and the pose's person threshold).
 
     make hog-venv   # OpenCV 4 for the HOG baseline
     python benchmarks/detection.py --detector posekit-person --pose posekit-lsp --data $POSEKIT_DATA \
@@ -29,8 +30,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def test_sets(data: str, limit: int | None):
-    """{"lsp-multi": [(image, true boxes)], "lsp-test": [...], "no-person": [(image, empty)]}."""
+def test_sets(data: str, limit: int | None, held_out: list[str]):
+    """{"lsp-multi": [(image, true boxes)], "lsp-test": [...], "no-person": [(image, empty)]};
+    ``held_out``: ids of images the detector never trained on (its validation split), whose
+    backgrounds join the LSP test images' as no-person crops (LSP's test images are cut tight
+    around their person and leave little background)."""
     sys.path.insert(0, str(HERE))
     from no_person import background_crops, blanks_and_noise
 
@@ -47,8 +51,7 @@ def test_sets(data: str, limit: int | None):
     single = [(im, to_edges([box_from_joints(k, m, im.shape[1], im.shape[0])])) for im, k, m in zip(images, kps, masks)]
     empty = np.zeros((0, 4))
     nobody = [(im, empty) for im in blanks_and_noise(100 if limit else 300, 3)]
-    lspet_ids = [sets["lspet"].sample_id(i) for i in range(len(sets["lspet"]))][:limit or 1000]
-    nobody += [(im, empty) for im in background_crops(sets, ids + lspet_ids, 4)]
+    nobody += [(im, empty) for im in background_crops(sets, ids + list(held_out)[:limit], 4)]
     return {"lsp-multi": [(sc.image, to_edges(sc.boxes)) for sc in scenes], "lsp-test": single, "no-person": nobody}
 
 
@@ -92,11 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
+    from posekit.checkpoint import read_checkpoint
     from posekit.detect import PersonDetector
     from posekit.predict import Predictor
 
-    sets = test_sets(a.data, a.limit)
     det = PersonDetector(a.detector)
+    sets = test_sets(a.data, a.limit, read_checkpoint(a.detector)["split"]["val"])
     result = {"detector": a.detector, "sets": {k: len(v) for k, v in sets.items()}, "posekit": {}, "hog": {}}
     for name, items in sets.items():
         result["posekit"][name] = score([det.detect(im) for im, _ in items], items)

@@ -47,30 +47,20 @@ def blanks_and_noise(n: int, seed: int) -> list[np.ndarray]:
 
 def background_crops(sets: dict, ids: list[str], seed: int, min_side: int = 48, tries: int = 60) -> list[np.ndarray]:
     """At most one square crop per image, at least ``min_side`` pixels, that does not touch the
-    annotated person's box enlarged by a quarter of its side."""
+    annotated person's box enlarged by a quarter of its side (:func:`posekit.data.scenes.background_crop`)."""
     from posekit.data.images import read_image
+    from posekit.data.scenes import background_crop
 
     rng = np.random.default_rng(seed)
     index = {s.sample_id(k): (s, k) for s in sets.values() for k in range(len(s))}
     out = []
     for i in ids:
         s, k = index[i]
-        pts = s.keypoints[k][s.annotated[k]]
-        if len(pts) < 2:
+        if s.annotated[k].sum() < 2:
             continue
-        img = read_image(s.image_paths[k])
-        h, w = img.shape[:2]
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        pad = 0.25 * max(x1 - x0, y1 - y0)
-        x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
-        for _ in range(tries):
-            side = int(rng.integers(min_side, max(min_side + 1, min(w, h) // 2 + 1)))
-            if side > min(w, h):
-                break
-            cx, cy = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-            if cx + side < x0 or cx > x1 or cy + side < y0 or cy > y1:
-                out.append(np.ascontiguousarray(img[cy:cy + side, cx:cx + side]))
-                break
+        crop = background_crop(read_image(s.image_paths[k]), s.keypoints[k], s.annotated[k], rng, min_side, tries)
+        if crop is not None:
+            out.append(crop)
     return out
 
 

@@ -155,6 +155,7 @@ class DetectConfig(Section):
     max_people: int = Field(20, ge=1, le=100)
     box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop
     composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
+    negatives: Fraction = 0.0  # training: the fraction of scenes with nobody (background crops, blurred canvases, noise)
     heights: tuple[Fraction, Fraction] = (0.08, 0.8)  # training: person heights in composites, of the canvas
     zoom_out: float = Field(2.5, ge=1, le=10)  # training: one-photo scenes shrunk into a canvas up to this much larger
     val_scenes: int = Field(200, ge=0, le=5000)  # validation composites (from the validation images)

@@ -9,9 +9,12 @@ Each training scene is, at random (seeded by epoch and index):
   small; or
 - a composite (``detect.composite`` of the scenes): 1 to 4 training people cut out and pasted on
   a blurred training photo, each ``detect.heights`` of the canvas tall;
+- with ``detect.negatives`` > 0, that fraction of scenes has nobody in it (:func:`nobody`):
+  background crops, blurred canvases and noise, so that an empty picture is answered with no box;
 
 mirrored (``augment.flip``), colour-jittered (``augment.color``), letterboxed to the input.
-Validation scores the loss and AP@0.5 on fixed composites of the validation images."""
+Validation scores the loss and AP@0.5 on fixed composites of the validation images (and, with
+``detect.negatives``, on as large a share of fixed empty scenes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +23,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from posekit.checkpoint import codec_from_config, model_from_config
 from posekit.config import Recipe
-from posekit.data.scenes import Scene, blurred_background, box_from_joints, compose, multi_person_set
+from posekit.data.scenes import (
+    Scene,
+    background_crop,
+    blurred_background,
+    box_from_joints,
+    compose,
+    multi_person_set,
+    noise_image,
+)
 from posekit.data.splits import split_ids
 from posekit.data.transforms import PoseTransform, apply_affine, to_tensor, transform_boxes, warp
 from posekit.errors import ConfigError, PosekitError
@@ -57,6 +68,20 @@ def one_photo(image: np.ndarray, kp: np.ndarray, mask: np.ndarray, zoom: float, 
     return Scene(canvas, np.array([box]), k[None], np.asarray(mask, bool)[None])
 
 
+def nobody(image: np.ndarray, kp: np.ndarray, mask: np.ndarray, rng) -> Scene:
+    """A scene without a person, a third each: a crop of the photo away from its annotated person,
+    the photo blurred past recognition (a composite's canvas with nobody pasted), or noise."""
+    kind = int(rng.integers(3))
+    h, w = int(rng.integers(160, 401)), int(rng.integers(160, 401))
+    if kind == 0:
+        crop = background_crop(image, kp, mask, rng)
+        if crop is not None:
+            return Scene(crop)
+    if kind <= 1:
+        return Scene(blurred_background(image, w, h, rng))
+    return Scene(noise_image(w, h, rng))
+
+
 class SceneDataset(Dataset):
     """Training scenes (see the module docstring), a new draw each epoch (:meth:`set_epoch`).
     Items: ``image`` (3, S, S) and the centre codec's targets (``heat``, ``wh``, ``offset``, ``mask``)."""
@@ -75,6 +100,8 @@ class SceneDataset(Dataset):
     def scene(self, idx: int, rng) -> Scene:
         d = self.cfg.detect
         image, kp, mask = _person(self.cache, self.index, self.ids[idx])
+        if d.negatives and rng.random() < d.negatives:  # (no draw at all without negatives: older runs replay)
+            return nobody(image, kp, mask, rng)
         if rng.random() >= d.composite:
             return one_photo(image, kp, mask, rng.uniform(1.0, d.zoom_out), rng)
         others = [self.ids[int(j)] for j in rng.choice(len(self.ids), size=int(rng.integers(0, 4)) + 1)]
@@ -136,9 +163,15 @@ class DetectTask:
         if not ids or not self.cfg.detect.val_scenes:
             return []
         people = [_person(self.cache, index, i) for i in ids]
-        return multi_person_set([p[0] for p in people], np.stack([p[1] for p in people]),
-                                np.stack([p[2] for p in people]), n=self.cfg.detect.val_scenes,
-                                seed=derive_seed(self.cfg.train.seed, "val-scenes"))
+        d = self.cfg.detect
+        scenes = multi_person_set([p[0] for p in people], np.stack([p[1] for p in people]),
+                                  np.stack([p[2] for p in people]), n=d.val_scenes,
+                                  seed=derive_seed(self.cfg.train.seed, "val-scenes"))
+        if d.negatives:  # as many empty scenes as training has, so AP counts boxes on nobody
+            rng = np.random.default_rng(derive_seed(self.cfg.train.seed, "val-nobody"))
+            k = int(round(d.val_scenes * d.negatives / (1 - d.negatives))) if d.negatives < 1 else d.val_scenes
+            scenes += [nobody(*people[int(rng.integers(len(people)))], rng) for _ in range(k)]
+        return scenes
 
     def describe(self) -> str:
         return (f"{self.cfg.model.name} person detector at {self.cfg.data.input_size}px, {len(self.train_set)} "

@@ -143,7 +143,7 @@ def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
     cfg = load_config("configs/detector.yaml", over + [
         "data.input_size=64", "model.width=8", "model.neck=16", "train.epochs=2", "detect.val_scenes=6",
-        "train.log_images=0", "data.cache_max_side=64"])
+        "train.log_images=0", "data.cache_max_side=64", "detect.negatives=0.25"])
     summary = train(cfg, tmp_path / "det", progress=False, log=lambda *a: None)
     assert [h["epoch"] for h in summary["history"]] == [1, 2] and "ap" in summary["history"][-1]
     det = PersonDetector(tmp_path / "det")
@@ -250,3 +250,23 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
         from posekit.evaluate import evaluate
 
         evaluate(str(run), str(synth_root), "lsp-multi", detector=False)
+
+
+def test_scenes_with_nobody_have_no_box_and_avoid_the_person():
+    """Negative training scenes: nothing to find in them, and a background crop never reaches the
+    annotated person (their joints' box enlarged by a quarter)."""
+    from posekit.data.scenes import background_crop
+    from posekit.detect_task import nobody
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((300, 400, 3), np.uint8)
+    kp = np.tile([[300.0, 150.0]], (14, 1)) + rng.normal(0, 20, (14, 2))
+    (x0, y0), (x1, y1) = np.floor(kp.min(0)).astype(int), np.ceil(kp.max(0)).astype(int)
+    image[y0:y1 + 1, x0:x1 + 1] = 255  # the "person" (their joints' box): white, the rest black
+    mask = np.ones(14, bool)
+    for _ in range(30):
+        crop = background_crop(image, kp, mask, rng)
+        assert crop is not None and crop.max() == 0  # never any of the person's pixels
+        sc = nobody(image, kp, mask, rng)
+        assert len(sc.boxes) == 0 and sc.image.ndim == 3 and min(sc.image.shape[:2]) >= 48
+    assert background_crop(image[:40, :40], kp, mask, rng) is None  # too small to leave room

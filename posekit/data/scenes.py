@@ -56,6 +56,44 @@ def blurred_background(image: np.ndarray, width: int, height: int, rng: np.rando
     return np.clip(bg + grain, 0, 255).astype(np.uint8)
 
 
+def noise_image(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """An RGB image with no person in it: one flat colour, white or Gaussian noise, or smooth
+    colour noise (random colours at 1/16 of the size, upscaled), a third each."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        img = np.empty((height, width, 3), np.uint8)
+        img[:] = rng.integers(0, 256, size=3)
+        return img
+    if kind == 1:
+        noise = (rng.normal(128, rng.uniform(10, 80), (height, width, 3)) if rng.random() < 0.5
+                 else rng.uniform(0, 255, (height, width, 3)))
+        return np.clip(noise, 0, 255).astype(np.uint8)
+    small = rng.uniform(0, 255, (max(2, height // 16), max(2, width // 16), 3)).astype(np.float32)
+    return np.clip(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def background_crop(image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                    min_side: int = 48, tries: int = 20) -> np.ndarray | None:
+    """A square crop of ``image`` (at least ``min_side`` pixels, at most half its shorter side)
+    that does not touch the annotated person's joints' box enlarged by a quarter of its longer
+    side; None when no try fits. Other, unannotated people may still be in it."""
+    pts = np.asarray(keypoints, np.float64)[np.asarray(mask, bool)]
+    if len(pts) < 2:
+        return None
+    h, w = image.shape[:2]
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    pad = 0.25 * max(x1 - x0, y1 - y0)
+    x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    for _ in range(tries):
+        side = int(rng.integers(min_side, max(min_side + 1, min(w, h) // 2 + 1)))
+        if side > min(w, h):
+            return None
+        cx, cy = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        if cx + side < x0 or cx > x1 or cy + side < y0 or cy > y1:
+            return np.ascontiguousarray(image[cy:cy + side, cx:cx + side])
+    return None
+
+
 def _feathered_paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, feather: int) -> None:
     """Paste ``patch`` at (x, y) (clipped to the canvas), its edges blended over ``feather`` pixels."""
     h, w = patch.shape[:2]
