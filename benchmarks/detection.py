@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
     ap.add_argument("--hog-python", default=str(HERE.parent / ".venv-hog" / "bin" / "python"))
     ap.add_argument("--limit", type=int, default=None, help="first N test images (quick runs)")
+    ap.add_argument("--input-size", type=int, default=None, help="run the detector at this input side (default: its own)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
@@ -100,12 +101,15 @@ def main(argv=None) -> int:
     from posekit.predict import Predictor
 
     det = PersonDetector(a.detector)
+    if a.input_size:  # the same network at another input side
+        det = PersonDetector(a.detector, settings=det.settings.model_copy(update={"input_size": a.input_size}))
     sets = test_sets(a.data, a.limit, read_checkpoint(a.detector)["split"]["val"])
-    result = {"detector": a.detector, "sets": {k: len(v) for k, v in sets.items()}, "posekit": {}, "hog": {}}
+    result = {"detector": a.detector, "input_size": det.input_size, "sets": {k: len(v) for k, v in sets.items()},
+              "posekit": {}, "hog": {}}
     for name, items in sets.items():
         result["posekit"][name] = score([det.detect(im) for im, _ in items], items)
         print(f"posekit {name}: {result['posekit'][name]}", flush=True)
-    pred = Predictor(a.pose, detector=det)
+    pred = Predictor(a.pose, detector=det)  # the pose model's person threshold decides predict_all's answer
     result["posekit"]["no-person"]["predict_all_empty_rate"] = float(np.mean(
         [len(pred.predict_all(im)) == 0 for im, _ in sets["no-person"]]))
     if Path(a.hog_python).exists():

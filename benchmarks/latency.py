@@ -109,8 +109,8 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
         if pred.detector is not None:
             d = pred.detector
-            detector = {"name": d.name, "input_size": d.config.data.input_size,
-                        "gflops": round(model_flops(d.model, d.config.data.input_size), 3)}
+            detector = {"name": d.name, "input_size": d.input_size,
+                        "gflops": round(model_flops(d.model, d.input_size), 3)}
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):

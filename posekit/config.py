@@ -154,6 +154,7 @@ class DetectConfig(Section):
     nms_iou: Fraction = 0.5  # non-maximum suppression overlap
     max_people: int = Field(20, ge=1, le=100)
     box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop
+    input_size: int | None = Field(None, ge=64, le=1024, multiple_of=32)  # the detector's input side; None: its own
     composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
     negatives: Fraction = 0.0  # training: the fraction of scenes with nobody (background crops, blurred canvases, noise)
     heights: tuple[Fraction, Fraction] = (0.08, 0.8)  # training: person heights in composites, of the canvas

@@ -25,7 +25,9 @@ DEFAULT_DETECTOR = "posekit-person"
 class PersonDetector:
     """``PersonDetector(model="posekit-person" | checkpoint | run folder, device=None,
     settings=None)``: ``settings`` (a :class:`~posekit.config.DetectConfig`; None: the detector
-    recipe's own) sets the score threshold, the NMS overlap and the most people per image.
+    recipe's own) sets the score threshold, the NMS overlap, the most people per image and the
+    input side the whole image is letterboxed to (``input_size``; None: the size it was trained
+    at; the network is fully convolutional, so a smaller side trades small people for speed).
 
     Raises PosekitError for a checkpoint that is not a person detector."""
 
@@ -38,7 +40,9 @@ class PersonDetector:
         inference_ready(self.model)
         self.name, self.config = str(model), ck["recipe"]
         self.settings = settings or self.config.detect
-        self.transform = PoseTransform(self.config.data.input_size, "letterbox")
+        self.input_size = self.settings.input_size or self.config.data.input_size
+        self.codec = type(self.codec)(self.input_size, self.codec.stride, self.codec.min_overlap)
+        self.transform = PoseTransform(self.input_size, "letterbox")
 
     @torch.inference_mode()
     def detect_batch(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
