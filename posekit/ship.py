@@ -39,11 +39,19 @@ def _inference_line(cfg: Recipe) -> str:
     return f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}"
 
 
+def _select_line(name: str, cfg: Recipe) -> str:
+    if cfg.codec.name == "center":
+        return (f"A person detector: run it before a pose model with `--detector {name}` or "
+                f"`posekit.Predictor(detector=\"{name}\")`, or alone as `posekit.detect.PersonDetector(\"{name}\")`.")
+    return f"Select it with `--model {name}` or `posekit.Predictor(\"{name}\")`."
+
+
 def _detection_tables(metrics: dict) -> list[str]:
     """The detector's figures from ``benchmarks/detection.py``'s JSON, against OpenCV's HOG."""
     if not metrics:
         return []
-    lines = ["## Person detection (`benchmarks/detection.py`; test images from LSP 1001-2000 only)", "",
+    lines = ["## Person detection (`benchmarks/detection.py`: people from LSP 1001-2000 only; no-person images are blank,",
+             "noise, and backgrounds of LSP test and held-out validation images)", "",
              "| test set | detector | AP@0.5 | recall (IoU 0.5) | empty answers |", "|---|---|---|---|---|"]
     for name in metrics.get("posekit", {}):
         for who in ("posekit", "hog"):
@@ -62,8 +70,7 @@ def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[s
     s = cfg.data.input_size
     lines = [f"# {name}", "",
              f"`{cfg.model.name}` ({count_parameters(model):,} parameters, {model_flops(model, s):.2f} GFLOPs at "
-             f"{s}x{s}) with a `{cfg.codec.name}` head, stored in fp16 ({size_mb:.1f} MB). Select it with "
-             f"`--model {name}` or `posekit.Predictor(\"{name}\")`.", "",
+             f"{s}x{s}) with a `{cfg.codec.name}` head, stored in fp16 ({size_mb:.1f} MB). {_select_line(name, cfg)}", "",
              f"- **Data**: Leeds Sports Pose (LSP images 1-1000) + LSP-extended (10,000), split `{cfg.data.split}` "
              f"(seed {cfg.data.split_seed}); validation {len(ck['split']['val'])} images carved from train.",
              f"- **Recipe**: `{cfg.name}` (the full config is inside the .pt file).",
