@@ -1,9 +1,11 @@
 """Choose how a pose model runs on the person detector's boxes, on the validation split: PCK@0.2 for
 each margin around the detected box (``detect.box_margin``) and each refinement setting
-(``--refine``: off, or crops around the first estimate), the detector run once per image.
+(``--refine``: off, or crops around the first estimate) and each lowest score at which the best
+detection is still the region (``detect.region_threshold``), the detector run once per image.
 
     python benchmarks/topdown_settings.py --model posekit-lsp --detector posekit-person --data $POSEKIT_DATA \
-        --box-margins 0 0.05 0.1 0.15 0.2 --refine off 0.05,0.13,0.22 --test --json reports/topdown_settings.json
+        --box-margins 0.1 0.15 --region-thresholds 0.1 0.2 0.3 --refine off 0.13 \
+        --test --json reports/topdown_settings.json
 
 The validation images are whole photographs (mostly LSP-extended: people at many sizes and places,
 the regime top-down is for); the detector's best box is the pose's region, as in
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", default="posekit-person")
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
     ap.add_argument("--box-margins", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2])
+    ap.add_argument("--region-thresholds", type=float, nargs="+", default=[0.1, 0.3],
+                    help="lowest scores of the best detection still used as the region")
     ap.add_argument("--refine", nargs="+", default=["off"], help="refinement settings: off or margins M[,M...]")
     ap.add_argument("--refine-weight", type=float, default=None, help="with crops: the first pass's weight")
     ap.add_argument("--test", action="store_true", help="also score lsp-test (reported only)")
@@ -61,9 +65,11 @@ def main(argv=None) -> int:
     if a.test:
         splits["lsp-test"] = load_split(a.model, a.data, "lsp-test", a.limit)
     det = PersonDetector(a.detector)
-    found = {name: [det.detect(im) for im in t[0]] for name, t in splits.items()}
-    found_rate = {name: round(float(np.mean([len(s) > 0 for _, s in f])), 4) for name, f in found.items()}
-    print(f"a person found in: {found_rate}", flush=True)
+    floor = min(a.region_thresholds)
+    found = {name: [det.detect(im, floor) for im in t[0]] for name, t in splits.items()}
+    found_rate = {str(th): {name: round(float(np.mean([len(s) and s[0] >= th for _, s in f])), 4)
+                            for name, f in found.items()} for th in a.region_thresholds}
+    print(f"a person found (best detection's score at least ...) in: {found_rate}", flush=True)
     rows = []
     for r in a.refine:
         refine = False if r == "off" else [float(v) for v in r.split(",")]
@@ -73,21 +79,24 @@ def main(argv=None) -> int:
         row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
         rows.append(row)
         print(json.dumps(row), flush=True)
-        for m in a.box_margins:
-            row = {"box_margin": m, **setting}
-            for name, t in splits.items():
-                boxes = [pose_box(b[0], m) if len(b) else None for b, _ in found[name]]
-                row[name] = score(run(pred, t[0], boxes), t)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        for th in a.region_thresholds:
+            for m in a.box_margins:
+                row = {"box_margin": m, "region_threshold": th, **setting}
+                for name, t in splits.items():
+                    boxes = [pose_box(b[0], m) if len(s) and s[0] >= th else None for b, s in found[name]]
+                    row[name] = score(run(pred, t[0], boxes), t)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     best = max((r for r in rows if r["box_margin"] is not None), key=lambda r: r["val"]["pck"])
-    print(f"chosen on val: box_margin={best['box_margin']} refine={best['refine']} (val PCK@0.2 {best['val']['pck']})"
+    print(f"chosen on val: box_margin={best['box_margin']} region_threshold={best['region_threshold']} "
+          f"refine={best['refine']} (val PCK@0.2 {best['val']['pck']})"
           + (f"; its lsp-test PCK@0.2 {best['lsp-test']['pck']}" if a.test else ""))
     if a.json:
         from posekit.utils import atomic_write_text
 
         out = {"model": a.model, "detector": a.detector, "chosen_on": "val (whole images)", "found_rate": found_rate,
-               "chosen": {k: best[k] for k in ("box_margin", "refine", "refine_weight")}, "results": rows}
+               "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "refine", "refine_weight")},
+               "results": rows}
         atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
     return 0
 

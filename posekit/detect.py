@@ -45,8 +45,9 @@ class PersonDetector:
         self.transform = PoseTransform(self.input_size, "letterbox")
 
     @torch.inference_mode()
-    def detect_batch(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(boxes (M, 4) original pixels, scores (M,), best first) for each image."""
+    def detect_batch(self, images: list, score_threshold: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(boxes (M, 4) original pixels, scores (M,), best first) for each image, those scoring at
+        least ``score_threshold`` (None: the settings' ``score_threshold``)."""
         if not images:
             return []
         rgbs = [as_rgb(im) for im in images]
@@ -55,13 +56,15 @@ class PersonDetector:
 
         x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
         s = self.settings
-        found = self.codec.decode(self.model(x), s.max_people, s.score_threshold, s.nms_iou)
+        threshold = s.score_threshold if score_threshold is None else score_threshold
+        found = self.codec.decode(self.model(x), s.max_people, threshold, s.nms_iou)
         return [inside_image(to_edges(transform_boxes(b, invert_affine(m))), sc, im.shape[1], im.shape[0])
                 for (b, sc), m, im in zip(found, ms, rgbs)]
 
-    def detect(self, image) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes (M, 4) original pixels, scores (M,)) of one image."""
-        return self.detect_batch([image])[0]
+    def detect(self, image, score_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes (M, 4) original pixels, scores (M,)) of one image (``score_threshold`` as
+        :meth:`detect_batch`)."""
+        return self.detect_batch([image], score_threshold)[0]
 
 
 def to_edges(boxes: np.ndarray) -> np.ndarray:

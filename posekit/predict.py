@@ -180,17 +180,20 @@ class Predictor:
                 p.found = p.found and s[0] is not None
         return poses
 
-    def detect(self, rgbs: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    def detect(self, rgbs: list, score_threshold: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """The person detector on RGB images, on this predictor's threads: (boxes (M, 4), scores
-        (M,)) each."""
+        (M,)) each, scoring at least ``score_threshold`` (None: ``detect.score_threshold``)."""
         with torch_threads(self.threads or default_threads(len(rgbs))):
-            return self.detector.detect_batch(rgbs)
+            return self.detector.detect_batch(rgbs, score_threshold)
 
     def _best_people(self, rgbs: list, boxes: list) -> list[tuple]:
-        """For each image without a box: (the detector's best box or None, its score); else (None, None)."""
+        """For each image without a box: (the detector's best box or None, its score); else (None,
+        None). One person is wanted, so the best detection counts down to ``detect.region_threshold``
+        (whether it is a person is then the pose's score)."""
         out = [(None, None)] * len(rgbs)
         todo = [i for i, b in enumerate(boxes) if b is None] if self.detector is not None else []
-        for i, (bx, sc) in zip(todo, self.detect([rgbs[i] for i in todo]) if todo else []):
+        floor = min(self.detector.settings.region_threshold, self.detector.settings.score_threshold) if todo else None
+        for i, (bx, sc) in zip(todo, self.detect([rgbs[i] for i in todo], floor) if todo else []):
             out[i] = (bx[0], float(sc[0])) if len(sc) else (None, 0.0)
         return out
 

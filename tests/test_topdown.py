@@ -184,9 +184,8 @@ def _stub_detector(boxes, scores, input_size=64):
     det = PersonDetector.__new__(PersonDetector)
     codec = build_codec({"name": "center", "stride": 4}, input_size)
     out = _output_for(codec, boxes)
-    for (x, y, w, h), s in zip(boxes, scores):  # each centre peak at its own score
-        c = np.round(np.array([x + w / 2, y + h / 2]) / 4 - 0.375).astype(int)
-        out[0, 0, c[1], c[0]] = float(torch.logit(torch.tensor(s)))
+    heat = np.max([codec.encode(np.asarray([b]))["heat"][0] * s for b, s in zip(boxes, scores)], axis=0)
+    out[0, 0] = torch.logit(torch.from_numpy(heat).float().clamp(1e-4, 1 - 1e-4))  # each peak at its own score
     det.device, det.codec, det.name, det.settings = torch.device("cpu"), codec, "stub", DetectConfig()
     det.model = lambda x: out.expand(len(x), -1, -1, -1)
     det.transform = PoseTransform(input_size, "letterbox")
@@ -217,7 +216,8 @@ def test_detected_boxes_map_back_through_the_letterbox():
 
 def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     """Every detected person is posed on its own box (with the model's margin), best first, as a
-    caller's box would be; predict() takes the best one; a caller's box wins over the detector."""
+    caller's box would be; predict() takes the best one, down to detect.region_threshold; a
+    caller's box wins over the detector."""
     from conftest import tiny_overrides
 
     from posekit.cli import main
@@ -246,6 +246,14 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     assert mine.box == (10, 10, 60, 80) and mine.box_score is None
     nobody = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.01]))
     assert nobody.predict_all(image) == [] and not nobody.predict(image).found
+    # a weak detection (under detect.score_threshold, over region_threshold) is nobody to
+    # predict_all, but predict() poses it: one person is wanted, the pose's score decides
+    weak = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.2]))
+    assert weak.predict_all(image) == []
+    (wb,), (ws,) = weak.detector.detect(image, 0.1)
+    one = weak.predict(image)
+    assert one.box == pytest.approx(tuple(wb)) and one.box_score == pytest.approx(ws)
+    np.testing.assert_allclose(one.keypoints, plain.predict(image, pose_box(wb, pred.box_margin)).keypoints, atol=1e-4)
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 
