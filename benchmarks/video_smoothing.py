@@ -45,6 +45,7 @@ class CachedPoses:
 
     def __init__(self, pred):
         self.pred, self.name, self.config, self.detector, self.cache = pred, pred.name, pred.config, pred.detector, {}
+        self.box_margin = pred.box_margin
 
     def _get(self, key, compute):
         import copy
@@ -55,6 +56,9 @@ class CachedPoses:
 
     def predict(self, frame, box=None):
         return self._get(("one", id(frame), box), lambda: self.pred.predict(frame, box))
+
+    def best_people(self, frames, boxes=None):
+        return [self._get(("best", id(f)), lambda f=f: self.pred.best_people([f])[0]) for f in frames]
 
     def predict_all(self, frame):
         return self._get(("all", id(frame)), lambda: self.pred.predict_all(frame))

@@ -177,6 +177,8 @@ class VideoConfig(Section):
     smoothed over time by a One-Euro filter (``posekit.tracking``)."""
 
     smooth: bool = True
+    box_min_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: One-Euro smoothing of the detected person box (one person)
+    box_beta: float = Field(0.05, ge=0, le=10)  # the box filter's speed coefficient
     min_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the filter's cutoff at rest (lower: smoother, more lag)
     beta: float = Field(0.05, ge=0, le=10)  # how fast the cutoff rises with speed (per pixel/s)
     d_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the cutoff of the speed estimate

@@ -172,7 +172,7 @@ class Predictor:
         if len(boxes) != len(images):
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
         rgbs = [as_rgb(im, color) for im in images]
-        found = self._best_people(rgbs, boxes)
+        found = self.best_people(rgbs, boxes)
         poses = self.estimate([self.prepare(im, self._crop(b, s), "RGB") for im, b, s in zip(rgbs, boxes, found)])
         for p, b, s in zip(poses, boxes, found):
             if b is None and self.detector is not None:
@@ -186,11 +186,12 @@ class Predictor:
         with torch_threads(self.threads or default_threads(len(rgbs))):
             return self.detector.detect_batch(rgbs, score_threshold)
 
-    def _best_people(self, rgbs: list, boxes: list) -> list[tuple]:
+    def best_people(self, rgbs: list, boxes: list | None = None) -> list[tuple]:
         """For each image without a box: (the detector's best box or None, its score); else (None,
         None). One person is wanted, so the best detection counts down to ``detect.region_threshold``
         (whether it is a person is then the pose's score)."""
         out = [(None, None)] * len(rgbs)
+        boxes = [None] * len(rgbs) if boxes is None else boxes
         todo = [i for i, b in enumerate(boxes) if b is None] if self.detector is not None else []
         floor = min(self.detector.settings.region_threshold, self.detector.settings.score_threshold) if todo else None
         for i, (bx, sc) in zip(todo, self.detect([rgbs[i] for i in todo], floor) if todo else []):
@@ -261,7 +262,7 @@ class Predictor:
         refinement the person box (``box``, else the detector's best with its margin; None: the
         whole image), else the first refinement crop's square around the first estimate."""
         rgb = as_rgb(image, color)
-        region = self._crop(box, self._best_people([rgb], [box])[0])
+        region = self._crop(box, self.best_people([rgb], [box])[0])
         if not self.refine:
             return region
         prepared = self.prepare(rgb, region)

@@ -35,8 +35,13 @@ def _inference_line(cfg: Recipe) -> str:
                 f"{d.max_people} per image (`detect.*`)")
     first = ("the whole image (or a given box)" if d.model is None else
              f"top-down: the person detector `{d.model}` runs first, and the pose is estimated in each detected box "
-             f"enlarged by {d.box_margin} per side (`detect.box_margin`; a given box wins)")
-    return f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}"
+             f"enlarged by {d.box_margin} per side (`detect.box_margin`; a given box wins); people are detections "
+             f"scoring at least {d.score_threshold}, and for one person the best detection down to "
+             f"{d.region_threshold} (`detect.region_threshold`)")
+    v = cfg.video
+    return (f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}; in videos each joint is "
+            f"smoothed by a One-Euro filter (`video.min_cutoff` {v.min_cutoff} Hz, `video.beta` {v.beta}) and one "
+            f"person's box by another (`video.box_min_cutoff` {v.box_min_cutoff} Hz, `video.box_beta` {v.box_beta})")
 
 
 def _select_line(name: str, cfg: Recipe) -> str:
@@ -93,18 +98,21 @@ def model_card(name: str, ck: dict, cfg: Recipe, metrics: dict, commands: list[s
     return "\n".join(lines)
 
 
-def ship(run: str, name: str, metrics: dict, commands: list[str], infer: dict | None = None, note: str = "",
-         max_mb: float = 10.0, detect: dict | None = None) -> tuple[Path, Path]:
+def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict | None = None, note: str = "",
+         max_mb: float = 10.0) -> tuple[Path, Path]:
     """Write ``<name>.pt`` (fp16) and ``<name>.md`` into ``posekit/weights/`` from checkpoint ``run``,
-    with ``infer`` and ``detect`` settings (keys of those sections; ``detect.model`` names the
-    person detector the pose model runs first) replacing the run's own. The metrics must have been
+    with ``settings`` ({section: {key: value}} for the ``infer``, ``detect`` and ``video``
+    sections; ``detect.model`` names the person detector the pose model runs first) replacing the
+    run's own. The metrics must have been
     scored with the settings shipped (refine, refine_weight, detector). Returns the two paths.
 
     Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
     ck = read_checkpoint(run)
     raw = ck["config"]
-    raw["infer"] = {**raw.get("infer", {}), **(infer or {})}
-    raw["detect"] = {**raw.get("detect", {}), **(detect or {})}
+    for section, values in (settings or {}).items():
+        if section not in ("infer", "detect", "video"):
+            raise PosekitError(f"ship: {section!r} settings cannot be changed at shipping (infer, detect, video)")
+        raw[section] = {**raw.get(section, {}), **values}
     cfg = complete_config(raw, str(run))
     shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)

@@ -48,6 +48,29 @@ class OneEuroFilter:
         return out.copy()
 
 
+class BoxSmoother:
+    """One person's box (x, y, w, h) over frames through a :class:`OneEuroFilter` on its centre
+    and size; a box overlapping the last smoothed one by less than ``restart_iou`` (another
+    person, a cut) restarts the filter."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, restart_iou: float = 0.3):
+        self.params, self.restart_iou = (min_cutoff, beta), float(restart_iou)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past: the next box passes through as it is."""
+        self.filter, self.last = OneEuroFilter(*self.params), None
+
+    def __call__(self, box, t: float) -> np.ndarray:
+        """The smoothed box (4,) at time ``t`` (s)."""
+        b = np.asarray(box, np.float64).reshape(4)
+        if self.last is not None and box_iou(b[None], self.last[None])[0, 0] < self.restart_iou:
+            self.reset()
+        c = self.filter(np.array([b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3]]), t)
+        self.last = np.array([c[0] - c[2] / 2, c[1] - c[3] / 2, c[2], c[3]])
+        return self.last.copy()
+
+
 @dataclass
 class Track:
     """One person followed over frames."""

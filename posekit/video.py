@@ -225,19 +225,23 @@ class FramePoser:
     :class:`~posekit.config.VideoConfig`; ``smooth`` False turns the filter off)."""
 
     def __init__(self, pred, people: str = "one", box=None, settings=None, smooth: bool | None = None):
-        from posekit.tracking import Tracker
+        from posekit.tracking import BoxSmoother, Tracker
 
         if people not in ("one", "all"):
             raise PosekitError(f"people must be 'one' or 'all', got {people!r}")
         v = settings if settings is not None else pred.config.video
         self.pred, self.people, self.box = pred, people, box
-        self.tracker = Tracker(v.track_iou, v.max_age, v.smooth if smooth is None else smooth,
+        smooth = v.smooth if smooth is None else smooth
+        self.tracker = Tracker(v.track_iou, v.max_age, smooth,
                                {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
+        self.box_smoother = BoxSmoother(v.box_min_cutoff, v.box_beta, v.track_iou) if smooth else None
 
     def __call__(self, frame: np.ndarray, t: float, index: int) -> list:
         """The frame's poses (one, found or not, in "one" mode; the people found in "all" mode)."""
         if self.people == "all" and self.box is None:
             poses = self.pred.predict_all(frame)
+        elif self.box is None and self.box_smoother is not None and getattr(self.pred, "detector", None) is not None:
+            poses = [self._one_steady(frame, t)]
         else:
             poses = [self.pred.predict(frame, self.box)]
         h, w = frame.shape[:2]
@@ -247,6 +251,20 @@ class FramePoser:
             p.person = i
             p.keypoints = self.tracker.smoothed(i, p.keypoints, t)
         return poses
+
+    def _one_steady(self, frame: np.ndarray, t: float):
+        """The best person posed on the detector's box smoothed over time (a steady crop: the
+        detector's frame-to-frame wobble does not reach the joints)."""
+        from posekit.detect import pose_box
+
+        (box, score), = self.pred.best_people([frame])
+        if box is None:
+            self.box_smoother.reset()
+            return self.pred.predict(frame)
+        steady = self.box_smoother(box, t)
+        pose = self.pred.predict(frame, tuple(pose_box(steady, self.pred.box_margin)))
+        pose.box, pose.box_score = tuple(float(v) for v in steady), score
+        return pose
 
 
 def frame_records(label: str, n: int, t: float, model: str, poses: list) -> list[dict]:

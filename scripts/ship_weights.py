@@ -29,14 +29,16 @@ def main() -> int:
     ap.add_argument("--infer", nargs="*", default=[], metavar="KEY=VALUE", help="infer settings to ship with")
     ap.add_argument("--detect", nargs="*", default=[], metavar="KEY=VALUE",
                     help="detect settings to ship with (model=posekit-person: run that person detector first)")
+    ap.add_argument("--video", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="video settings to ship with (One-Euro smoothing: min_cutoff=, beta=)")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made")
     a = ap.parse_args()
-    infer, detect = ({k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs)}
-                     for kvs in (a.infer, a.detect))
+    settings = {section: {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs)}
+                for section, kvs in (("infer", a.infer), ("detect", a.detect), ("video", a.video))}
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else {}
     try:
-        out, card = ship(a.run, a.name, metrics, a.command, infer, a.note, a.max_mb, detect)
+        out, card = ship(a.run, a.name, metrics, a.command, settings, a.note, a.max_mb)
     except PosekitError as e:
         print(f"ship_weights: error: {e}", file=sys.stderr)
         return 2

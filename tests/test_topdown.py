@@ -113,6 +113,19 @@ def test_tracker_keeps_ids_and_starts_new_ones():
     assert tr.update([[52, 1, 10, 20]], 6) == [3]  # unseen for 5 frames: that track ended
 
 
+def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
+    from posekit.tracking import BoxSmoother
+
+    rng = np.random.default_rng(0)
+    sm = BoxSmoother(1.0, 0.05, restart_iou=0.3)
+    truth = np.array([100.0, 50.0, 80.0, 200.0])
+    out = np.stack([sm(truth + rng.normal(0, 2.0, 4), k / 30) for k in range(60)])
+    assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.5 * 2.0  # far steadier than the raw wobble
+    np.testing.assert_allclose(out[-10:].mean(0), truth, atol=1.5)  # and centred on the box
+    far = np.array([400.0, 60.0, 80.0, 200.0])  # another person: no overlap, the filter restarts
+    np.testing.assert_allclose(sm(far, 2.0), far)
+
+
 def test_one_euro_filter_smooths_noise_and_follows_motion():
     rng = np.random.default_rng(0)
     t = np.arange(300) / 30
@@ -242,6 +255,12 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     best = pred.predict(image)
     np.testing.assert_allclose(best.keypoints, people[0].keypoints, atol=1e-4)
     assert best.box == pytest.approx(tuple(boxes[0])) and best.box_score == pytest.approx(scores[0])
+    from posekit.video import FramePoser  # video, one person: posed on the detected box smoothed over time
+
+    poser = FramePoser(pred, "one")
+    first, second = poser(image, 0.0, 0)[0], poser(image, 1 / 30, 1)[0]
+    assert first.box == pytest.approx(tuple(boxes[0])) and second.person == first.person == 0
+    np.testing.assert_allclose(first.keypoints, best.keypoints, atol=1e-4)
     mine = pred.predict(image, box=(10, 10, 60, 80))
     assert mine.box == (10, 10, 60, 80) and mine.box_score is None
     nobody = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.01]))
