@@ -3,7 +3,12 @@
 choice between candidates is visible; validation PCK dashed where the runs record it.
 
     python benchmarks/pck_vs_hours.py reports/distill_curve.json reports/fast_curve.json \
-        --labels "posekit-lsp (distilled)" "posekit-lsp-fast" --png reports/pck_vs_hours.png"""
+        --labels "posekit-lsp (distilled)" "posekit-lsp-fast" --png reports/pck_vs_hours.png
+
+Curves written before ``pck_curve.py`` recorded hours take them from their run's history
+(``--histories``, one per curve, ``-`` for none: the cumulative ``train_time_s`` up to each
+epoch). ``--chained``: each run started from the one before it (``train.init_from``), so its hours
+start where the previous run's history ends: a chain of runs reads as one line of compute."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +20,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("curves", nargs="+", help="JSON files from benchmarks/pck_curve.py")
     ap.add_argument("--labels", nargs="*", help="a label per curve (default: the run folders)")
+    ap.add_argument("--histories", nargs="*", help="a history.json per curve (- for none) for hours it lacks")
+    ap.add_argument("--chained", action="store_true", help="each run continues the previous one: hours add up")
     ap.add_argument("--png", required=True)
     a = ap.parse_args()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,11 +30,21 @@ def main() -> int:
     fig = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
+    offset = 0.0
     for k, path in enumerate(a.curves):
         d = json.loads(Path(path).read_text())
-        rows = sorted(d["curve"], key=lambda r: r.get("train_hours", r["epoch"]))
+        rows = sorted(d["curve"], key=lambda r: r["epoch"])
         label = a.labels[k] if a.labels and k < len(a.labels) else d["run"]
-        xs = [r.get("train_hours", 0.0) for r in rows]
+        hist = a.histories[k] if a.histories and k < len(a.histories) and a.histories[k] != "-" else None
+        hours = {}
+        if hist:
+            total = 0.0
+            for h in json.loads(Path(hist).read_text()):
+                total += h.get("train_time_s", 0.0) / 3600
+                hours[h["epoch"]] = total
+        xs = [offset + r.get("train_hours", hours.get(r["epoch"], 0.0)) for r in rows]
+        if a.chained:
+            offset = max([offset, *xs, offset + max(hours.values(), default=0.0)])
         line, = ax.plot(xs, [r["pck"] for r in rows], marker="o", markersize=3, label=f"{label}: test")
         val = [(x, r["val_pck"]) for x, r in zip(xs, rows) if r.get("val_pck") == r.get("val_pck")]
         if val:
