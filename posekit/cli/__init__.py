@@ -200,6 +200,7 @@ def _add_data(sub) -> None:
     te.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
     te.add_argument("--out", required=True, help="output .npz")
     te.add_argument("--flip-test", action="store_true", help="the teacher also looks at the mirrored image")
+    _add_refinement(te)
     te.add_argument("--no-progress", action="store_true")
     te.set_defaults(func=commands.cmd_data_teacher)
     s = dsub.add_parser("show", help="draw a sample with its joints")

@@ -249,7 +249,8 @@ def cmd_data_teacher(args) -> int:
     from posekit.distill import teacher_cache
     from posekit.predict import Predictor
 
-    pred = Predictor(args.model, flip_test=args.flip_test, detector=False)
+    pred = Predictor(args.model, flip_test=args.flip_test, detector=False, refine=args.refine,
+                     refine_weight=args.refine_weight)  # the framed image is the person's box
     r = teacher_cache(pred, args.data, args.out, progress=not args.no_progress)
     print(f"wrote {r['path']}: the joints of {r['images']} training and validation images by {r['model']}"
           f"{' with the flip test' if r['flip_test'] else ''}")
