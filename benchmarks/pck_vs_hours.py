@@ -16,6 +16,18 @@ import json
 from pathlib import Path
 
 
+def curve_hours(rows: list[dict], history: list[dict] | None, offset: float = 0.0) -> tuple[list[float], float]:
+    """The training hours of each snapshot row (its own ``train_hours``, else the cumulative
+    ``train_time_s`` of ``history`` up to its epoch), plus ``offset``; and where the run ends
+    (the last of those hours, or of the history)."""
+    hours, total = {}, 0.0
+    for h in history or []:
+        total += h.get("train_time_s", 0.0) / 3600
+        hours[h["epoch"]] = total
+    xs = [offset + r.get("train_hours", hours.get(r["epoch"], 0.0)) for r in rows]
+    return xs, max([offset, *xs, offset + total])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("curves", nargs="+", help="JSON files from benchmarks/pck_curve.py")
@@ -36,15 +48,9 @@ def main() -> int:
         rows = sorted(d["curve"], key=lambda r: r["epoch"])
         label = a.labels[k] if a.labels and k < len(a.labels) else d["run"]
         hist = a.histories[k] if a.histories and k < len(a.histories) and a.histories[k] != "-" else None
-        hours = {}
-        if hist:
-            total = 0.0
-            for h in json.loads(Path(hist).read_text()):
-                total += h.get("train_time_s", 0.0) / 3600
-                hours[h["epoch"]] = total
-        xs = [offset + r.get("train_hours", hours.get(r["epoch"], 0.0)) for r in rows]
+        xs, end = curve_hours(rows, json.loads(Path(hist).read_text()) if hist else None, offset)
         if a.chained:
-            offset = max([offset, *xs, offset + max(hours.values(), default=0.0)])
+            offset = end
         line, = ax.plot(xs, [r["pck"] for r in rows], marker="o", markersize=3, label=f"{label}: test")
         val = [(x, r["val_pck"]) for x, r in zip(xs, rows) if r.get("val_pck") == r.get("val_pck")]
         if val:

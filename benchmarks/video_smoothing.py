@@ -44,8 +44,7 @@ class CachedPoses:
     gets a copy of the first answer."""
 
     def __init__(self, pred):
-        self.pred, self.name, self.config, self.detector, self.cache = pred, pred.name, pred.config, pred.detector, {}
-        self.box_margin = pred.box_margin
+        self.pred, self.cache = pred, {}
 
     def _get(self, key, compute):
         import copy
@@ -56,6 +55,9 @@ class CachedPoses:
 
     def predict(self, frame, box=None):
         return self._get(("one", id(frame), box), lambda: self.pred.predict(frame, box))
+
+    def __getattr__(self, name):  # the rest of the Predictor (prepare, estimate, ...), uncached
+        return getattr(self.pred, name)
 
     def best_people(self, frames, boxes=None):
         return [self._get(("best", id(f)), lambda f=f: self.pred.best_people([f])[0]) for f in frames]

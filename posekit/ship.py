@@ -7,7 +7,7 @@ import datetime as dt
 import subprocess
 from pathlib import Path
 
-from posekit.checkpoint import model_from_config, read_checkpoint, save_checkpoint
+from posekit.checkpoint import DEFAULT_MODEL, model_from_config, read_checkpoint, save_checkpoint
 from posekit.config import Recipe, complete_config
 from posekit.errors import PosekitError
 from posekit.models import count_parameters, model_flops
@@ -48,7 +48,8 @@ def _select_line(name: str, cfg: Recipe) -> str:
     if cfg.codec.name == "center":
         return (f"A person detector: run it before a pose model with `--detector {name}` or "
                 f"`posekit.Predictor(detector=\"{name}\")`, or alone as `posekit.detect.PersonDetector(\"{name}\")`.")
-    return f"Select it with `--model {name}` or `posekit.Predictor(\"{name}\")`."
+    default = " (the default)" if name == DEFAULT_MODEL else ""
+    return f"Select it with `--model {name}`{default} or `posekit.Predictor(\"{name}\")`."
 
 
 def _detection_tables(metrics: dict) -> list[str]:

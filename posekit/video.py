@@ -258,9 +258,11 @@ class FramePoser:
         from posekit.detect import pose_box
 
         (box, score), = self.pred.best_people([frame])
-        if box is None:
+        if box is None:  # nobody: the whole frame's pose, not found (as predict() answers), no second detection
             self.box_smoother.reset()
-            return self.pred.predict(frame)
+            pose = self.pred.estimate([self.pred.prepare(frame)])[0]
+            pose.box_score, pose.found = score, False
+            return pose
         steady = self.box_smoother(box, t)
         pose = self.pred.predict(frame, tuple(pose_box(steady, self.pred.box_margin)))
         pose.box, pose.box_score = tuple(float(v) for v in steady), score

@@ -26,10 +26,11 @@ def main() -> int:
     ap.add_argument("--name", default="posekit-lsp")
     ap.add_argument("--metrics", help="JSON from `posekit evaluate --json`, scored with the settings shipped")
     ap.add_argument("--command", action="append", required=True, help="a command of the chain that made it (repeat)")
-    ap.add_argument("--infer", nargs="*", default=[], metavar="KEY=VALUE", help="infer settings to ship with")
-    ap.add_argument("--detect", nargs="*", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--infer", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                    help="infer settings to ship with (repeats add up)")
+    ap.add_argument("--detect", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                     help="detect settings to ship with (model=posekit-person: run that person detector first)")
-    ap.add_argument("--video", nargs="*", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--video", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                     help="video settings to ship with (One-Euro smoothing: min_cutoff=, beta=)")
     ap.add_argument("--max-mb", type=float, default=10.0)
     ap.add_argument("--note", default="", help="a line about how the run was made")

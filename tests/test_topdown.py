@@ -265,6 +265,9 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     assert mine.box == (10, 10, 60, 80) and mine.box_score is None
     nobody = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.01]))
     assert nobody.predict_all(image) == [] and not nobody.predict(image).found
+    alone = FramePoser(nobody, "one")(image, 0.0, 0)[0]  # a video frame with nobody: the whole frame, not found
+    assert not alone.found and alone.box is None and alone.box_score == 0.0
+    np.testing.assert_allclose(alone.keypoints, nobody.predict(image).keypoints, atol=1e-4)
     # a weak detection (under detect.score_threshold, over region_threshold) is nobody to
     # predict_all, but predict() poses it: one person is wanted, the pose's score decides
     weak = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.2]))

@@ -251,3 +251,16 @@ def test_a_rerun_is_bit_identical_and_the_check_says_so(synth_root, tmp_path):
     torch.save(ck, tmp_path / "b" / "epoch_002.pt")
     r = check(tmp_path / "a", tmp_path / "b")
     assert not r["all_identical"] and r["snapshots"][1]["max_abs_diff"] == pytest.approx(1e-3, rel=1e-2)
+
+
+def test_pck_vs_hours_reads_hours_from_histories_and_chains_runs():
+    """Curves without hours take them from the run's history (cumulative train_time_s); a chained
+    run starts where the previous one ended; a curve's own train_hours win."""
+    import runpy
+
+    curve_hours = runpy.run_path("benchmarks/pck_vs_hours.py")["curve_hours"]
+    history = [{"epoch": e, "train_time_s": 1800.0} for e in (1, 2, 3, 4)]
+    xs, end = curve_hours([{"epoch": 2}, {"epoch": 4}], history)
+    assert xs == [1.0, 2.0] and end == 2.0
+    xs, end2 = curve_hours([{"epoch": 1, "train_hours": 0.25}], None, offset=end)
+    assert xs == [2.25] and end2 == 2.25

@@ -73,6 +73,21 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     assert ck.read_checkpoint("tiny2")["config"]["infer"]["refine"] == [0.05, 0.2]
     assert "3 passes fused: the person box (or the whole image), then 2 square refinement crop(s)" \
         in (weights / "tiny2.md").read_text()
+    # repeated --infer add up (a card's command reads as it ran); video settings ship too
+    r = subprocess.run(ship[:-1] + ["refine=[0.2,0.05]", "--metrics", str(metrics), "--infer", "person_threshold=0.4",
+                                    "--video", "min_cutoff=6.0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cfg = ck.read_checkpoint("tiny2")["recipe"]
+    assert cfg.infer.refine == [0.05, 0.2] and cfg.infer.person_threshold == 0.4 and cfg.video.min_cutoff == 6.0
+    from posekit.errors import PosekitError
+    from posekit.ship import ship as ship_fn
+
+    with pytest.raises(PosekitError, match="'train' settings cannot be changed at shipping"):
+        ship_fn(str(run_dir), "tiny3", {}, ["x"], {"train": {"lr": 1.0}})
+    assert not (weights / "tiny3.pt").exists()
+    from posekit.ship import _select_line
+
+    assert "(the default)" in _select_line("posekit-lsp", cfg) and "(the default)" not in _select_line("tiny2", cfg)
 
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):
