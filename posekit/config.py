@@ -93,6 +93,11 @@ class AugmentConfig(Section):
     crop_padding: int = Field(0, ge=0, le=512)  # the paper's random crop: pad by this many pixels, crop back
     color: Fraction = 0.0  # colour-jitter strength (brightness/contrast/saturation)
     person_crop: Margin | None = None  # margin of a person-centred crop; None = the whole image
+    # image degradations (probabilities), for photos that are not clean: the joints keep their labels
+    low_resolution: Fraction = 0.0  # down to 25-75 % of the input side and back up (a small or distant person)
+    blur: Fraction = 0.0  # a Gaussian (sigma 0.5-3 px) or motion blur (3-11 px line)
+    noise: Fraction = 0.0  # Gaussian sensor noise (sigma 2-20 % of the range) or JPEG quality 10-60
+    occlusion: Fraction = 0.0  # 1-3 rectangles of 10-30 % of the side, filled with random pixels
 
     @field_validator("scale")
     @classmethod

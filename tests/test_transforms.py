@@ -151,3 +151,32 @@ def test_large_downscale_uses_area_and_stays_exact():
     out = to_image(r["image"])
     for j in range(NUM_JOINTS):
         assert _nearest_joint(_colour_at(out, r["keypoints"][j].numpy())) == j
+
+
+@pytest.mark.parametrize("key", ["low_resolution", "blur", "noise", "occlusion"])
+def test_each_degradation_changes_pixels_not_joints(key):
+    """An image degradation (probability 1) alters the picture; the joints' positions, mask and
+    flip are exactly those of the same seed without it."""
+    rng = np.random.default_rng(8)
+    img, kp = _dots_image(rng, 160, 120)
+    geo = dict(flip=0.5, rotate=20, scale=(0.9, 1.1))
+    plain = PoseTransform(96, "letterbox", train=True, augment=AugmentConfig(**geo))
+    worse = PoseTransform(96, "letterbox", train=True, augment=AugmentConfig(**geo, **{key: 1.0}))
+    changed = 0
+    for seed in range(6):
+        a, b = plain(img, kp, np.ones(NUM_JOINTS), seed=seed), worse(img, kp, np.ones(NUM_JOINTS), seed=seed)
+        np.testing.assert_array_equal(a["keypoints"].numpy(), b["keypoints"].numpy())
+        assert a["flipped"] == b["flipped"]
+        changed += np.abs(to_image(a["image"]).astype(int) - to_image(b["image"]).astype(int)).mean() > 0.5
+    assert changed == 6
+
+
+def test_degradations_are_off_by_default_and_bounded():
+    from posekit.data.transforms import degradations
+    from posekit.errors import ConfigError
+
+    assert degradations(AugmentConfig()) == []
+    assert [type(t).__name__ for t in degradations(AugmentConfig(low_resolution=0.2, blur=0.1, noise=0.1, occlusion=0.3))] \
+        == ["Downscale", "OneOf", "OneOf", "CoarseDropout"]
+    with pytest.raises(ConfigError, match="'augment.blur'"):
+        load_config("configs/poster.yaml", ["augment.blur=1.5"])

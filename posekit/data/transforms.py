@@ -10,7 +10,8 @@ Geometry is split in two:
 2. **Random augmentation** at input resolution with albumentations (keypoint-aware): horizontal
    flip (left/right joints are swapped afterwards, see :data:`posekit.skeleton.FLIP_PERM`),
    rotation / scale / shift (``A.Affine``), the paper's random *crop* (pad + random crop), and
-   colour jitter. These are used for training only.
+   colour jitter, and image degradations (low resolution, blur, noise, occlusion: photos that
+   are not clean). These are used for training only.
 
 Then the paper's *to tensor* and *normalise* (ImageNet mean/std).
 
@@ -137,6 +138,23 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def degradations(a: AugmentConfig) -> list:
+    """The albumentations steps of ``a``'s image degradations (low resolution, blur, noise,
+    occlusion), in the order a camera would add them; pixels only, the joints do not move."""
+    import albumentations as A
+
+    linear = {"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}
+    steps = [
+        (a.low_resolution, lambda p: A.Downscale(scale_range=(0.25, 0.75), interpolation_pair=linear, p=p)),
+        (a.blur, lambda p: A.OneOf([A.GaussianBlur(sigma_limit=(0.5, 3.0)), A.MotionBlur(blur_limit=(3, 11))], p=p)),
+        (a.noise, lambda p: A.OneOf([A.GaussNoise(std_range=(0.02, 0.2)),
+                                     A.ImageCompression(quality_range=(10, 60))], p=p)),
+        (a.occlusion, lambda p: A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.3),
+                                                hole_width_range=(0.1, 0.3), fill="random_uniform", p=p)),
+    ]
+    return [make(p) for p, make in steps if p > 0]
+
+
 class PoseTransform:
     """Maps (image, keypoints, mask) to the network's input.
 
@@ -172,6 +190,7 @@ class PoseTransform:
         if a.color > 0:
             c = a.color
             ts.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.1, c / 4), p=0.8))
+        ts += degradations(a)
         if not ts:
             return None
         return A.Compose(ts, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
