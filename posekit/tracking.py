@@ -73,18 +73,34 @@ class BoxSmoother:
 
 @dataclass
 class Track:
-    """One person followed over frames."""
+    """One person followed over frames; ``velocity`` (4,) is its box's change per frame (an
+    average over the frames it was seen), so a person hidden for a few frames is looked for
+    where it was going (SORT's constant-velocity model, Bewley et al. 2016)."""
 
     id: int
     box: np.ndarray
     last_frame: int
     smoother: OneEuroFilter | None = None
     hits: int = 1
+    velocity: np.ndarray | None = None
+
+    def predicted(self, frame: int) -> np.ndarray:
+        """The box (4,) expected at ``frame``: the last box moved on at its velocity."""
+        if self.velocity is None:
+            return self.box
+        return self.box + self.velocity * (frame - self.last_frame)
+
+    def see(self, box: np.ndarray, frame: int, momentum: float = 0.5) -> None:
+        """The track matched ``box`` at ``frame``: its velocity updated (a moving average)."""
+        step = (box - self.box) / max(1, frame - self.last_frame)
+        self.velocity = step if self.velocity is None else momentum * self.velocity + (1 - momentum) * step
+        self.box, self.last_frame, self.hits = box, frame, self.hits + 1
 
 
 class Tracker:
-    """Stable person ids over a video: each frame's boxes are matched to the live tracks by IoU
-    (maximising the total IoU; pairs under ``min_iou`` stay unmatched); an unmatched box starts a
+    """Stable person ids over a video: each frame's boxes are matched to the live tracks' boxes
+    predicted for this frame (:meth:`Track.predicted`) by IoU (maximising the total IoU; pairs
+    under ``min_iou`` stay unmatched); an unmatched box starts a
     new track; a track unmatched for more than ``max_age`` frames ends. With ``smooth`` each
     track's joints go through its own :class:`OneEuroFilter` (``one_euro``: its parameters)."""
 
@@ -94,20 +110,27 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 0
 
-    def update(self, boxes: np.ndarray, frame: int) -> list[int]:
-        """The track id of each box (P, 4) of frame ``frame``."""
+    def update(self, boxes: np.ndarray, frame: int, known: list | None = None) -> list[int]:
+        """The track id of each box (P, 4) of frame ``frame``; ``known`` (P,): the id a box is
+        already known to continue (a person followed from its own joints), None to match by IoU."""
         from scipy.optimize import linear_sum_assignment
 
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         self.tracks = [t for t in self.tracks if frame - t.last_frame <= self.max_age]
+        by_id = {t.id: t for t in self.tracks}
         ids = [-1] * len(boxes)
-        if self.tracks and len(boxes):
-            iou = box_iou(boxes, np.stack([t.box for t in self.tracks]))
+        for r, tid in enumerate(known or []):
+            if tid is not None and tid in by_id:
+                by_id.pop(tid).see(boxes[r], frame)
+                ids[r] = tid
+        free = [t for t in self.tracks if t.id in by_id]
+        rows = [r for r in range(len(boxes)) if ids[r] < 0]
+        if free and rows:
+            iou = box_iou(boxes[rows], np.stack([t.predicted(frame) for t in free]))
             for r, c in zip(*linear_sum_assignment(-iou)):
                 if iou[r, c] >= self.min_iou:
-                    t = self.tracks[c]
-                    t.box, t.last_frame, t.hits = boxes[r], frame, t.hits + 1
-                    ids[r] = t.id
+                    free[c].see(boxes[rows[r]], frame)
+                    ids[rows[r]] = free[c].id
         for r, box in enumerate(boxes):
             if ids[r] < 0:
                 t = Track(self.next_id, box, frame, OneEuroFilter(**self.one_euro) if self.smooth else None)

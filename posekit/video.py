@@ -222,7 +222,10 @@ class FramePoser:
     """The poses of successive frames: ``people`` "one" (the best person, or the caller's
     ``box``) or "all" (every person the detector finds), each person followed across frames with
     a stable ``person`` id and its joints smoothed by a One-Euro filter (``settings``: a
-    :class:`~posekit.config.VideoConfig`; ``smooth`` False turns the filter off)."""
+    :class:`~posekit.config.VideoConfig`; ``smooth`` False turns the filter off). One person is
+    followed as MediaPipe does: once found, each next frame is posed in the square around the
+    last joints (``video.roi_margin``), one pass without the detector, which runs again only
+    when the pose is lost."""
 
     def __init__(self, pred, people: str = "one", box=None, settings=None, smooth: bool | None = None):
         from posekit.tracking import BoxSmoother, Tracker
@@ -235,22 +238,53 @@ class FramePoser:
         self.tracker = Tracker(v.track_iou, v.max_age, smooth,
                                {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
         self.box_smoother = BoxSmoother(v.box_min_cutoff, v.box_beta, v.track_iou) if smooth else None
+        self.roi_margin = v.roi_margin if people == "one" and box is None else None
+        self.last = None  # the last found pose (its smoothed joints): the next frame's region
+        self.followed = None  # this frame's person id when it was followed from the last frame's joints
 
     def __call__(self, frame: np.ndarray, t: float, index: int) -> list:
         """The frame's poses (one, found or not, in "one" mode; the people found in "all" mode)."""
-        if self.people == "all" and self.box is None:
-            poses = self.pred.predict_all(frame)
-        elif self.box is None and self.box_smoother is not None and getattr(self.pred, "detector", None) is not None:
-            poses = [self._one_steady(frame, t)]
-        else:
-            poses = [self.pred.predict(frame, self.box)]
+        poses = self.pred.predict_all(frame) if self.people == "all" and self.box is None else [self._one(frame, t)]
         h, w = frame.shape[:2]
         live = [p for p in poses if p.found]
-        ids = self.tracker.update([p.box if p.box is not None else (0, 0, w, h) for p in live], index)
+        known = [self.followed] if self.people == "one" else None  # followed from its own joints: the same person
+        ids = self.tracker.update([p.box if p.box is not None else (0, 0, w, h) for p in live], index, known)
         for p, i in zip(live, ids):
             p.person = i
             p.keypoints = self.tracker.smoothed(i, p.keypoints, t)
+        if self.roi_margin is not None:
+            self.last = poses[0] if poses[0].found else None
         return poses
+
+    def _one(self, frame: np.ndarray, t: float):
+        """One person: followed from the last frame's joints, else detected (its box smoothed),
+        else the caller's box or the whole frame."""
+        self.followed = None
+        if self.roi_margin is not None and self.last is not None:
+            pose = self._one_followed(frame)
+            if pose is not None:
+                return pose
+        if self.box is None and self.box_smoother is not None and getattr(self.pred, "detector", None) is not None:
+            return self._one_steady(frame, t)
+        return self.pred.predict(frame, self.box)
+
+    def _one_followed(self, frame: np.ndarray):
+        """The person of the last frame posed in the square around its joints (one pass, no
+        detector); None when the pose is lost there (the frame is then posed from a detection).
+        The square is the pose's ``box``; ``box_score`` stays the last detection's."""
+        from posekit.tta import refinement_box
+
+        h, w = frame.shape[:2]
+        region = refinement_box(self.last.keypoints, self.roi_margin, w, h)
+        pose = self.pred.estimate([self.pred.prepare(frame, region)], refined=False)[0]
+        if not pose.found:
+            self.last = None
+            return None
+        pose.box, pose.box_score = tuple(float(v) for v in region), self.last.box_score
+        self.followed = self.last.person
+        if self.box_smoother is not None:
+            self.box_smoother.reset()  # a detection after a loss starts afresh
+        return pose
 
     def _one_steady(self, frame: np.ndarray, t: float):
         """The best person posed on the detector's box smoothed over time (a steady crop: the

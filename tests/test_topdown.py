@@ -113,6 +113,17 @@ def test_tracker_keeps_ids_and_starts_new_ones():
     assert tr.update([[52, 1, 10, 20]], 6) == [3]  # unseen for 5 frames: that track ended
 
 
+def test_tracker_looks_for_a_hidden_person_where_it_was_going():
+    """A person walking 4 px a frame is hidden for 5 frames (another stood in front): it comes
+    back 24 px on, with no overlap with the box it was last seen in, and keeps its id; a person
+    standing still where the walker started is someone else."""
+    tr = Tracker(min_iou=0.3, max_age=10, smooth=False)
+    for f in range(4):
+        assert tr.update([[4 * f, 0, 12, 30]], f) == [0]
+    assert tr.update([], 4) == []
+    assert tr.update([[4 * 9, 0, 12, 30], [0, 0, 12, 30]], 9) == [0, 1]
+
+
 def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
     from posekit.tracking import BoxSmoother
 
@@ -300,3 +311,63 @@ def test_scenes_with_nobody_have_no_box_and_avoid_the_person():
         sc = nobody(image, kp, mask, rng)
         assert len(sc.boxes) == 0 and sc.image.ndim == 3 and min(sc.image.shape[:2]) >= 48
     assert background_crop(image[:40, :40], kp, mask, rng) is None  # too small to leave room
+
+
+class _FollowPred:
+    """A stand-in Predictor for FramePoser: a detector that finds one box, a network whose
+    joints sit on a fixed pattern and whose pose is lost on the calls listed in ``lost``."""
+
+    def __init__(self, roi_margin, lost=()):
+        from posekit.config import VideoConfig
+
+        self.config = type("C", (), {"video": VideoConfig(roi_margin=roi_margin, min_cutoff=6.0, beta=0.0)})()
+        self.detector, self.box_margin, self.lost = object(), 0.1, set(lost)
+        self.detections, self.regions, self.calls = 0, [], 0
+
+    def _pose(self, found):
+        from posekit.inference import Pose
+
+        kp = np.array([[40.0 + 3 * (j % 4), 20.0 + 6 * j] for j in range(14)]) + 0.5 * self.calls
+        self.calls += 1
+        return Pose(kp, np.full(14, 0.9), 200, 160, score=0.9 if found else 0.1, found=found)
+
+    def best_people(self, frames):
+        self.detections += 1
+        return [((30.0, 10.0, 30.0, 100.0), 0.8)]
+
+    def predict(self, frame, box=None):
+        return self._pose(True)
+
+    def prepare(self, frame, box=None):
+        self.regions.append(box)
+        return box
+
+    def estimate(self, prepared, refined=True):
+        assert not refined  # a followed frame is one pass
+        return [self._pose(self.calls not in self.lost)]
+
+
+def test_video_follows_one_person_from_the_last_joints_and_detects_again_when_lost():
+    """After a found pose, the next frame is posed in the square around its smoothed joints (the
+    margin ``video.roi_margin``), without the detector; a pose lost there sends that same frame
+    back to the detector; ``roi_margin`` null detects on every frame."""
+    from posekit.tta import refinement_box
+    from posekit.video import FramePoser
+
+    frame = np.zeros((160, 200, 3), np.uint8)
+    pred = _FollowPred(0.13, lost={2})
+    poser = FramePoser(pred, "one")
+    first = poser(frame, 0.0, 0)[0]
+    assert pred.detections == 1 and first.box_score == 0.8
+    second = poser(frame, 1 / 30, 1)[0]
+    assert pred.detections == 1  # followed: no detection
+    want = refinement_box(first.keypoints, 0.13, 200, 160)
+    assert pred.regions == [want] and second.box == pytest.approx(want) and second.box_score == 0.8
+    assert second.found and second.person == first.person
+    third = poser(frame, 2 / 30, 2)[0]  # the third network call is lost: detected again, same frame
+    assert pred.detections == 2 and third.found and len(pred.regions) == 2
+    every = _FollowPred(None)
+    poser = FramePoser(every, "one")
+    for k in range(3):
+        poser(frame, k / 30, k)
+    assert every.detections == 3 and every.regions == []

@@ -68,10 +68,11 @@ class StubPredictor:
 
 
 def _poser(pred):
-    """A frame poser over the stub, without smoothing (the stub's joints stay as they are)."""
+    """A frame poser over the stub, without smoothing (the stub's joints stay as they are) and
+    posing every frame as it comes (the stub has no network to follow a person with)."""
     from posekit.config import VideoConfig
 
-    return video.FramePoser(pred, settings=VideoConfig(smooth=False))
+    return video.FramePoser(pred, settings=VideoConfig(smooth=False, roi_margin=None))
 
 
 @pytest.fixture
