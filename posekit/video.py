@@ -225,9 +225,10 @@ class FramePoser:
     :class:`~posekit.config.VideoConfig`; ``smooth`` False turns the filter off). One person is
     followed as MediaPipe does: once found, each next frame is posed in the square around the
     last joints (``video.roi_margin``), one pass without the detector, which runs again only
-    when the pose is lost."""
+    when the pose is lost; ``follow`` False detects on every frame."""
 
-    def __init__(self, pred, people: str = "one", box=None, settings=None, smooth: bool | None = None):
+    def __init__(self, pred, people: str = "one", box=None, settings=None, smooth: bool | None = None,
+                 follow: bool | None = None):
         from posekit.tracking import BoxSmoother, Tracker
 
         if people not in ("one", "all"):
@@ -238,7 +239,11 @@ class FramePoser:
         self.tracker = Tracker(v.track_iou, v.max_age, smooth,
                                {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
         self.box_smoother = BoxSmoother(v.box_min_cutoff, v.box_beta, v.track_iou) if smooth else None
-        self.roi_margin = v.roi_margin if people == "one" and box is None else None
+        self.roi_margin = v.roi_margin if people == "one" and box is None and follow is not False else None
+        if follow and self.roi_margin is None and people == "one" and box is None:
+            from posekit.config import VideoConfig
+
+            self.roi_margin = VideoConfig().roi_margin  # asked for, though the model's config has none
         self.last = None  # the last found pose (its smoothed joints): the next frame's region
         self.followed = None  # this frame's person id when it was followed from the last frame's joints
 

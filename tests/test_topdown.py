@@ -366,8 +366,9 @@ def test_video_follows_one_person_from_the_last_joints_and_detects_again_when_lo
     assert second.found and second.person == first.person
     third = poser(frame, 2 / 30, 2)[0]  # the third network call is lost: detected again, same frame
     assert pred.detections == 2 and third.found and len(pred.regions) == 2
-    every = _FollowPred(None)
-    poser = FramePoser(every, "one")
-    for k in range(3):
-        poser(frame, k / 30, k)
-    assert every.detections == 3 and every.regions == []
+    for roi, follow, detections in ((None, None, 3), (0.13, False, 3), (None, True, 1)):  # --follow wins
+        every = _FollowPred(roi)
+        poser = FramePoser(every, "one", follow=follow)
+        for k in range(3):
+            poser(frame, k / 30, k)
+        assert every.detections == detections and len(every.regions) == 3 - detections

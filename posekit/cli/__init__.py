@@ -122,6 +122,9 @@ def _add_predict(sub) -> None:
                     "off: the whole image is the person's box)")
     pr.add_argument("--smooth", choices=["on", "off"], help="videos: One-Euro smoothing of every joint over time "
                     "(default: the model's own video.smooth)")
+    pr.add_argument("--follow", choices=["on", "off"], help="videos, one person: pose each frame in the region of "
+                    "the last frame's joints and run the detector only when the person is lost (default: the "
+                    "model's own video.roi_margin); off: detect on every frame")
     pr.add_argument("--webcam", type=int, metavar="N", help="read camera N (0, 1, ...) until Ctrl-C (or --max-frames)")
     pr.add_argument("--max-frames", type=int, help="stop each video/webcam after this many frames")
     pr.set_defaults(func=commands.cmd_predict)

@@ -104,7 +104,8 @@ def cmd_predict(args) -> int:
         raise PosekitError("--draw writes annotated images and videos into --out DIR; give --out too")
     box = parse_box(args.box) if args.box else None
     fmt = "json" if args.json else "csv" if args.csv else "text"
-    job = {"box": box, "people": args.people, "smooth": {"on": True, "off": False}.get(args.smooth), "out": args.out,
+    job = {"box": box, "people": args.people, "smooth": {"on": True, "off": False}.get(args.smooth),
+           "follow": {"on": True, "off": False}.get(args.follow), "out": args.out,
            "draw": args.draw, "max_frames": args.max_frames}
     failures, total = run_predict(args.inputs, predictor_args(args), job, fmt=fmt, webcam=args.webcam)
     if failures and total > 1:

@@ -106,13 +106,14 @@ class Emitter:
 @dataclass
 class Job:
     """What ``posekit predict`` does with each input: the predictor, the caller's box, ``people``
-    ("one" or "all"), video smoothing (None: the model's own), the output folder, drawing, the
+    ("one" or "all"), video smoothing and following (None: the model's own), the output folder, drawing, the
     record writer and the frame limit of videos."""
 
     pred: Predictor
     box: tuple | None = None
     people: str = "one"
     smooth: bool | None = None
+    follow: bool | None = None
     out: Path | None = None
     draw: bool = False
     emit: object = print
@@ -193,7 +194,7 @@ def _one_source(job: Job, src, report) -> int:
     label = f"webcam {src}" if path is None else str(path)
     try:
         if path is None or path.suffix.lower() in VIDEO_EXTS:
-            poser = FramePoser(job.pred, job.people, job.box, smooth=job.smooth)
+            poser = FramePoser(job.pred, job.people, job.box, smooth=job.smooth, follow=job.follow)
             predict_stream(poser, src if path is None else path, name, job.out, job.draw, job.emit, job.max_frames)
         else:
             predict_image(job, path, name)
