@@ -4,10 +4,11 @@ refinement crops or a cascade's stages), and :mod:`posekit.metrics` scores the r
 
 Splits: ``lsp-test`` (LSP images 1001-2000, the benchmark), ``lsp-train`` (LSP 1-1000, for the
 train/test gap), ``paper-test`` (the paper's 70/15/15 split's test part), ``val`` (the
-checkpoint's own validation split) and ``lsp-multi``: scenes of 1 to 4 people composed from LSP's
+checkpoint's own validation split), ``lsp-multi``: scenes of 1 to 4 people composed from LSP's
 test images only (:func:`posekit.data.scenes.multi_person_set`, seed 0), scored for detection
 (AP@0.5, recall) and multi-person PCK@0.2 (every true person matched by box IoU; an unmatched one
-counts all its joints wrong)."""
+counts all its joints wrong; also by the person's height in the scene), and ``val-multi``: the
+same made from the validation images, to choose settings on."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ from posekit.errors import PosekitError
 from posekit.metrics import average_precision, evaluate_keypoints, multi_person_pck
 from posekit.predict import Predictor
 
-EVAL_SPLITS = ("lsp-test", "lsp-train", "paper-test", "val", "lsp-multi")
+EVAL_SPLITS = ("lsp-test", "lsp-train", "paper-test", "val", "lsp-multi", "val-multi")
+MULTI_SPLITS = ("lsp-multi", "val-multi")
+HEIGHT_BINS = (0.0, 0.25, 0.5, 1.01)  # a person's box height over the scene's, for multi-person PCK by size
 MULTI_SCENES = 300  # scenes of lsp-multi
 
 
@@ -31,7 +34,7 @@ def eval_ids(split_name: str, ckpt: dict, sets: dict) -> list[str]:
         test = set(lsp_test_ids(sets))
         s = sets["lsp"]
         return [s.sample_id(i) for i in range(len(s)) if s.sample_id(i) not in test]
-    if split_name == "val":
+    if split_name in ("val", "val-multi"):
         return list(ckpt["split"]["val"])
     if split_name == "paper-test":
         if ckpt["split"].get("name") == "paper" and ckpt["split"].get("test"):
@@ -92,7 +95,7 @@ def _multi(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
     from posekit.detect import to_edges
 
     if pred.detector is None:
-        raise PosekitError("the lsp-multi split needs a person detector (--detector)")
+        raise PosekitError("each multi-person split (lsp-multi, val-multi) needs a person detector (--detector)")
     scenes = multi_person_set(images, kps, masks, n=n, seed=0)
     dets, preds, truths = [], [], []
     for sc in scenes:
@@ -102,9 +105,24 @@ def _multi(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
         preds.append((boxes, np.array([p.keypoints for p in poses]).reshape(-1, 14, 2)))
         truths.append((to_edges(sc.boxes), sc.keypoints, sc.masks))
     det = average_precision(dets, [t[0] for t in truths], 0.5)
+    mp = multi_person_pck(preds, truths)
     metrics = {"n": len(scenes), "people": det["people"], "ap50": det["ap"], "recall": det["recall"],
-               "precision": det["precision"], "multi_pck": multi_person_pck(preds, truths)["pck"]}
+               "precision": det["precision"], "multi_pck": mp["pck"],
+               "multi_pck_by_height": _by_height(scenes, mp["per_person"])}
     return metrics, {"scenes": scenes, "preds": preds}
+
+
+def _by_height(scenes, per_person) -> list[dict]:
+    """Multi-person PCK of the people whose box height is within each bin of ``HEIGHT_BINS``
+    (fractions of the scene's height): how accuracy falls with a person's size."""
+    heights = np.array([b[3] / sc.image.shape[0] for sc in scenes for b in np.asarray(sc.boxes).reshape(-1, 4)])
+    counts = np.array(per_person, np.float64).reshape(-1, 2)
+    out = []
+    for lo, hi in zip(HEIGHT_BINS[:-1], HEIGHT_BINS[1:]):
+        sel = (heights >= lo) & (heights < hi)
+        n = counts[sel].sum(0)
+        out.append({"height": [lo, min(hi, 1.0)], "people": int(sel.sum()), "pck": float(n[0] / n[1]) if n[1] else None})
+    return out
 
 
 def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test", limit: int | None = None,
@@ -123,8 +141,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     lsp_only = split_name in ("lsp-test", "lsp-train", "lsp-multi")
     cache = None
     if str(data_root or "").endswith(".npz"):  # a pack: its stored images, scored in original pixels
-        if split_name == "lsp-multi":
-            raise PosekitError(f"{data_root}: the lsp-multi split is composed from the LSP images themselves, not a pack")
+        if split_name in MULTI_SPLITS:
+            raise PosekitError(f"{data_root}: the {split_name} split is composed from the dataset's images, not a pack")
         from posekit.data.pack import load_pack
 
         sets, cache, pack_split, _ = load_pack(data_root)
@@ -137,7 +155,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
                     model=cfg.model.name + (f" + {len(pred.stages)} cascade stage(s)" if pred.stages else ""),
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
                     refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None)
-    if split_name == "lsp-multi":
+    if split_name in MULTI_SPLITS:
         metrics, extras = _multi(pred, images, kps, masks, MULTI_SCENES if limit is None else min(MULTI_SCENES, limit))
         return {**metrics, **settings}, {**extras, "ckpt": ckpt}
     poses = [p for i in range(0, len(images), batch_size) for p in pred.predict_batch(images[i:i + batch_size])]

@@ -313,8 +313,10 @@ def multi_person_pck(pred: list, truth: list, thr: float = 0.2, min_iou: float =
     """PCK@``thr`` over every true person of a set of images: ``pred[i]`` is (boxes (M, 4),
     keypoints (M, K, 2)) of image i, ``truth[i]`` (boxes (P, 4), keypoints (P, K, 2), masks
     (P, K)). People are matched by :func:`match_people`; a true person without a match counts
-    all its joints wrong. Returns ``pck``, ``people``, ``matched``."""
+    all its joints wrong. Returns ``pck``, ``people``, ``matched`` and ``per_person``: (correct,
+    counted) joints of every true person, image by image."""
     correct = counted = matched = people = 0
+    per_person = []
     for (pb, pk), (tb, tk, tm) in zip(pred, truth):
         tb, tk, tm = np.asarray(tb).reshape(-1, 4), np.asarray(tk).reshape(-1, NUM_JOINTS, 2), np.asarray(tm, bool)
         pairs = dict((t, p) for p, t in match_people(pb, tb, min_iou))
@@ -325,4 +327,6 @@ def multi_person_pck(pred: list, truth: list, thr: float = 0.2, min_iou: float =
             p = np.asarray(pk)[pairs[t]] if t in pairs else np.full_like(g, np.inf)
             c, n = _pck_counts(np.where(np.isfinite(p), p, 1e9)[None], g[None], tm[t][None], thr)
             correct, counted = correct + int(c.sum()), counted + int(n.sum())
-    return {"pck": _num(_ratio(correct, counted)), "people": people, "matched": matched, "joints": counted}
+            per_person.append((int(c.sum()), int(n.sum())))
+    return {"pck": _num(_ratio(correct, counted)), "people": people, "matched": matched, "joints": counted,
+            "per_person": per_person}

@@ -12,12 +12,15 @@ from posekit.utils import atomic_write_text
 
 def markdown_table(metrics: dict) -> str:
     """The metrics as Markdown: the overall figures, PCK@0.2 and error kinds per joint, PCP per
-    part (detection AP and multi-person PCK for ``lsp-multi``)."""
+    part (detection AP and multi-person PCK, overall and by height, for ``lsp-multi``/``val-multi``)."""
     if "ap50" in metrics:
         rows = [("detection AP@0.5", "ap50"), ("detection recall", "recall"), ("multi-person PCK@0.2", "multi_pck")]
+        sizes = [f"| {b['height'][0]:.2f}–{b['height'][1]:.2f} | {b['people']} | "
+                 + (f"{b['pck']:.4f} |" if b["pck"] is not None else "– |") for b in metrics.get("multi_pck_by_height", [])]
+        by_height = ["", "| height / scene height | people | multi-person PCK@0.2 |", "|---|---|---|", *sizes] if sizes else []
         return "\n".join([f"# Evaluation: {metrics['model']} on {metrics['split']} ({metrics['n']} scenes, "
                           f"{metrics['people']} people)", "", "| metric | value |", "|---|---|",
-                          *[f"| {label} | {metrics[k]:.4f} |" for label, k in rows]]) + "\n"
+                          *[f"| {label} | {metrics[k]:.4f} |" for label, k in rows], *by_height]) + "\n"
     lines = [f"# Evaluation: {metrics['model']} on {metrics['split']} ({metrics['n']} images)", "",
              "| metric | value |", "|---|---|"]
     for k, label in (("pck", "PCK@0.2"), ("pcp", "PCP@0.5 (strict)"), ("mse", "MSE (normalised coords)"),

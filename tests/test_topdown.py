@@ -72,6 +72,19 @@ def test_multi_person_pck_counts_an_unmatched_person_as_wrong():
     assert both["pck"] == 1.0 and both["matched"] == 2
     one = multi_person_pck([(truth[0][:1], truth[1][:1])], [truth])
     assert one["pck"] == pytest.approx(0.5) and one["matched"] == 1
+    assert one["per_person"] == [(14, 14), (0, 14)]  # person by person, in the truth's order
+
+
+def test_multi_person_pck_by_height_bins_each_person_by_its_size():
+    from types import SimpleNamespace
+
+    from posekit.evaluate import _by_height
+
+    scenes = [SimpleNamespace(image=np.zeros((100, 100, 3)), boxes=np.array([[0, 0, 10, 20], [0, 0, 30, 60]])),
+              SimpleNamespace(image=np.zeros((200, 100, 3)), boxes=np.array([[0, 0, 10, 40]]))]
+    bins = _by_height(scenes, [(7, 14), (14, 14), (0, 14)])  # heights 0.2, 0.6, 0.2
+    assert [b["people"] for b in bins] == [2, 0, 1]
+    assert bins[0]["pck"] == pytest.approx(7 / 28) and bins[1]["pck"] is None and bins[2]["pck"] == 1.0
 
 
 def _person_image(rng, h=120, w=80):
@@ -192,6 +205,9 @@ def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     # the multi-person split scores the detector's own boxes and the poses on them
     m, _ = evaluate(str(pose_run), str(synth_root), "lsp-multi", limit=4, detector=str(tmp_path / "det"))
     assert {"ap50", "recall", "multi_pck", "people"} <= set(m) and m["n"] == 4 and m["detector"] == str(tmp_path / "det")
+    assert sum(b["people"] for b in m["multi_pck_by_height"]) == m["people"]
+    v, _ = evaluate(str(pose_run), str(synth_root), "val-multi", limit=3, detector=str(tmp_path / "det"))
+    assert v["split"] == "val-multi" and v["n"] == 3  # the same scenes made from the validation images
     # the CLI: every person, one record each, with its index
     img = str(sorted((synth_root / "lsp" / "images").iterdir())[0])
     assert main(["predict", img, "--model", str(pose_run), "--detector", str(tmp_path / "det"), "--people", "all",

@@ -82,9 +82,11 @@ def _add_evaluate(sub) -> None:
     e.add_argument("--model", default="posekit-lsp", help="checkpoint file, run folder or shipped model name "
                    "(default: posekit-lsp)")
     e.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
-    e.add_argument("--split", default="lsp-test", choices=["lsp-test", "lsp-train", "paper-test", "val", "lsp-multi"],
+    e.add_argument("--split", default="lsp-test",
+                   choices=["lsp-test", "lsp-train", "paper-test", "val", "lsp-multi", "val-multi"],
                    help="lsp-test: LSP 1001-2000 (the benchmark); lsp-train: LSP 1-1000, for the train/test gap; "
-                   "lsp-multi: scenes of 1-4 people made from LSP 1001-2000 (detection AP, multi-person PCK)")
+                   "lsp-multi: scenes of 1-4 people made from LSP 1001-2000 (detection AP, multi-person PCK); "
+                   "val-multi: the same from the model's validation images (to tune on)")
     e.add_argument("--detector", metavar="MODEL|off", help="person detector to run first (default: the model's own)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--out", help="also write metrics.md, predictions.png and loss_curve.png here")
