@@ -188,7 +188,7 @@ class VideoConfig(Section):
     beta: float = Field(0.05, ge=0, le=10)  # how fast the cutoff rises with speed (per pixel/s)
     d_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the cutoff of the speed estimate
     track_iou: Fraction = 0.3  # a box continues a track when it overlaps its last box at least this much
-    max_age: int = Field(30, ge=0, le=1000)  # frames a track survives unseen (it moves on at its last velocity)
+    max_age: int = Field(10, ge=0, le=1000)  # frames a track survives unseen
     # one person: after a found pose, the next frame is posed in the square around its (smoothed)
     # joints enlarged by this margin per side, in one pass and without the detector, until the
     # pose is lost (MediaPipe's region of interest from the previous frame); null: detect every frame

@@ -73,35 +73,23 @@ class BoxSmoother:
 
 @dataclass
 class Track:
-    """One person followed over frames; ``velocity`` (4,) is its box's change per frame (an
-    average over the frames it was seen), so a person hidden for a few frames is looked for
-    where it was going (SORT's constant-velocity model, Bewley et al. 2016)."""
+    """One person followed over frames."""
 
     id: int
     box: np.ndarray
     last_frame: int
     smoother: OneEuroFilter | None = None
     hits: int = 1
-    velocity: np.ndarray | None = None
 
-    def predicted(self, frame: int) -> np.ndarray:
-        """The box (4,) expected at ``frame``: the last box moved on at its velocity."""
-        if self.velocity is None:
-            return self.box
-        return self.box + self.velocity * (frame - self.last_frame)
-
-    def see(self, box: np.ndarray, frame: int, momentum: float = 0.5) -> None:
-        """The track matched ``box`` at ``frame``: its velocity updated (a moving average)."""
-        step = (box - self.box) / max(1, frame - self.last_frame)
-        self.velocity = step if self.velocity is None else momentum * self.velocity + (1 - momentum) * step
+    def see(self, box: np.ndarray, frame: int) -> None:
+        """The track matched ``box`` at ``frame``."""
         self.box, self.last_frame, self.hits = box, frame, self.hits + 1
 
 
 class Tracker:
-    """Stable person ids over a video: each frame's boxes are matched to the live tracks' boxes
-    predicted for this frame (:meth:`Track.predicted`) by IoU (maximising the total IoU; pairs
-    under ``min_iou`` stay unmatched); an unmatched box starts a
-    new track; a track unmatched for more than ``max_age`` frames ends. With ``smooth`` each
+    """Stable person ids over a video: each frame's boxes are matched to the live tracks' last
+    boxes by IoU (maximising the total IoU; pairs under ``min_iou`` stay unmatched); an unmatched
+    box starts a new track; a track unmatched for more than ``max_age`` frames ends. With ``smooth`` each
     track's joints go through its own :class:`OneEuroFilter` (``one_euro``: its parameters)."""
 
     def __init__(self, min_iou: float = 0.3, max_age: int = 10, smooth: bool = True, one_euro: dict | None = None):
@@ -126,7 +114,7 @@ class Tracker:
         free = [t for t in self.tracks if t.id in by_id]
         rows = [r for r in range(len(boxes)) if ids[r] < 0]
         if free and rows:
-            iou = box_iou(boxes[rows], np.stack([t.predicted(frame) for t in free]))
+            iou = box_iou(boxes[rows], np.stack([t.box for t in free]))
             for r, c in zip(*linear_sum_assignment(-iou)):
                 if iou[r, c] >= self.min_iou:
                     free[c].see(boxes[rows[r]], frame)
