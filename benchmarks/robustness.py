@@ -70,7 +70,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", nargs="+", default=["posekit-lsp"])
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
-    ap.add_argument("--limit", type=int, default=None, help="first N test images (quick runs)")
+    ap.add_argument("--limit", type=int, default=None, help="first N images of the split (quick runs)")
+    ap.add_argument("--split", choices=["lsp-test", "val"], default="lsp-test",
+                    help="val: the first model's validation images (to choose between models on)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -80,9 +82,16 @@ def main(argv=None) -> int:
     from posekit.evaluate import load_samples
     from posekit.predict import Predictor
 
-    sets = load_sets(a.data, ["lsp"])
-    images, kps, masks, _ = load_samples(sets, lsp_test_ids(sets)[:a.limit])
-    result = {"images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
+    if a.split == "val":
+        from posekit.checkpoint import read_checkpoint
+
+        sets = load_sets(a.data, ["lsp", "lspet"])
+        ids = list(read_checkpoint(a.model[0])["split"]["val"])
+    else:
+        sets = load_sets(a.data, ["lsp"])
+        ids = lsp_test_ids(sets)
+    images, kps, masks, _ = load_samples(sets, ids[:a.limit])
+    result = {"split": a.split, "images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
               "models": {}}
     for name in a.model:
         pred = Predictor(name)
