@@ -287,15 +287,15 @@ def test_video_csv_and_ctrl_c_on_a_webcam(tmp_path, capsys, monkeypatch):
     real = cv2.VideoCapture
     monkeypatch.setattr(video.cv2, "VideoCapture", lambda src, *a: real(str(clip)) if isinstance(src, int) else real(src, *a))
     calls = {"n": 0}
-    original = Predictor.predict
+    original = video.FramePoser.__call__
 
-    def interrupt_at_4(self, *a, **k):
+    def interrupt_at_4(self, *a, **k):  # Ctrl-C while the fifth frame is posed
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
         return original(self, *a, **k)
 
-    monkeypatch.setattr(Predictor, "predict", interrupt_at_4)
+    monkeypatch.setattr(video.FramePoser, "__call__", interrupt_at_4)
     out = tmp_path / "o"
     assert main(["predict", "--webcam", "1", "--out", str(out), "--draw", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
