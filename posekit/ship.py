@@ -41,7 +41,9 @@ def _inference_line(cfg: Recipe) -> str:
     v = cfg.video
     return (f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}; in videos each joint is "
             f"smoothed by a One-Euro filter (`video.min_cutoff` {v.min_cutoff} Hz, `video.beta` {v.beta}) and one "
-            f"person's box by another (`video.box_min_cutoff` {v.box_min_cutoff} Hz, `video.box_beta` {v.box_beta})")
+            f"person's box by another (`video.box_min_cutoff` {v.box_min_cutoff} Hz, `video.box_beta` {v.box_beta})"
+            + ("" if v.roi_margin is None else f"; one person, once found, is followed in the square around the last "
+               f"frame's joints enlarged by {v.roi_margin} per side (`video.roi_margin`), one pass, no detector"))
 
 
 def _select_line(name: str, cfg: Recipe) -> str:
