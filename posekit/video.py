@@ -274,14 +274,16 @@ class FramePoser:
         return self.pred.predict(frame, self.box)
 
     def _one_followed(self, frame: np.ndarray):
-        """The person of the last frame posed in the square around its joints (one pass, no
-        detector); None when the pose is lost there (the frame is then posed from a detection).
+        """The person of the last frame posed in the square around its joints (one pass, or a
+        cascade's stages; no detector); None when the pose is lost there (the frame is then posed from a detection).
         The square is the pose's ``box``; ``box_score`` stays the last detection's."""
         from posekit.tta import refinement_box
 
         h, w = frame.shape[:2]
         region = refinement_box(self.last.keypoints, self.roi_margin, w, h)
-        pose = self.pred.estimate([self.pred.prepare(frame, region)], refined=False)[0]
+        # the square is already the refinement crop: one pass (a cascade still runs its stages)
+        cascade = bool(getattr(self.pred, "stages", None))
+        pose = self.pred.estimate([self.pred.prepare(frame, region)], refined=cascade)[0]
         if not pose.found:
             self.last = None
             return None

@@ -350,7 +350,7 @@ class _FollowPred:
         return box
 
     def estimate(self, prepared, refined=True):
-        assert not refined  # a followed frame is one pass
+        assert refined == bool(getattr(self, "stages", None))  # one pass; a cascade runs its stages
         return [self._pose(self.calls not in self.lost)]
 
 
@@ -379,3 +379,7 @@ def test_video_follows_one_person_from_the_last_joints_and_detects_again_when_lo
         for k in range(3):
             poser(frame, k / 30, k)
         assert every.detections == detections and len(every.regions) == 3 - detections
+    cascade = _FollowPred(0.13)
+    cascade.stages = ["a DeepPose stage"]
+    poser = FramePoser(cascade, "one")
+    assert [poser(frame, k / 30, k)[0].found for k in range(2)] == [True, True]  # estimate(refined=True) asserted
