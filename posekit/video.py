@@ -239,11 +239,10 @@ class FramePoser:
         self.tracker = Tracker(v.track_iou, v.max_age, smooth,
                                {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
         self.box_smoother = BoxSmoother(v.box_min_cutoff, v.box_beta, v.track_iou) if smooth else None
-        self.roi_margin = v.roi_margin if people == "one" and box is None and follow is not False else None
-        if follow and self.roi_margin is None and people == "one" and box is None:
-            from posekit.config import VideoConfig
+        from posekit.config import VideoConfig
 
-            self.roi_margin = VideoConfig().roi_margin  # asked for, though the model's config has none
+        margin = VideoConfig().roi_margin if follow and v.roi_margin is None else v.roi_margin  # asked for: the default
+        self.roi_margin = margin if people == "one" and box is None and follow is not False else None
         self.last = None  # the last found pose (its smoothed joints): the next frame's region
         self.followed = None  # this frame's person id when it was followed from the last frame's joints
 
@@ -285,7 +284,6 @@ class FramePoser:
         cascade = bool(getattr(self.pred, "stages", None))
         pose = self.pred.estimate([self.pred.prepare(frame, region)], refined=cascade)[0]
         if not pose.found:
-            self.last = None
             return None
         pose.box, pose.box_score = tuple(float(v) for v in region), self.last.box_score
         self.followed = self.last.person

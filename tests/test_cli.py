@@ -268,3 +268,13 @@ def test_refinement_and_threshold_flags():
     assert (a.refine, a.person_threshold) == ([0.1], 0.0) and not hasattr(a, "refine_weight")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--recrop", "0.1"])  # the old flag is gone
+
+
+def test_follow_on_is_refused_where_nobody_single_is_followed(capsys, tmp_path):
+    """--follow on follows the one person the detector found: with --people all or a given --box
+    there is nothing to follow, so it is one line and exit code 2, before any model is loaded."""
+    img = tmp_path / "x.jpg"
+    img.write_bytes(b"not read")
+    for extra in (["--people", "all"], ["--box", "0,0,50,80"]):
+        assert main(["predict", str(img), "--follow", "on", *extra]) == 2
+        _one_line_error(capsys, "--follow on", "--people all or --box")

@@ -102,6 +102,8 @@ def cmd_predict(args) -> int:
         raise PosekitError("--max-frames must be >= 1")
     if args.draw and not args.out:
         raise PosekitError("--draw writes annotated images and videos into --out DIR; give --out too")
+    if args.follow == "on" and (args.people == "all" or args.box):
+        raise PosekitError("--follow on follows one person found by the detector: not with --people all or --box")
     box = parse_box(args.box) if args.box else None
     fmt = "json" if args.json else "csv" if args.csv else "text"
     job = {"box": box, "people": args.people, "smooth": {"on": True, "off": False}.get(args.smooth),
