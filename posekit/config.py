@@ -98,6 +98,7 @@ class AugmentConfig(Section):
     blur: Fraction = 0.0  # a Gaussian (sigma 0.5-3 px) or motion blur (3-11 px line)
     noise: Fraction = 0.0  # Gaussian sensor noise (sigma 2-20 % of the range) or JPEG quality 10-60
     occlusion: Fraction = 0.0  # 1-3 rectangles of 10-30 % of the side, filled with random pixels
+    crowd: Fraction = 0.0  # pasted beside 1-2 other training people on a blurred canvas (crowds; needs person_crop)
 
     @field_validator("scale")
     @classmethod
@@ -105,6 +106,12 @@ class AugmentConfig(Section):
         if not 0 < v[0] <= v[1] <= 10:
             raise ValueError("must be [low, high] with 0 < low <= high <= 10")
         return v
+
+    @model_validator(mode="after")
+    def _crowd_needs_a_crop(self):
+        if self.crowd > 0 and self.person_crop is None:
+            raise ValueError("crowd needs person_crop: the network is shown the crop around one person of the scene")
+        return self
 
     @property
     def geometric(self) -> bool:

@@ -68,7 +68,7 @@ def build_datasets(cfg: Recipe, split: dict | None = None, progress: bool = Fals
     # person ~150 px tall somewhere in them), with no random part; test evaluation is whole-image
     val_tf = PoseTransform(d.input_size, d.resize_mode, train=False, augment=AugmentConfig(person_crop=cfg.augment.person_crop))
     train_ds = PoseLandmarksDataset(sets, train_ids, train_tf, cache=cache, seed=cfg.train.seed, teacher=teacher,
-                                    teacher_min_score=cfg.distill.min_score)
+                                    teacher_min_score=cfg.distill.min_score, crowd=cfg.augment.crowd)
     val_ds = PoseLandmarksDataset(sets, val_ids, val_tf, cache=cache, seed=cfg.train.seed)
     return sets, split, train_ds, val_ds
 

@@ -235,3 +235,34 @@ def test_skeleton_single_source():
     assert names == {"hip", "knee", "ankle", "shoulder", "elbow", "wrist"}
     for a, b in FLIP_PAIRS:
         assert JOINT_NAMES[a].startswith("left_") and JOINT_NAMES[b] == "right_" + JOINT_NAMES[a][5:]
+
+
+def test_crowd_items_pose_the_framed_person_and_leave_plain_items_alone(synth_root):
+    from posekit.config import AugmentConfig
+
+    sets = load_sets(synth_root, ["lsp"])
+    ids = [sets["lsp"].sample_id(i) for i in range(6)]
+    aug = AugmentConfig(person_crop=0.2)
+    tf = PoseTransform(48, "letterbox", train=True, augment=aug)
+    plain = PoseLandmarksDataset(sets, ids, tf, seed=3)
+    half = PoseLandmarksDataset(sets, ids, tf, seed=3, crowd=0.5)
+    crowd = PoseLandmarksDataset(sets, ids, tf, seed=3, crowd=1.0)
+    kinds = set()
+    for i in range(len(ids)):
+        a, b, c = plain[i], half[i], crowd[i]
+        kinds.add(b["size"].tolist() == [64, 80])
+        if b["size"].tolist() == [64, 80]:  # an item left plain is drawn exactly as without crowds
+            assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
+        # crowd 1: a canvas (its own size), the person framed as a plain item frames it
+        assert c["size"].tolist() != [64, 80] and c["image"].shape == (3, 48, 48)
+        k = c["keypoints"][c["mask"] > 0].numpy()
+        span = k.max(0) - k.min(0)
+        np.testing.assert_allclose(span.max() * (1 + 2 * 0.2), 48, rtol=0.02)
+        np.testing.assert_allclose(np.c_[c["gt"].numpy(), np.ones(14)] @ c["matrix"].numpy().T,
+                                   c["keypoints"].numpy(), atol=1e-3)
+    assert kinds == {True, False}
+    with pytest.raises(Exception, match="crowd needs person_crop"):
+        AugmentConfig(crowd=0.5)
+    # validation items are never crowds
+    val = PoseLandmarksDataset(sets, ids, PoseTransform(48, "letterbox", augment=aug), crowd=1.0)
+    assert val[0]["size"].tolist() == [64, 80]

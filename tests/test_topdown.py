@@ -383,3 +383,24 @@ def test_video_follows_one_person_from_the_last_joints_and_detects_again_when_lo
     cascade.stages = ["a DeepPose stage"]
     poser = FramePoser(cascade, "one")
     assert [poser(frame, k / 30, k)[0].found for k in range(2)] == [True, True]  # estimate(refined=True) asserted
+
+
+def test_crowd_scene_puts_the_person_first_beside_others():
+    from posekit.data.scenes import crowd_scene
+
+    rng = np.random.default_rng(5)
+    person, *others = [_person_image(rng) for _ in range(3)]
+    bg = np.zeros((100, 100, 3), np.uint8)
+    for seed in range(5):
+        sc = crowd_scene(person, others, bg, np.random.default_rng(seed), height=200)
+        assert sc.image.shape[0] == 200 and 250 <= sc.image.shape[1] <= 400 and len(sc.boxes) >= 1
+        kp = sc.keypoints[0]
+        # row 0 is the person: its joints keep their order down the body and their spacing
+        assert np.all(np.diff(kp[:, 1]) > 0)
+        np.testing.assert_allclose(np.diff(kp[:, 1]), np.diff(kp[:, 1]).mean(), rtol=1e-6)
+        assert 0.35 * 200 <= sc.boxes[0][3] <= 0.7 * 200 + 1
+        red = [sc.image[int(round(y)), int(round(x))] for x, y in kp]  # a later paste may cover a few
+        assert sum(r > 150 and g < 100 and b < 100 for r, g, b in np.array(red, int)) >= 10
+    assert crowd_scene((person[0], person[1], np.zeros(14, bool)), others, bg, rng) is None
+    with pytest.raises(ValueError, match="too small"):
+        crowd_scene(person, others, bg, rng, height=10)

@@ -75,12 +75,18 @@ class PoseLandmarksDataset(Dataset):
     model's estimates: :mod:`posekit.distill`) items also hold ``teacher`` (14, 2) in input pixels
     and ``teacher_mask`` (14,): the joints the teacher scored at least ``teacher_min_score``.
 
+    With ``crowd`` > 0 (training only), that fraction of items is the person pasted beside one or
+    two other people of ``ids`` on a blurred canvas (:func:`posekit.data.scenes.crowd_scene`);
+    such an item's ``gt``, ``size`` and ``matrix`` are in the canvas's pixels and its teacher
+    joints are left out (``teacher_mask`` all zero): the teacher saw the original photo.
+
     Augmentation is seeded from (``seed``, epoch, index), so a run is reproducible whatever the
     number of loader workers; call :meth:`set_epoch` at each epoch."""
 
     def __init__(self, sets: dict[str, PoseSet], ids: list[str], transform: PoseTransform,
                  cache: ImageCache | None = None, seed: int = 0, teacher: dict | None = None,
-                 teacher_min_score: float = 0.0):
+                 teacher_min_score: float = 0.0, crowd: float = 0.0):
+        self.crowd = float(crowd) if transform.train else 0.0
         self.teacher, self.teacher_min_score = teacher, float(teacher_min_score)
         self.transform = transform
         self.cache = cache
@@ -105,22 +111,48 @@ class PoseLandmarksDataset(Dataset):
     def paths(self) -> list[Path]:
         return [s.image_paths[i] for s, i in self.items]
 
-    def __getitem__(self, idx: int) -> dict:
+    def _sample(self, idx: int) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], np.ndarray, np.ndarray]:
+        """(image, affine original -> image pixels or None, original (w, h), keypoints, mask)."""
         s, i = self.items[idx]
-        path = s.image_paths[i]
-        kp, mask = s.keypoints[i], s.annotated[i]
+        if self.cache is not None:
+            image, pre, size = self.cache.get(s.image_paths[i])
+            return image, pre, size, s.keypoints[i], s.annotated[i]
+        image = read_image(s.image_paths[i])
+        return image, None, (image.shape[1], image.shape[0]), s.keypoints[i], s.annotated[i]
+
+    def _crowd(self, idx: int):
+        """A crowd scene around item ``idx`` (see the class docstring), or None for a plain item."""
+        from posekit.data.scenes import crowd_scene
+        from posekit.data.transforms import apply_affine
+
+        rng = np.random.default_rng(derive_seed(self.seed, "crowd", self.epoch, idx))
+        if rng.random() >= self.crowd or len(self) < 2:
+            return None
+        picks = rng.choice(len(self), size=int(rng.integers(1, 3)) + 1)  # a background, then 1-2 people
+
+        def person(j):
+            image, pre, _, kp, mask = self._sample(int(j))
+            return image, (kp if pre is None else apply_affine(kp, pre)), mask
+
+        return crowd_scene(person(idx), [person(j) for j in picks[1:]], self._sample(int(picks[0]))[0], rng)
+
+    def __getitem__(self, idx: int) -> dict:
         seed = derive_seed(self.seed, "augment", self.epoch, idx) if self.transform.train else None
+        scene = self._crowd(idx) if self.crowd > 0 else None
+        image, pre, (w, h), kp, mask = self._sample(idx)
         extra = {}
         if self.teacher is not None:
             t_kp, t_sc = self.teacher.get(self.ids[idx], (np.zeros_like(kp), np.zeros(len(kp))))
             extra = {"teacher": np.asarray(t_kp, np.float64),
                      "teacher_mask": np.asarray(t_sc) >= max(self.teacher_min_score, 1e-9)}
-        if self.cache is not None:
-            image, pre, (w, h) = self.cache.get(path)
+        if scene is not None:  # the person on a canvas with others; the teacher saw the photo
+            image, pre, kp, mask = scene.image, None, scene.keypoints[0], scene.masks[0]
+            h, w = image.shape[:2]
+            if extra:
+                extra = {"teacher": np.zeros_like(kp), "teacher_mask": np.zeros(len(kp), bool)}
+        if pre is not None:
             out = self.transform(image, kp, mask, seed=seed, orig_size=(w, h), pre=pre, **extra)
         else:
-            image = read_image(path)
-            h, w = image.shape[:2]
             out = self.transform(image, kp, mask, seed=seed, **extra)
         out.update(
             gt=torch.from_numpy(kp.astype(np.float32)),

@@ -178,6 +178,28 @@ def compose(background: np.ndarray, people: list[tuple[np.ndarray, np.ndarray, n
     return Scene(canvas, np.array(boxes), np.stack(kps), np.stack(masks))
 
 
+def crowd_scene(person: tuple[np.ndarray, np.ndarray, np.ndarray], others: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                background: np.ndarray, rng: np.random.Generator, height: int = 320,
+                heights: tuple[float, float] = (0.35, 0.7), max_overlap: float = 0.25) -> Scene | None:
+    """A training scene for a top-down pose model: ``person`` ((image, keypoints (K, 2), mask (K,)))
+    pasted with ``others`` (the same) close beside it on ``background`` blurred past recognition
+    (a canvas ``height`` pixels tall and 1.25-2 times as wide), each person ``heights`` of the
+    canvas tall, a paste covering at most ``max_overlap`` of an earlier one: the crop around the
+    person then holds parts of other people, as in a crowded photo or a composite. The person is
+    ``Scene`` row 0; None when it has fewer than two annotated joints.
+
+    Raises:
+        ValueError: people under 8 pixels tall (``min(heights) * height``)."""
+    if min(heights) * height < 8:
+        raise ValueError(f"people {min(heights)} x {height} pixels tall are too small to pose")
+    if box_from_joints(person[1], person[2]) is None:
+        return None
+    w = int(round(height * rng.uniform(1.25, 2.0)))
+    sc = compose(blurred_background(background, w, height, rng), [person, *others], rng, heights=heights,
+                 max_overlap=max_overlap, flip=0.0)
+    return sc  # the first paste has nothing to overlap: it is always placed, as row 0
+
+
 def multi_person_set(images: list[np.ndarray], keypoints: np.ndarray, masks: np.ndarray, n: int = 300,
                      seed: int = 0, people: tuple[int, int] = (1, 4)) -> list[Scene]:
     """``n`` deterministic scenes of ``people`` persons each (uniformly 1 to 4), from one-person
