@@ -6,8 +6,9 @@ when two people cross.
   *Jitter*: the mean frame-to-frame change of the error (prediction minus truth), pixels.
   *Lag*: the delay (frames, -5 to 5 in steps of 0.1) at which the truth's motion best matches
   the prediction's, over the joints that stay within PCK's reach of the truth all clip long (a
-  joint put on a wrong place is an error, not a delay); clips with none are left out. The filter's parameters are chosen on clips of validation images (the least
-  jitter with at most ``--max-lag`` frames of lag); test clips of LSP test images are reported.
+  joint put on a wrong place is an error, not a delay); clips with none are left out. The
+  filter's parameters are chosen on clips of validation images (the least jitter with at most
+  ``--max-lag`` frames of lag); test clips of LSP test images are reported.
 - **Per frame against the default**: the baseline is every frame detected and posed on its own,
   unsmoothed; the default follows one person from the last frame's smoothed joints
   (``video.roi_margin``) and smooths them; each half alone is reported too.
