@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rerun the shipped model's recipe up to run 4 (release_deeper): the model card's first four training
 # commands, each from the previous rerun's best.pt, into runs/rerun/ (or $1); the card's teacher and
-# release_robust commands then make what ships. A run that is unfinished (a sitting was
+# release_robust and release_crowd commands then make what ships. A run that is unfinished (a sitting was
 # cut off) is resumed with `posekit train --resume`, which leaves a finished one alone, so calling this
 # again continues where it stopped. Then the rerun is scored as shipped (the card's refinement
 # crops) on the LSP test split, and its runs are compared with the originals (benchmarks/rerun_check.py).
