@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 from posekit.data.images import read_image
 from posekit.data.lsp import PoseSet
-from posekit.data.transforms import PoseTransform, scale_matrix
+from posekit.data.scenes import crowd_scene
+from posekit.data.transforms import PoseTransform, apply_affine, scale_matrix
 from posekit.errors import DataError
 from posekit.utils import derive_seed
 
@@ -122,9 +123,6 @@ class PoseLandmarksDataset(Dataset):
 
     def _crowd(self, idx: int):
         """A crowd scene around item ``idx`` (see the class docstring), or None for a plain item."""
-        from posekit.data.scenes import crowd_scene
-        from posekit.data.transforms import apply_affine
-
         rng = np.random.default_rng(derive_seed(self.seed, "crowd", self.epoch, idx))
         if rng.random() >= self.crowd or len(self) < 2:
             return None
