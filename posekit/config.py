@@ -162,8 +162,11 @@ class DetectConfig(Section):
     read, and how a detector recipe (``task: detect``) makes its training scenes."""
 
     model: str | None = None  # detector checkpoint / shipped name; None = the whole image (or --box) is the person
-    score_threshold: Fraction = 0.3  # detections below are dropped (predict_all: every person)
-    region_threshold: Fraction = 0.1  # predict (one person): the best detection down to this score is the pose's region
+    score_threshold: Fraction = 0.3  # a person: a detection at least this strong (whether anybody is there)
+    # the floor of a detection that can still be a person, its pose deciding: predict (one person)
+    # poses the best detection down to it; predict_all poses those down to it once one person
+    # clears score_threshold (hysteresis: a person partly hidden by another scores low)
+    region_threshold: Fraction = 0.1
     nms_iou: Fraction = 0.5  # non-maximum suppression overlap
     max_people: int = Field(20, ge=1, le=100)
     box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop

@@ -209,22 +209,31 @@ class Predictor:
     def predict_all(self, image, color: str = "RGB") -> list[Pose]:
         """Every person the detector finds whose pose reaches the person threshold, best first,
         each with its box, ``box_score`` and ``person`` index; [] when nobody is there. Without a
-        detector: the whole image's pose, if found."""
+        detector: the whole image's pose, if found.
+
+        Two detection thresholds (hysteresis, as Canny's edges and ByteTrack's boxes): people are
+        detections scoring at least ``detect.score_threshold``; once one of them is a person (its
+        pose found), weaker detections down to ``detect.region_threshold`` are posed too (a person
+        partly hidden by another scores low), each kept when its own pose is found. Whether
+        anybody is there is decided by the strong detections alone."""
         from posekit.detect import pose_box
 
         rgb = as_rgb(image, color)
         if self.detector is None:
             pose = self.predict(rgb)
             return [pose] if pose.found else []
-        boxes, scores = self.detect([rgb])[0]
-        if not len(boxes):
-            return []
-        poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes])
+        settings = self.detector.settings
+        boxes, scores = self.detect([rgb], min(settings.region_threshold, settings.score_threshold))[0]
+        strong = scores >= settings.score_threshold
         out = []
-        for b, s, p in zip(boxes, scores, poses):
-            if p.found:
-                p.box, p.box_score, p.person = tuple(float(v) for v in b), float(s), len(out)
-                out.append(p)
+        for part in (strong, ~strong):  # the weak ones only where a strong one is a person
+            if not part.any() or (not out and part is not strong):
+                continue
+            poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes[part]])
+            for b, s, p in zip(boxes[part], scores[part], poses):
+                if p.found:
+                    p.box, p.box_score, p.person = tuple(float(v) for v in b), float(s), len(out)
+                    out.append(p)
         return out
 
     def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:

@@ -7,7 +7,7 @@ import torch
 from posekit.codecs import build_codec
 from posekit.data.scenes import box_from_joints, compose, multi_person_set
 from posekit.metrics import average_precision, box_iou, match_people, multi_person_pck
-from posekit.tracking import OneEuroFilter, Tracker
+from posekit.tracking import OneEuroFilter, Track, Tracker
 
 
 def _output_for(codec, boxes):
@@ -126,6 +126,24 @@ def test_tracker_keeps_ids_and_starts_new_ones():
     assert tr.update([[52, 1, 10, 20]], 6) == [3]  # unseen for 5 frames: that track ended
     # a box known to continue a track keeps its id whatever the overlap (a person followed from its joints)
     assert tr.update([[90, 90, 10, 20], [52, 1, 10, 20]], 7, known=[3, None]) == [3, 4]
+
+
+def test_tracker_carries_a_hidden_person_on_at_its_speed():
+    """Two people cross; while they overlap only the front one is found. The one behind reappears
+    60 px further on than where it was last seen, where only its velocity puts its track: it keeps
+    its id, and so does the front one."""
+    tr = Tracker(min_iou=0.3, max_age=30, smooth=False)
+    ids = []
+    for k in range(60):
+        front, back = [20 + 4 * k, 0, 40, 100], [280 - 4 * k, 0, 40, 100]
+        hidden = abs(front[0] - back[0]) < 60
+        ids.append(tr.update([front] if hidden else [front, back], k))
+    assert all(i[0] == 0 for i in ids) and all(i[1] == 1 for i in ids if len(i) == 2)
+    assert sum(len(i) == 1 for i in ids) >= 10  # hidden for long enough that its last box no longer overlaps
+    t = Track(0, np.array([0.0, 0, 40, 100]), 0)
+    t.see(np.array([4.0, 0, 40, 100]), 1)
+    t.see(np.array([12.0, 0, 40, 100]), 3)  # 4 px per frame again, over two frames
+    np.testing.assert_allclose(t.predicted(8), [32.0, 0, 40, 100])
 
 
 def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
@@ -294,6 +312,15 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     one = weak.predict(image)
     assert one.box == pytest.approx(tuple(wb)) and one.box_score == pytest.approx(ws)
     np.testing.assert_allclose(one.keypoints, plain.predict(image, pose_box(wb, pred.box_margin)).keypoints, atol=1e-4)
+    # hysteresis: beside a person found, a weak detection (a person half hidden by another scores
+    # low) is posed too, best first; one under region_threshold is not
+    pair = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.6, 0.2]))
+    two = pair.predict_all(image)
+    assert [p.box_score for p in two] == pytest.approx([0.6, 0.2], abs=1e-3) and [p.person for p in two] == [0, 1]
+    for p, b in zip(two, pair.detector.detect(image, 0.1)[0]):
+        np.testing.assert_allclose(p.keypoints, plain.predict(image, pose_box(b, pred.box_margin)).keypoints, atol=1e-4)
+    faint = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.6, 0.05]))
+    assert [p.box_score for p in faint.predict_all(image)] == pytest.approx([0.6], abs=1e-3)
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 
