@@ -44,9 +44,13 @@ def run_network(model, codec, x: torch.Tensor, flip_test: bool = False, output: 
     decoding (as SimpleBaselines: heatmaps are averaged as maps, so where the two passes disagree
     the stronger mode wins; coordinates are averaged as coordinates). ``output`` is ``model(x)``
     when already computed."""
-    out = (model(x) if output is None else output).float()
-    if flip_test:
-        out = (out + codec.unflip(model(torch.flip(x, dims=[3])).float())) / 2
+    if flip_test and output is None:  # the image and its mirror as one batch: one network call
+        out, mirrored = model(torch.cat([x, torch.flip(x, dims=[3])])).float().split(len(x))
+        out = (out + codec.unflip(mirrored)) / 2
+    elif flip_test:
+        out = (output.float() + codec.unflip(model(torch.flip(x, dims=[3])).float())) / 2
+    else:
+        out = (model(x) if output is None else output).float()
     kp, sc = codec.decode(out)
     return Pass(out if codec.is_heatmap else None, kp, sc)
 

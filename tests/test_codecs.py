@@ -111,6 +111,9 @@ def test_flip_test_is_symmetric():
     mirrored[..., 0] = 63 - mirrored[..., 0]
     assert torch.allclose(pf, mirrored[:, FLIP_PERM], atol=1e-4)
     np.testing.assert_array_equal(FLIP_PERM[FLIP_PERM], np.arange(NUM_JOINTS))
+    calls = []  # the image and its mirror run as one batch: one network call, not two
+    p = run_network(lambda t: calls.append(len(t)) or model(t), c, x, flip_test=True)
+    assert calls == [2] and torch.allclose(p.keypoints, pred, atol=1e-5)
 
 
 def test_flip_test_averages_heatmaps_not_coordinates():
@@ -164,7 +167,11 @@ def test_unflip_maps_the_mirrored_output_back(spec):
         out = lambda k: c.encode(k, ones)[0].reshape(2, -1)  # noqa: E731
         assert torch.allclose(c.unflip(out(_mirror(kp, 64))), out(kp), atol=1e-6)
         # flip test of a coordinate codec: the two passes' coordinates are averaged
-        model = lambda x: out(torch.where((x[:, 0, 0, 0] < 0)[:, None, None], _mirror(kp, 64), kp))  # noqa: E731
+        def model(x):  # the true joints of each of the 2 images, mirrored where the input is (batch of 2 or 4)
+            k = kp.repeat(len(x) // 2, 1, 1)
+            return c.encode(torch.where((x[:, 0, 0, 0] < 0)[:, None, None], _mirror(k, 64), k),
+                            torch.ones(len(x), NUM_JOINTS))[0].reshape(len(x), -1)
+
         x = torch.zeros(2, 3, 64, 64)
         x[..., :, 32:] = -1.0
         p = run_network(model, c, x, flip_test=True)
