@@ -23,12 +23,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="posekit-lsp")
     ap.add_argument("--data", default=None, help="dataset root (default $POSEKIT_DATA)")
-    ap.add_argument("--flip-test", action="store_true")
+    ap.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None, help="default: the model's own")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     m, extras = evaluate(a.model, a.data, "lsp-test", flip_test=a.flip_test)
     res = extras["res"]
-    out = {"model": a.model, "checkpoint": m["checkpoint"], "split": "lsp-test", "n": m["n"], "flip_test": a.flip_test,
+    out = {"model": a.model, "checkpoint": m["checkpoint"], "split": "lsp-test", "n": m["n"], "flip_test": m["flip_test"],
            "errors": m["errors"], "per_joint_errors": m["per_joint_errors"],
            **lr_oracles(res["pred"], res["gt"], res["mask"])}
     print(f"PCK@0.2 {out['pck']:.4f}: " + ", ".join(f"{k} {v:.4f}" for k, v in m["errors"].items()))

@@ -100,6 +100,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
         torch.set_num_threads(n_threads)
         run, looks, passes = _first_pass(inference_ready(model), codec, cfg), 1, 1
+        flip = bool(opts.get("flip_test"))
     else:  # the predictor sets its own threads around every call
         pred = Predictor(name, device="cpu", threads=threads or None, **opts)
         cfg, s = pred.config, pred.input_size
@@ -107,6 +108,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         params, gflops = count_parameters(m), model_flops(m, s)
         crops = len(pred.refine or [])
         run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
+        flip = pred.flip_test  # the model's own, or the entry's
         if pred.detector is not None:
             d = pred.detector
             detector = {"name": d.name, "input_size": d.input_size,
@@ -121,7 +123,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
     ms = np.array(times) * 1000
     return {"model": spec, "arch": cfg.model.name, "input_size": s, "params": params,
             "gflops": round(gflops, 3), "looks": looks, "passes": passes,
-            "gflops_per_image": round(gflops * looks * (2 if opts.get("flip_test") else 1)
+            "gflops_per_image": round(gflops * looks * (2 if flip else 1)
                                       + (detector["gflops"] if detector else 0), 3), "detector": detector,
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs,
             "threads": _threads_label(threads), "torch_threads": n_threads}

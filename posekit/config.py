@@ -145,6 +145,7 @@ class InferConfig(Section):
     crop_border: int | None = Field(None, ge=0, le=10_000, strict=True)  # edge pixels repeated where a crop leaves the image
     crop_touch: Fraction | None = None  # ... on the sides a joint comes this close to (x the pose's size)
     person_threshold: Fraction | None = None  # person score under which no person is reported
+    flip_test: bool = False  # average with the mirrored image (SimpleBaselines' flip test; one batch of two)
 
     @field_validator("refine", mode="before")
     @classmethod

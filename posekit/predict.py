@@ -71,7 +71,7 @@ class Predictor:
     """A pose model ready to run on images.
 
     ``Predictor(model="posekit-lsp" | checkpoint | run folder | .onnx file, device=None,
-    backend="torch" | "onnx", flip_test=False, threads=None, **infer)``. Images are paths, encoded
+    backend="torch" | "onnx", flip_test=None, threads=None, **infer)``. Images are paths, encoded
     bytes, PIL images or uint8 arrays (RGB, or BGR with ``color="BGR"``), each through
     :func:`posekit.data.images.as_rgb`; a person box is (x, y, w, h) pixels, or None for the
     whole image.
@@ -80,7 +80,8 @@ class Predictor:
     :class:`~posekit.config.InferConfig`): ``refine`` margins of the refinement crops around the
     first estimate (False: one pass), ``refine_weight`` the first pass's weight in the fused
     heatmaps, ``crop_border`` edge pixels repeated where a crop leaves the image,
-    ``person_threshold`` the person score under which ``Pose.found`` is False. ``threads``: torch
+    ``person_threshold`` the person score under which ``Pose.found`` is False; ``flip_test``
+    (None: the model's own ``infer.flip_test``) averages with the mirrored image. ``threads``: torch
     intra-op threads (default :func:`default_threads`). The ``onnx`` backend runs the network with
     onnxruntime on the CPU.
 
@@ -92,19 +93,20 @@ class Predictor:
     Raises PosekitError (one line) for a bad model, backend, setting, image or box."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
-                 flip_test: bool = False, threads: int | None = None, detector=None, **infer):
+                 flip_test: bool | None = None, threads: int | None = None, detector=None, **infer):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise PosekitError(f"threads must be a positive integer or None, got {threads!r}")
         model = DEFAULT_MODEL if model is None else model
-        self.backend, self.name, self.flip_test, self.threads = backend, str(model), flip_test, threads
+        self.backend, self.name, self.threads = backend, str(model), threads
         self._load(model, device, threads)
         if self.codec.kind == "center":
             raise PosekitError(f"{model}: a person detector, not a pose model; give it as the detector "
                                "(--detector, Predictor(detector=...))")
         cfg = self.config
-        self.infer = infer_settings(cfg, infer, cascade=bool(self.stages))
+        self.infer = infer_settings(cfg, {**infer, "flip_test": flip_test}, cascade=bool(self.stages))
+        self.flip_test = self.infer.flip_test
         self.refine = self.infer.refine
         self.refine_weight = self.infer.refine_weight if self.refine else 0.0
         self.crop_border = DEFAULT_CROP_BORDER if self.infer.crop_border is None else self.infer.crop_border

@@ -17,14 +17,16 @@ from posekit.utils import atomic_write_text
 
 def _infer_line(cfg: Recipe) -> str:
     crops = cfg.infer.refine or []
+    flip = (", with the flip test: the mirrored image in the same batch, the two averaged (`infer.flip_test`; "
+            "`--no-flip-test` for one image)") if cfg.infer.flip_test else ""
     if not crops:
-        return "one pass on the person box (or the whole image)"
+        return "one pass on the person box (or the whole image)" + flip
     line = (f"{1 + len(crops)} passes fused: the person box (or the whole image), then "
             f"{len(crops)} square refinement crop(s) around the first estimate, margin(s) {', '.join(map(str, crops))} "
             "per side, run as one batch (`infer.refine`")
     if cfg.infer.refine_weight:
         line += f"; the first pass mixed in at weight {cfg.infer.refine_weight} (`infer.refine_weight`)"
-    return line + "; `--refine off` for one pass)"
+    return line + "; `--refine off` for one pass)" + flip
 
 
 def _inference_line(cfg: Recipe) -> str:

@@ -137,6 +137,27 @@ def test_refine_is_a_second_pass_around_the_first_estimate(ckpt, synth_root, tmp
     assert one.refinement_box(img, (1, 2, 30, 40)) == (1, 2, 30, 40)
 
 
+def test_flip_test_is_a_model_setting_a_caller_can_turn_off(ckpt, tmp_path, capsys):
+    """A model shipped with ``infer.flip_test`` runs the flip test by default (as Predictor(flip_test=True)
+    does); flip_test=False and the CLI's --no-flip-test turn it off; the plain model stays off."""
+    import torch
+
+    ck = torch.load(ckpt / "best.pt", weights_only=True, map_location="cpu")
+    ck["config"]["infer"]["flip_test"] = True
+    flipped = tmp_path / "flip.pt"
+    torch.save(ck, flipped)
+    img = "examples/lsp_im1003.jpg"
+    on, off = Predictor(str(flipped)), Predictor(str(flipped), flip_test=False)
+    assert on.flip_test and not off.flip_test and not Predictor(str(ckpt)).flip_test
+    np.testing.assert_allclose(on.predict(img).keypoints, Predictor(str(ckpt), flip_test=True).predict(img).keypoints, atol=1e-5)
+    np.testing.assert_allclose(off.predict(img).keypoints, Predictor(str(ckpt)).predict(img).keypoints, atol=1e-5)
+    for flag, want in (([], on), (["--no-flip-test"], off)):
+        assert main(["predict", img, "--model", str(flipped), "--json", *flag]) == 0
+        got = json.loads(capsys.readouterr().out)
+        got = got[0] if isinstance(got, list) else got
+        np.testing.assert_allclose(np.array([[j["x"], j["y"]] for j in got["joints"]]), want.predict(img).keypoints, atol=6e-3)
+
+
 def test_crop_border_repeats_the_edge_in_refinement_crops(ckpt):
     """The refinement crops repeat ``crop_border`` edge pixels where they leave the image (as
     :func:`posekit.data.transforms.warp` with a border): the predictor's crops are exactly

@@ -93,7 +93,8 @@ def _add_evaluate(sub) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    e.add_argument("--flip-test", action="store_true", help="average with the mirrored image (left/right swapped)")
+    e.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirrored image (left/right swapped; default: the model's own infer.flip_test)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
     _add_refinement(e)
     e.add_argument("--crop-border", type=int, metavar="PX", help="edge pixels repeated where a refinement crop "
@@ -114,7 +115,8 @@ def _add_predict(sub) -> None:
     fmt.add_argument("--csv", action="store_true", help="stdout: CSV, a header then one row per image/frame")
     pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
-    pr.add_argument("--flip-test", action="store_true", help="average with the mirrored image")
+    pr.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                    help="average with the mirrored image (default: the model's own infer.flip_test)")
     _add_refinement(pr)
     pr.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     pr.add_argument("--people", choices=["one", "all"], default="one",
@@ -204,7 +206,8 @@ def _add_data(sub) -> None:
     te.add_argument("--model", default="posekit-lsp", help="the teacher (shipped name, checkpoint or run folder)")
     te.add_argument("--data", help="dataset root (default $POSEKIT_DATA)")
     te.add_argument("--out", required=True, help="output .npz")
-    te.add_argument("--flip-test", action="store_true", help="the teacher also looks at the mirrored image")
+    te.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                    help="the teacher also looks at the mirrored image (default: the teacher's own infer.flip_test)")
     _add_refinement(te)
     te.add_argument("--no-progress", action="store_true")
     te.set_defaults(func=commands.cmd_data_teacher)

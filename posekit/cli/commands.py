@@ -88,7 +88,7 @@ def predictor_args(args) -> dict:
     """The :class:`posekit.Predictor` settings of ``predict`` / ``serve``."""
     return {"model": args.model, "backend": args.backend, "refine": args.refine,
             "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
-            "flip_test": getattr(args, "flip_test", False),
+            "flip_test": getattr(args, "flip_test", None),
             "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
 
 
