@@ -13,7 +13,10 @@ own settings; with a person detector, an image where it finds nobody scores 0 (n
 reported whatever the threshold).
 
 The threshold maximises the true-positive rate minus the false-positive rate on the choosing
-sets (Youden's J); the report gives both rates on the test sets, and the whole curve."""
+sets (Youden's J), or with ``--max-fpr F`` it is the lowest whose false-positive rate on the
+choosing sets is at most F (a fixed false-alarm rate, as the Neyman-Pearson rule: "nobody" must be
+answered on at least 1 - F of the images without a person, and as many people as possible are
+found under that); the report gives both rates on the test sets, and both curves."""
 from __future__ import annotations
 
 import argparse
@@ -83,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
     ap.add_argument("--noise", type=int, default=300, help="blank and noise images per side (choose, test)")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick runs)")
+    ap.add_argument("--max-fpr", type=float, default=None,
+                    help="choose the lowest threshold with at most this false-positive rate (default: Youden's J)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -113,11 +118,15 @@ def main(argv=None) -> int:
     neg_test = {k: scores(pred, v) for k, v in test_neg.items()}
     all_choose = np.concatenate(list(neg_choose.values()))
     grid = np.round(np.arange(0.02, 0.81, 0.01), 2)
-    j = [(rates(pos_choose, all_choose, t)["tpr"] - rates(pos_choose, all_choose, t)["fpr"], t) for t in grid]
-    best = max(j)[1]
+    choose_curve = [{"threshold": float(t), **rates(pos_choose, all_choose, t)} for t in grid]
+    if args.max_fpr is None:
+        best = max((c["tpr"] - c["fpr"], c["threshold"]) for c in choose_curve)[1]
+    else:
+        best = min([c["threshold"] for c in choose_curve if c["fpr"] <= args.max_fpr] or [float(grid[-1])])
     all_test = np.concatenate(list(neg_test.values()))
     result = {
         "score": "Pose.score: the mean joint score (0 where the detector found nobody)", "chosen_threshold": float(best),
+        "rule": "Youden's J" if args.max_fpr is None else f"the lowest with a false-positive rate of at most {args.max_fpr}",
         "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
         "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
                       "negatives": {k: len(v) for k, v in neg_choose.items()}},
@@ -128,6 +137,7 @@ def main(argv=None) -> int:
         "score_quantiles": {name: [float(q) for q in np.quantile(v, [0.01, 0.05, 0.5, 0.95, 0.99])]
                             for name, v in (("lsp_test", pos_test), ("no_person_test", all_test))},
         "curve": [{"threshold": float(t), "test": rates(pos_test, all_test, t)} for t in grid],
+        "choose_curve": choose_curve,
     }
     print(f"threshold {best:.2f} (chosen on the validation images, their backgrounds, blank and noise): "
           f"LSP test true-positive rate {result['test']['tpr']:.3f}, no-person false-positive rate "

@@ -1,11 +1,19 @@
 """Choose how a pose model runs on the person detector's boxes, on the validation split: PCK@0.2 for
 each margin around the detected box (``detect.box_margin``) and each refinement setting
-(``--refine``: off, or crops around the first estimate) and each lowest score at which the best
-detection is still the region (``detect.region_threshold``), the detector run once per image.
+(``--refine``: off, or crops around the first estimate), with and without the flip test
+(``--flip-test off on``), and each lowest score at which the best detection is still the region
+(``detect.region_threshold``), the detector run once per image.
 
     python benchmarks/topdown_settings.py --model posekit-lsp --detector posekit-person --data $POSEKIT_DATA \
-        --box-margins 0.1 0.15 --region-thresholds 0.1 0.2 0.3 --refine off 0.13 \
-        --test --json reports/topdown_settings.json
+        --box-margins 0.1 0.15 --region-thresholds 0.1 --refine off 0.13 --flip-test off on --multi \
+        --json reports/topdown_settings.json
+
+``--multi`` also scores every setting on ``val-multi`` (scenes of 1-4 people composed from the
+validation images, as ``posekit evaluate --split val-multi``: every person found by
+``Predictor.predict_all`` and posed on its box) and chooses by the mean of the two PCKs, so that
+one person and several weigh the same. ``--max-looks N`` leaves out of the choice the settings that
+run the network on more than N inputs per person (1 + one per refinement crop, twice that with
+the flip test): they are reported, but cost more than the budget.
 
 The validation images are whole photographs (mostly LSP-extended: people at many sizes and places,
 the regime top-down is for); the detector's best box is the pose's region, as in
@@ -15,6 +23,7 @@ are the model on the whole image, without the detector, for comparison."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 
@@ -44,6 +53,31 @@ def score(kp, truth) -> dict:
     return {"pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4), "n": len(kp)}
 
 
+def multi_scenes(model: str, data: str | None) -> tuple:
+    """The val-multi scenes' source images (images, keypoints, masks), as ``posekit evaluate --split val-multi``."""
+    from posekit.checkpoint import read_checkpoint
+    from posekit.data.lsp import load_sets
+    from posekit.evaluate import eval_ids, load_samples
+
+    ck = read_checkpoint(model)
+    sets = load_sets(data, list(ck["recipe"].data.sets))
+    return load_samples(sets, eval_ids("val-multi", ck, sets))[:3]
+
+
+def multi_pck(pred, det, margin: float, region_threshold: float, source: tuple) -> dict:
+    """Multi-person PCK@0.2 on val-multi with ``pred`` run top-down on ``det`` at these settings."""
+    from posekit.evaluate import MULTI_SCENES, _multi
+
+    pred.detector = det
+    det.settings = pred.config.detect.model_copy(update={"region_threshold": region_threshold})  # the pose model's own
+    pred.box_margin = margin
+    try:
+        m, _ = _multi(pred, *source, MULTI_SCENES)
+    finally:
+        pred.detector = None
+    return {"pck": round(m["multi_pck"], 4), "people": m["people"], "recall": round(m["recall"], 4)}
+
+
 def main(argv=None) -> int:
     from posekit.detect import PersonDetector, pose_box
     from posekit.predict import Predictor
@@ -57,6 +91,10 @@ def main(argv=None) -> int:
                     help="lowest scores of the best detection still used as the region")
     ap.add_argument("--refine", nargs="+", default=["off"], help="refinement settings: off or margins M[,M...]")
     ap.add_argument("--refine-weight", type=float, default=None, help="with crops: the first pass's weight")
+    ap.add_argument("--flip-test", nargs="+", choices=["off", "on"], default=["off"], help="flip test settings to compare")
+    ap.add_argument("--multi", action="store_true", help="also score val-multi; choose by the mean of the two PCKs")
+    ap.add_argument("--max-looks", type=int, default=None, help="choose among settings of at most this many network "
+                    "inputs per person (default: any)")
     ap.add_argument("--test", action="store_true", help="also score lsp-test (reported only)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json")
@@ -70,11 +108,14 @@ def main(argv=None) -> int:
     found_rate = {str(th): {name: round(float(np.mean([len(s) and s[0] >= th for _, s in f])), 4)
                             for name, f in found.items()} for th in a.region_thresholds}
     print(f"a person found (best detection's score at least ...) in: {found_rate}", flush=True)
+    multi = multi_scenes(a.model, a.data) if a.multi else None
     rows = []
-    for r in a.refine:
+    for r, flip in itertools.product(a.refine, a.flip_test):
         refine = False if r == "off" else [float(v) for v in r.split(",")]
-        pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None)
-        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight}
+        pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None,
+                         flip_test=flip == "on")
+        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test,
+                   "looks": (1 + len(pred.refine or [])) * (2 if pred.flip_test else 1)}
         row = {"box_margin": None, **setting}  # the whole image, no detector
         row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
         rows.append(row)
@@ -85,17 +126,24 @@ def main(argv=None) -> int:
                 for name, t in splits.items():
                     boxes = [pose_box(b[0], m) if len(s) and s[0] >= th else None for b, s in found[name]]
                     row[name] = score(run(pred, t[0], boxes), t)
+                if multi is not None:
+                    row["val-multi"] = multi_pck(pred, det, m, th, multi)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    best = max((r for r in rows if r["box_margin"] is not None), key=lambda r: r["val"]["pck"])
-    print(f"chosen on val: box_margin={best['box_margin']} region_threshold={best['region_threshold']} "
-          f"refine={best['refine']} (val PCK@0.2 {best['val']['pck']})"
+    rule = (lambda r: (r["val"]["pck"] + r["val-multi"]["pck"]) / 2) if a.multi else (lambda r: r["val"]["pck"])
+    best = max((r for r in rows if r["box_margin"] is not None and (a.max_looks is None or r["looks"] <= a.max_looks)),
+               key=rule)
+    print(f"chosen on val{' and val-multi' if a.multi else ''}: box_margin={best['box_margin']} "
+          f"region_threshold={best['region_threshold']} refine={best['refine']} flip_test={best['flip_test']} "
+          f"(val PCK@0.2 {best['val']['pck']}" + (f", val-multi {best['val-multi']['pck']}" if a.multi else "") + ")"
           + (f"; its lsp-test PCK@0.2 {best['lsp-test']['pck']}" if a.test else ""))
     if a.json:
         from posekit.utils import atomic_write_text
 
-        out = {"model": a.model, "detector": a.detector, "chosen_on": "val (whole images)", "found_rate": found_rate,
-               "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "refine", "refine_weight")},
+        out = {"model": a.model, "detector": a.detector, "found_rate": found_rate,
+               "chosen_on": "mean of val (whole images) and val-multi PCK@0.2" if a.multi else "val (whole images)",
+               "max_looks": a.max_looks,
+               "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "refine", "refine_weight", "flip_test")},
                "results": rows}
         atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
     return 0
