@@ -73,37 +73,23 @@ class BoxSmoother:
 
 @dataclass
 class Track:
-    """One person followed over frames: its last box and the box centre's velocity (pixels per
-    frame, an average over its matches), which carries the box on while the person is unseen
-    (constant velocity, as SORT predicts a track)."""
+    """One person followed over frames."""
 
     id: int
     box: np.ndarray
     last_frame: int
     smoother: OneEuroFilter | None = None
     hits: int = 1
-    velocity: np.ndarray | None = None  # (2,) box centre pixels per frame; None until seen twice
 
     def see(self, box: np.ndarray, frame: int) -> None:
         """The track matched ``box`` at ``frame``."""
-        box = np.asarray(box, np.float64).reshape(4)
-        if frame > self.last_frame:
-            step = (box[:2] + box[2:] / 2 - self.box[:2] - self.box[2:] / 2) / (frame - self.last_frame)
-            self.velocity = step if self.velocity is None else 0.5 * self.velocity + 0.5 * step
         self.box, self.last_frame, self.hits = box, frame, self.hits + 1
-
-    def predicted(self, frame: int) -> np.ndarray:
-        """The box (4,) expected at ``frame``: the last one moved on at the track's velocity."""
-        if self.velocity is None or frame <= self.last_frame:
-            return self.box.copy()
-        return np.concatenate([self.box[:2] + self.velocity * (frame - self.last_frame), self.box[2:]])
 
 
 class Tracker:
-    """Stable person ids over a video: each frame's boxes are matched to the live tracks' boxes
-    carried on to this frame (:meth:`Track.predicted`) by IoU (maximising the total IoU; pairs
-    under ``min_iou`` stay unmatched); an unmatched box starts a new track; a track unmatched for
-    more than ``max_age`` frames ends (a person hidden behind another for a while keeps its id). With ``smooth`` each
+    """Stable person ids over a video: each frame's boxes are matched to the live tracks' last
+    boxes by IoU (maximising the total IoU; pairs under ``min_iou`` stay unmatched); an unmatched
+    box starts a new track; a track unmatched for more than ``max_age`` frames ends. With ``smooth`` each
     track's joints go through its own :class:`OneEuroFilter` (``one_euro``: its parameters)."""
 
     def __init__(self, min_iou: float = 0.3, max_age: int = 10, smooth: bool = True, one_euro: dict | None = None):
@@ -128,14 +114,14 @@ class Tracker:
         free = [t for t in self.tracks if t.id in by_id]
         rows = [r for r in range(len(boxes)) if ids[r] < 0]
         if free and rows:
-            iou = box_iou(boxes[rows], np.stack([t.predicted(frame) for t in free]))
+            iou = box_iou(boxes[rows], np.stack([t.box for t in free]))
             for r, c in zip(*linear_sum_assignment(-iou)):
                 if iou[r, c] >= self.min_iou:
                     free[c].see(boxes[rows[r]], frame)
                     ids[rows[r]] = free[c].id
         for r, box in enumerate(boxes):
             if ids[r] < 0:
-                t = Track(self.next_id, np.array(box), frame, OneEuroFilter(**self.one_euro) if self.smooth else None)
+                t = Track(self.next_id, box, frame, OneEuroFilter(**self.one_euro) if self.smooth else None)
                 self.tracks.append(t)
                 self.next_id += 1
                 ids[r] = t.id

@@ -73,7 +73,8 @@ def test_service_endpoints(client):
     assert client.get("/healthz").json()["status"] == "ok"
     m = client.get("/v1/models").json()
     assert m["loaded"]["name"] == "posekit-lsp" and "posekit-lsp" in m["shipped"]
-    assert m["loaded"]["refine"] == client.app.state.predictor.refine and m["loaded"]["refine"]  # the shipped crops
+    pred = client.app.state.predictor  # the model's own settings, as shipped: the flip test, no refinement crop
+    assert m["loaded"]["refine"] == pred.refine and m["loaded"]["flip_test"] == pred.flip_test and m["loaded"]["flip_test"]
     assert m["loaded"]["threshold"] == client.app.state.predictor.threshold
     sk = client.get("/v1/skeleton").json()
     assert len(sk["joints"]) == 14 and len(sk["sides"]) == 14 and sk["limbs"]

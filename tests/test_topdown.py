@@ -7,7 +7,7 @@ import torch
 from posekit.codecs import build_codec
 from posekit.data.scenes import box_from_joints, compose, multi_person_set
 from posekit.metrics import average_precision, box_iou, match_people, multi_person_pck
-from posekit.tracking import OneEuroFilter, Track, Tracker
+from posekit.tracking import OneEuroFilter, Tracker
 
 
 def _output_for(codec, boxes):
@@ -126,24 +126,6 @@ def test_tracker_keeps_ids_and_starts_new_ones():
     assert tr.update([[52, 1, 10, 20]], 6) == [3]  # unseen for 5 frames: that track ended
     # a box known to continue a track keeps its id whatever the overlap (a person followed from its joints)
     assert tr.update([[90, 90, 10, 20], [52, 1, 10, 20]], 7, known=[3, None]) == [3, 4]
-
-
-def test_tracker_carries_a_hidden_person_on_at_its_speed():
-    """Two people cross; while they overlap only the front one is found. The one behind reappears
-    60 px further on than where it was last seen, where only its velocity puts its track: it keeps
-    its id, and so does the front one."""
-    tr = Tracker(min_iou=0.3, max_age=30, smooth=False)
-    ids = []
-    for k in range(60):
-        front, back = [20 + 4 * k, 0, 40, 100], [280 - 4 * k, 0, 40, 100]
-        hidden = abs(front[0] - back[0]) < 60
-        ids.append(tr.update([front] if hidden else [front, back], k))
-    assert all(i[0] == 0 for i in ids) and all(i[1] == 1 for i in ids if len(i) == 2)
-    assert sum(len(i) == 1 for i in ids) >= 10  # hidden for long enough that its last box no longer overlaps
-    t = Track(0, np.array([0.0, 0, 40, 100]), 0)
-    t.see(np.array([4.0, 0, 40, 100]), 1)
-    t.see(np.array([12.0, 0, 40, 100]), 3)  # 4 px per frame again, over two frames
-    np.testing.assert_allclose(t.predicted(8), [32.0, 0, 40, 100])
 
 
 def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
