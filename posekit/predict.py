@@ -227,15 +227,19 @@ class Predictor:
         settings = self.detector.settings
         boxes, scores = self.detect([rgb], min(settings.region_threshold, settings.score_threshold))[0]
         strong = scores >= settings.score_threshold
-        out = []
-        for part in (strong, ~strong):  # the weak ones only where a strong one is a person
-            if not part.any() or (not out and part is not strong):
-                continue
-            poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes[part]])
-            for b, s, p in zip(boxes[part], scores[part], poses):
-                if p.found:
-                    p.box, p.box_score, p.person = tuple(float(v) for v in b), float(s), len(out)
-                    out.append(p)
+        out: list[Pose] = []
+
+        def pose_each(part: np.ndarray) -> None:
+            if part.any():
+                poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes[part]])
+                for b, s, p in zip(boxes[part], scores[part], poses):
+                    if p.found:
+                        p.box, p.box_score, p.person = tuple(float(v) for v in b), float(s), len(out)
+                        out.append(p)
+
+        pose_each(strong)
+        if out:  # somebody is there: the weak detections may be people too
+            pose_each(~strong)
         return out
 
     def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:
