@@ -100,7 +100,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
         torch.set_num_threads(n_threads)
         run, looks, passes = _first_pass(inference_ready(model), codec, cfg), 1, 1
-        flip = bool(opts.get("flip_test"))
+        flip = False  # a registry network runs its first pass alone
     else:  # the predictor sets its own threads around every call
         pred = Predictor(name, device="cpu", threads=threads or None, **opts)
         cfg, s = pred.config, pred.input_size

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -122,7 +123,12 @@ def main(argv=None) -> int:
     if args.max_fpr is None:
         best = max((c["tpr"] - c["fpr"], c["threshold"]) for c in choose_curve)[1]
     else:
-        best = min([c["threshold"] for c in choose_curve if c["fpr"] <= args.max_fpr] or [float(grid[-1])])
+        ok = [c["threshold"] for c in choose_curve if c["fpr"] <= args.max_fpr]
+        if not ok:
+            print(f"no_person.py: no threshold up to {grid[-1]} keeps the false-positive rate at {args.max_fpr} "
+                  "or less on the choosing sets", file=sys.stderr)
+            return 2
+        best = min(ok)
     all_test = np.concatenate(list(neg_test.values()))
     result = {
         "score": "Pose.score: the mean joint score (0 where the detector found nobody)", "chosen_threshold": float(best),

@@ -5,8 +5,8 @@ each margin around the detected box (``detect.box_margin``) and each refinement 
 (``detect.region_threshold``), the detector run once per image.
 
     python benchmarks/topdown_settings.py --model posekit-lsp --detector posekit-person --data $POSEKIT_DATA \
-        --box-margins 0.1 0.15 --region-thresholds 0.1 --refine off 0.13 --flip-test off on --multi \
-        --json reports/topdown_settings.json
+        --box-margins 0.1 0.15 --region-thresholds 0.1 --refine off 0.13 --refine-weight 0.1 \
+        --flip-test off on --multi --max-looks 2 --json reports/topdown_settings.json
 
 ``--multi`` also scores every setting on ``val-multi`` (scenes of 1-4 people composed from the
 validation images, as ``posekit evaluate --split val-multi``: every person found by
@@ -18,7 +18,9 @@ the flip test): they are reported, but cost more than the budget.
 The validation images are whole photographs (mostly LSP-extended: people at many sizes and places,
 the regime top-down is for); the detector's best box is the pose's region, as in
 ``Predictor.predict``, and the whole image where it finds nobody. The setting with the best
-validation PCK is printed as the choice; LSP test (``--test``) is only reported. ``whole`` rows
+validation PCK (with ``--multi``: the best mean, below) is printed as the choice; LSP test
+(``--test``) is only reported. ``--flip-test`` lists the settings compared (default: off only,
+whatever the model's own). ``whole`` rows
 are the model on the whole image, without the detector, for comparison."""
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ train/test gap), ``paper-test`` (the paper's 70/15/15 split's test part), ``val`
 checkpoint's own validation split), ``lsp-multi``: scenes of 1 to 4 people composed from LSP's
 test images only (:func:`posekit.data.scenes.multi_person_set`, seed 0), scored for detection
 (AP@0.5, recall) and multi-person PCK@0.2 (every true person matched by box IoU; an unmatched one
-counts all its joints wrong; also by the person's height in the scene), and ``val-multi``: the
+counts all its joints wrong; also by the person's height in the scene; ``pose_precision``: the
+share of the people ``predict_all`` returns that match a true person), and ``val-multi``: the
 same made from the validation images, to choose settings on."""
 from __future__ import annotations
 
@@ -106,8 +107,11 @@ def _multi(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
         truths.append((to_edges(sc.boxes), sc.keypoints, sc.masks))
     det = average_precision(dets, [t[0] for t in truths], 0.5)
     mp = multi_person_pck(preds, truths)
+    returned = sum(len(b) for b, _ in preds)
     metrics = {"n": len(scenes), "people": det["people"], "ap50": det["ap"], "recall": det["recall"],
                "precision": det["precision"], "multi_pck": mp["pck"],
+               # what predict_all answers: people returned, and the share of them that is a true person
+               "poses_returned": returned, "pose_precision": mp["matched"] / returned if returned else None,
                "multi_pck_by_height": _by_height(scenes, mp["per_person"])}
     return metrics, {"scenes": scenes, "preds": preds}
 

@@ -397,6 +397,22 @@ def test_serve_on_a_busy_port_is_one_line(capsys):
     assert not called  # refused before the model loads
 
 
+def test_serve_passes_the_flip_test_setting_on(monkeypatch):
+    """`serve --no-flip-test` / `--flip-test` reach the Predictor; without either, the model's own (None)."""
+    import socket
+
+    from posekit.serve import app as serve_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for flag, want in (([], None), (["--no-flip-test"], False), (["--flip-test"], True)):
+        called = []
+        monkeypatch.setattr(serve_app, "run", lambda **kw: called.append(kw))
+        assert main(["serve", "--port", str(port), *flag]) == 0
+        assert called[0]["flip_test"] is want
+
+
 def test_crop_border_repeats_edge_pixels():
     from posekit.data.transforms import box_matrix, warp
 

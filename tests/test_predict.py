@@ -149,6 +149,7 @@ def test_flip_test_is_a_model_setting_a_caller_can_turn_off(ckpt, tmp_path, caps
     img = "examples/lsp_im1003.jpg"
     on, off = Predictor(str(flipped)), Predictor(str(flipped), flip_test=False)
     assert on.flip_test and not off.flip_test and not Predictor(str(ckpt)).flip_test
+    assert np.abs(on.predict(img).keypoints - off.predict(img).keypoints).max() > 0.1  # the CLI check below can tell them apart
     np.testing.assert_allclose(on.predict(img).keypoints, Predictor(str(ckpt), flip_test=True).predict(img).keypoints, atol=1e-5)
     np.testing.assert_allclose(off.predict(img).keypoints, Predictor(str(ckpt)).predict(img).keypoints, atol=1e-5)
     for flag, want in (([], on), (["--no-flip-test"], off)):

@@ -1,5 +1,7 @@
 """Top-down pieces: the detector's codec (round trip, NMS), composed scenes, box metrics,
 tracking and the One-Euro filter, the detector's training task and Predictor.predict_all."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -197,6 +199,9 @@ def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     m, _ = evaluate(str(pose_run), str(synth_root), "lsp-multi", limit=4, detector=str(tmp_path / "det"))
     assert {"ap50", "recall", "multi_pck", "people"} <= set(m) and m["n"] == 4 and m["detector"] == str(tmp_path / "det")
     assert sum(b["people"] for b in m["multi_pck_by_height"]) == m["people"]
+    _, extras = evaluate(str(pose_run), str(synth_root), "lsp-multi", limit=4, detector=str(tmp_path / "det"))
+    returned = sum(len(b) for b, _ in extras["preds"])  # what predict_all answered, and how much of it is right
+    assert m["poses_returned"] == returned and (returned == 0 or 0 <= m["pose_precision"] <= 1)
     v, _ = evaluate(str(pose_run), str(synth_root), "val-multi", limit=3, detector=str(tmp_path / "det"))
     assert v["split"] == "val-multi" and v["n"] == 3  # the same scenes made from the validation images
     # the CLI: every person, one record each, with its index
@@ -303,6 +308,15 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
         np.testing.assert_allclose(p.keypoints, plain.predict(image, pose_box(b, pred.box_margin)).keypoints, atol=1e-4)
     faint = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.6, 0.05]))
     assert [p.box_score for p in faint.predict_all(image)] == pytest.approx([0.6], abs=1e-3)
+    # the strong detection is no person (its pose under the threshold): the weak one is not even posed
+    calls = []
+
+    def nobody_found(prepared, *a, **k):
+        calls.append(len(prepared))
+        return [dataclasses.replace(p, found=False) for p in plain_estimate(prepared, *a, **k)]
+
+    plain_estimate, pair.estimate = pair.estimate, nobody_found
+    assert pair.predict_all(image) == [] and calls == [1]
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 

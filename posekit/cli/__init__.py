@@ -159,6 +159,8 @@ def _add_serve(sub) -> None:
     sv.add_argument("--workers", type=int, default=1, help="inference threads (at most the CPU cores)")
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
     _add_refinement(sv, weight=False)
+    sv.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                    help="average with the mirrored image (default: the model's own infer.flip_test)")
     sv.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     sv.add_argument("--detector", metavar="MODEL|off", help="person detector to run first (default: the model's own)")
     sv.set_defaults(func=commands.cmd_serve)

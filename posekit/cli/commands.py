@@ -136,7 +136,7 @@ def cmd_serve(args) -> int:
     p = predictor_args(args)
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
-        person_threshold=p["person_threshold"], detector=p["detector"])
+        person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"])
     return 0
 
 
