@@ -81,6 +81,15 @@ def rates(pos: np.ndarray, neg: np.ndarray, thr: float) -> dict:
     return {"tpr": float((pos >= thr).mean()), "fpr": float((neg >= thr).mean())}
 
 
+def choose_threshold(curve: list[dict], max_fpr: float | None = None) -> float | None:
+    """The threshold of ``curve`` (dicts of threshold, tpr, fpr on the choosing sets): the highest
+    TPR − FPR (Youden's J), or with ``max_fpr`` the lowest whose FPR is at most it (None if none is)."""
+    if max_fpr is None:
+        return max((c["tpr"] - c["fpr"], c["threshold"]) for c in curve)[1]
+    ok = [c["threshold"] for c in curve if c["fpr"] <= max_fpr]
+    return min(ok) if ok else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="posekit-lsp")
@@ -91,6 +100,9 @@ def main(argv=None) -> int:
                     help="choose the lowest threshold with at most this false-positive rate (default: Youden's J)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
+        print(f"no_person.py: --max-fpr {args.max_fpr}: expected a rate in [0, 1]", file=sys.stderr)
+        return 2
 
     from posekit.checkpoint import read_checkpoint
     from posekit.data.images import read_image
@@ -120,15 +132,11 @@ def main(argv=None) -> int:
     all_choose = np.concatenate(list(neg_choose.values()))
     grid = np.round(np.arange(0.02, 0.81, 0.01), 2)
     choose_curve = [{"threshold": float(t), **rates(pos_choose, all_choose, t)} for t in grid]
-    if args.max_fpr is None:
-        best = max((c["tpr"] - c["fpr"], c["threshold"]) for c in choose_curve)[1]
-    else:
-        ok = [c["threshold"] for c in choose_curve if c["fpr"] <= args.max_fpr]
-        if not ok:
-            print(f"no_person.py: no threshold up to {grid[-1]} keeps the false-positive rate at {args.max_fpr} "
-                  "or less on the choosing sets", file=sys.stderr)
-            return 2
-        best = min(ok)
+    best = choose_threshold(choose_curve, args.max_fpr)
+    if best is None:
+        print(f"no_person.py: no threshold up to {grid[-1]} keeps the false-positive rate at {args.max_fpr} "
+              "or less on the choosing sets", file=sys.stderr)
+        return 2
     all_test = np.concatenate(list(neg_test.values()))
     result = {
         "score": "Pose.score: the mean joint score (0 where the detector found nobody)", "chosen_threshold": float(best),

@@ -55,26 +55,25 @@ def score(kp, truth) -> dict:
     return {"pck": round(m["pck"], 4), "pcp": round(m["pcp"], 4), "n": len(kp)}
 
 
-def multi_scenes(model: str, data: str | None) -> tuple:
-    """The val-multi scenes' source images (images, keypoints, masks), as ``posekit evaluate --split val-multi``."""
-    from posekit.checkpoint import read_checkpoint
-    from posekit.data.lsp import load_sets
-    from posekit.evaluate import eval_ids, load_samples
-
-    ck = read_checkpoint(model)
-    sets = load_sets(data, list(ck["recipe"].data.sets))
-    return load_samples(sets, eval_ids("val-multi", ck, sets))[:3]
+def choose(rows: list[dict], multi: bool, max_looks: int | None) -> dict:
+    """The best detector-box row: by validation PCK, or with ``multi`` by the mean of the validation
+    and val-multi PCKs; rows over ``max_looks`` network inputs per person are left out (None: any).
+    Raises SystemExit (one line) when none is left."""
+    ok = [r for r in rows if r["box_margin"] is not None and (max_looks is None or r["looks"] <= max_looks)]
+    if not ok:
+        raise SystemExit(f"topdown_settings.py: no setting runs at most {max_looks} network inputs per person")
+    return max(ok, key=lambda r: (r["val"]["pck"] + r["val-multi"]["pck"]) / 2 if multi else r["val"]["pck"])
 
 
 def multi_pck(pred, det, margin: float, region_threshold: float, source: tuple) -> dict:
     """Multi-person PCK@0.2 on val-multi with ``pred`` run top-down on ``det`` at these settings."""
-    from posekit.evaluate import MULTI_SCENES, _multi
+    from posekit.evaluate import MULTI_SCENES, multi_person_metrics
 
     pred.detector = det
     det.settings = pred.config.detect.model_copy(update={"region_threshold": region_threshold})  # the pose model's own
     pred.box_margin = margin
     try:
-        m, _ = _multi(pred, *source, MULTI_SCENES)
+        m, _ = multi_person_metrics(pred, *source, MULTI_SCENES)
     finally:
         pred.detector = None
     return {"pck": round(m["multi_pck"], 4), "people": m["people"], "recall": round(m["recall"], 4)}
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
     found_rate = {str(th): {name: round(float(np.mean([len(s) and s[0] >= th for _, s in f])), 4)
                             for name, f in found.items()} for th in a.region_thresholds}
     print(f"a person found (best detection's score at least ...) in: {found_rate}", flush=True)
-    multi = multi_scenes(a.model, a.data) if a.multi else None
+    multi = load_split(a.model, a.data, "val-multi", None)[:3] if a.multi else None  # the scenes' source people
     rows = []
     for r, flip in itertools.product(a.refine, a.flip_test):
         refine = False if r == "off" else [float(v) for v in r.split(",")]
@@ -132,9 +131,7 @@ def main(argv=None) -> int:
                     row["val-multi"] = multi_pck(pred, det, m, th, multi)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    rule = (lambda r: (r["val"]["pck"] + r["val-multi"]["pck"]) / 2) if a.multi else (lambda r: r["val"]["pck"])
-    best = max((r for r in rows if r["box_margin"] is not None and (a.max_looks is None or r["looks"] <= a.max_looks)),
-               key=rule)
+    best = choose(rows, a.multi, a.max_looks)
     print(f"chosen on val{' and val-multi' if a.multi else ''}: box_margin={best['box_margin']} "
           f"region_threshold={best['region_threshold']} refine={best['refine']} flip_test={best['flip_test']} "
           f"(val PCK@0.2 {best['val']['pck']}" + (f", val-multi {best['val-multi']['pck']}" if a.multi else "") + ")"

@@ -90,8 +90,9 @@ def _stage_metrics(pred: Predictor, images, kps, masks, sizes, batch_size: int) 
     return out
 
 
-def _multi(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
-    """Detection and multi-person PCK on ``n`` composed scenes of the given one-person images."""
+def multi_person_metrics(pred: Predictor, images, kps, masks, n: int) -> tuple[dict, dict]:
+    """Detection and multi-person PCK of ``pred`` (with its detector) on ``n`` scenes composed (seed 0)
+    of the given one-person images: (metrics, extras with the scenes and predictions)."""
     from posekit.data.scenes import multi_person_set
     from posekit.detect import to_edges
 
@@ -160,7 +161,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
                     refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None)
     if split_name in MULTI_SPLITS:
-        metrics, extras = _multi(pred, images, kps, masks, MULTI_SCENES if limit is None else min(MULTI_SCENES, limit))
+        n = MULTI_SCENES if limit is None else min(MULTI_SCENES, limit)
+        metrics, extras = multi_person_metrics(pred, images, kps, masks, n)
         return {**metrics, **settings}, {**extras, "ckpt": ckpt}
     poses = [p for i in range(0, len(images), batch_size) for p in pred.predict_batch(images[i:i + batch_size])]
     found = np.array([p.keypoints for p in poses]).reshape(-1, 14, 2)
