@@ -200,6 +200,12 @@ class VideoConfig(Section):
     d_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the cutoff of the speed estimate
     track_iou: Fraction = 0.3  # a box continues a track when it overlaps its last box at least this much
     max_age: int = Field(10, ge=0, le=1000)  # frames a track survives unseen
+    # re-identification: a person unseen for up to reid_age frames (0: off) takes its id back when
+    # the colours in its box are within reid_distance (Bhattacharyya) of the track's and its box
+    # centre within reid_reach box heights of the track's last (posekit.tracking.Tracker)
+    reid_age: int = Field(90, ge=0, le=10_000)
+    reid_distance: Fraction = 0.4
+    reid_reach: float = Field(1.5, gt=0, le=100)
     # one person: after a found pose, the next frame is posed in the square around its (smoothed)
     # joints enlarged by this margin per side, in one pass and without the detector, until the
     # pose is lost (MediaPipe's region of interest from the previous frame); null: detect every frame

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from posekit.errors import PosekitError
+from posekit.tracking import appearance
 from posekit.utils import temp_path
 
 DEFAULT_FPS = 30.0
@@ -237,7 +238,8 @@ class FramePoser:
         self.pred, self.people, self.box = pred, people, box
         smooth = v.smooth if smooth is None else smooth
         self.tracker = Tracker(v.track_iou, v.max_age, smooth,
-                               {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff})
+                               {"min_cutoff": v.min_cutoff, "beta": v.beta, "d_cutoff": v.d_cutoff},
+                               v.reid_age, v.reid_distance, v.reid_reach)
         self.box_smoother = BoxSmoother(v.box_min_cutoff, v.box_beta, v.track_iou) if smooth else None
         from posekit.config import VideoConfig
 
@@ -252,7 +254,9 @@ class FramePoser:
         h, w = frame.shape[:2]
         live = [p for p in poses if p.found]
         known = [self.followed] if self.people == "one" else None  # followed from its own joints: the same person
-        ids = self.tracker.update([p.box if p.box is not None else (0, 0, w, h) for p in live], index, known)
+        boxes = [p.box if p.box is not None else (0, 0, w, h) for p in live]
+        features = appearance(frame, boxes) if self.tracker.reid_age > 0 else None
+        ids = self.tracker.update(boxes, index, known, features)
         for p, i in zip(live, ids):
             p.person = i
             p.keypoints = self.tracker.smoothed(i, p.keypoints, t)

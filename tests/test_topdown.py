@@ -130,6 +130,54 @@ def test_tracker_keeps_ids_and_starts_new_ones():
     assert tr.update([[90, 90, 10, 20], [52, 1, 10, 20]], 7, known=[3, None]) == [3, 4]
 
 
+def test_appearance_signatures_and_distances():
+    from posekit.tracking import appearance, appearance_distance
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :100] = (200, 30, 30)  # red (RGB) on the left, blue on the right
+    image[:, 100:] = (30, 30, 200)
+    sig = appearance(image, [[10, 10, 50, 50], [120, 10, 50, 50], [20, 0, 30, 90], [300, 300, 10, 10]])
+    assert sig.shape == (4, 128) and sig.dtype == np.float32
+    np.testing.assert_allclose(sig[:3].sum(1), 1.0, atol=1e-6)
+    assert sig[3].sum() == 0  # outside the image: empty
+    d = appearance_distance(sig, sig)
+    assert d.shape == (4, 4)
+    assert d[0, 2] == pytest.approx(0.0, abs=1e-6) and d[0, 1] == pytest.approx(1.0)  # same colours; none shared
+    assert d[3, 3] == pytest.approx(1.0)  # an empty signature matches nothing, not even itself
+    half = appearance(image, [[75, 10, 50, 50]])  # half red, half blue
+    assert 0.2 < appearance_distance(half, sig[:1])[0, 0] < 0.8
+
+
+def test_tracker_reidentifies_a_person_hidden_behind_another():
+    """Two people cross; the one behind is hidden for 40 frames (past max_age) and comes out further
+    along: with appearance it keeps its id, without it (or reid_age 0) it gets a new one; a person
+    of other colours, or one beyond reid_reach, is not given the hidden person's id."""
+    red, blue, green = np.eye(3)[[0, 2, 1]]  # one-bin stand-in signatures: the tracker only compares them
+
+    def run(features: bool, reid_age: int = 90, comer=blue, comer_x=160.0):
+        tr = Tracker(min_iou=0.3, max_age=10, smooth=False, reid_age=reid_age, reid_distance=0.4, reid_reach=1.5)
+        ids = []
+        for k in range(70):
+            boxes, sigs = [[10.0 + 2 * k, 0, 40, 100]], [red]  # the front person walks right
+            if k < 20:  # the back person walks left...
+                boxes, sigs = boxes + [[150.0 - k, 0, 40, 100]], sigs + [blue]
+            elif k >= 60:  # ...and is seen again
+                boxes, sigs = boxes + [[comer_x - (k - 60), 0, 40, 100]], sigs + [comer]
+            ids.append(tr.update(boxes, k, features=np.array(sigs) if features else None))
+        return ids
+
+    ids = run(True)
+    assert {i[0] for i in ids} == {0} and ids[0][1] == 1
+    assert [i[1] for i in ids[60:]] == [1] * 10  # re-identified 40 frames later, far from its last box's overlap
+    assert [i[1] for i in run(False)[60:]] == [2] * 10  # IoU only: a new id
+    assert [i[1] for i in run(True, reid_age=0)[60:]] == [2] * 10
+    assert [i[1] for i in run(True, comer=green)[60:]] == [2] * 10  # other colours: another person
+    assert [i[1] for i in run(True, comer_x=400.0)[60:]] == [2] * 10  # 250 px away, reach 150 px: another person
+    tr = Tracker(max_age=2, smooth=False, reid_age=5)
+    tr.update([[0, 0, 10, 20]], 0, features=np.array([red]))
+    assert tr.update([[5, 0, 10, 20]], 9, features=np.array([red])) == [1]  # unseen past reid_age: forgotten
+
+
 def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
     from posekit.tracking import BoxSmoother
 
