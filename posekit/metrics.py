@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS, PCP_PARTS, TORSO_PAIR, idx
+from .skeleton import FLIP_PERM, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS, PCP_PARTS, TORSO_PAIR, idx
 
 # Relative slack so a distance exactly at the threshold counts as correct despite rounding.
 _REL_TOL = 1e-9
@@ -259,6 +259,43 @@ def box_iou(a, b) -> np.ndarray:
     inter = iw * ih
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def keypoint_similarity(a, b, area) -> np.ndarray:
+    """Per-joint similarity (COCO's OKS terms) of every pose of ``a`` (M, K, 2) with every pose of
+    ``b`` (P, K, 2): exp(-d^2 / (2 area k^2)), d the joint's distance in pixels, k its
+    :data:`~posekit.skeleton.OKS_SIGMAS` spread doubled (as COCO), ``area`` (P,) each pose of
+    ``b``'s scale (square pixels, e.g. its box area). Returns (M, P, K) in [0, 1]; 0 where a
+    joint is not finite."""
+    a = np.asarray(a, np.float64).reshape(-1, NUM_JOINTS, 2)
+    b = np.asarray(b, np.float64).reshape(-1, NUM_JOINTS, 2)
+    area = np.maximum(np.asarray(area, np.float64).reshape(-1), 1e-9)
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+    e = d2 / (2 * area[None, :, None] * (2 * OKS_SIGMAS) ** 2)
+    return np.where(np.isfinite(e), np.exp(-np.where(np.isfinite(e), e, 0)), 0.0)
+
+
+def oks(a, b, area) -> np.ndarray:
+    """Object keypoint similarity (COCO, Lin et al. ECCV 2014) of every pose of ``a`` (M, K, 2)
+    with every pose of ``b`` (P, K, 2) at ``b``'s scales ``area`` (P,): the mean over joints of
+    :func:`keypoint_similarity`. Returns (M, P) in [0, 1]."""
+    return keypoint_similarity(a, b, area).mean(-1)
+
+
+def pose_nms(keypoints, areas, threshold: float) -> list[int]:
+    """Greedy non-maximum suppression of poses (as AlphaPose's pose NMS and MMPose's ``oks_nms``):
+    in the given order (best first), a pose is dropped when the poses already kept account for
+    its joints, i.e. when the mean over its joints of the best :func:`keypoint_similarity` with
+    any kept pose (at that pose's ``areas`` scale) is above ``threshold``. With one kept pose this
+    is its OKS; taking each joint's best catches a pose made of two people's joints. ``keypoints``
+    (P, K, 2), ``areas`` (P,). Returns the kept indices, in order."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, NUM_JOINTS, 2)
+    sim = keypoint_similarity(kp, kp, areas)  # (P, P, K)
+    keep: list[int] = []
+    for i in range(len(kp)):
+        if not keep or sim[i, keep].max(0).mean() <= threshold:
+            keep.append(i)
+    return keep
 
 
 def average_precision(detections: list, truths: list, iou: float = 0.5) -> dict:

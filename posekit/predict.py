@@ -162,8 +162,11 @@ class Predictor:
         return prepare(as_rgb(image, color), box, self.input_size, self.resize_mode)
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
-        """The pose of the person in ``box``; None: the best person the detector finds (the
-        whole image without a detector, or when it finds nobody: then ``found`` is False)."""
+        """The pose of the person in ``box``; None: the best person the detector finds: its best
+        detection's pose, or when that pose is under the person threshold the first person
+        :meth:`predict_all` finds (so that one person is answered whenever "all" finds someone);
+        the whole image without a detector; when nobody is found, the best detection's pose (or
+        the whole image's, without any detection) with ``found`` False."""
         return self.predict_batch([image], [box], color)[0]
 
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
@@ -176,10 +179,14 @@ class Predictor:
         rgbs = [as_rgb(im, color) for im in images]
         found = self.best_people(rgbs, boxes)
         poses = self.estimate([self.prepare(im, self._crop(b, s), "RGB") for im, b, s in zip(rgbs, boxes, found)])
-        for p, b, s in zip(poses, boxes, found):
+        for i, (p, b, s) in enumerate(zip(poses, boxes, found)):
             if b is None and self.detector is not None:
                 p.box, p.box_score = (None, s[1]) if s[0] is None else (tuple(s[0]), s[1])
                 p.found = p.found and s[0] is not None
+                if s[0] is not None and not p.found:  # the best box is nobody: another detection may be
+                    people = self.predict_all(rgbs[i], "RGB")
+                    if people:
+                        poses[i] = people[0]
         return poses
 
     def detect(self, rgbs: list, score_threshold: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -217,8 +224,12 @@ class Predictor:
         detections scoring at least ``detect.score_threshold``; once one of them is a person (its
         pose found), weaker detections down to ``detect.region_threshold`` are posed too (a person
         partly hidden by another scores low), each kept when its own pose is found. Whether
-        anybody is there is decided by the strong detections alone."""
+        anybody is there is decided by the strong detections alone. A pose too like one already
+        kept (object keypoint similarity above ``detect.pose_nms``: one person posed from two
+        boxes, or a box across two people posed as a mix of both) is dropped
+        (:func:`posekit.metrics.pose_nms`)."""
         from posekit.detect import pose_box
+        from posekit.metrics import pose_nms
 
         rgb = as_rgb(image, color)
         if self.detector is None:
@@ -240,6 +251,11 @@ class Predictor:
         pose_each(strong)
         if out:  # somebody is there: the weak detections may be people too
             pose_each(~strong)
+        if settings.pose_nms is not None and len(out) > 1:
+            out = [out[i] for i in pose_nms(np.stack([p.keypoints for p in out]),
+                                            [p.box[2] * p.box[3] for p in out], settings.pose_nms)]
+            for i, p in enumerate(out):
+                p.person = i
         return out
 
     def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:

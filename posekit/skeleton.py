@@ -96,6 +96,14 @@ LIMBS: tuple[tuple[int, int], ...] = tuple(
     )
 )
 
+# Per-joint spread of human annotation for the object keypoint similarity (OKS): COCO's sigmas
+# (Lin et al., ECCV 2014) for the 12 limb joints, and CrowdPose's (Li et al., CVPR 2019, the same
+# 14 joints as LSP) for the neck and head top.
+_OKS_SIGMA = {"ankle": 0.089, "knee": 0.087, "hip": 0.107, "wrist": 0.062, "elbow": 0.072, "shoulder": 0.079,
+              "neck": 0.079, "head_top": 0.079}
+OKS_SIGMAS: np.ndarray = np.array([_OKS_SIGMA[n.split("_", 1)[1] if n.startswith(("left_", "right_")) else n]
+                                   for n in JOINT_NAMES])
+
 # Torso size for PCK, as in the LSP evaluation code: left shoulder to right hip.
 TORSO_PAIR: tuple[int, int] = (idx("left_shoulder"), idx("right_hip"))
 

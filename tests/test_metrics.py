@@ -224,3 +224,38 @@ def test_lr_oracles():
     assert r["pck"] < 0.5
     assert r["images_swapped"] == 1 and r["pck_whole_pose_lr_oracle"] == pytest.approx((14 + 8) / 28)
     assert r["chains_swapped"] == 3 and r["pck_arms_legs_lr_oracle"] == 1.0
+
+
+def test_oks_is_cocos_formula():
+    from posekit.metrics import keypoint_similarity, oks
+    from posekit.skeleton import OKS_SIGMAS
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 100, (14, 2))
+    assert oks(a, a, [400.0])[0, 0] == pytest.approx(1.0)
+    b = a + [3.0, 4.0]  # every joint 5 px away
+    want = np.exp(-25.0 / (2 * 400.0 * (2 * OKS_SIGMAS) ** 2))
+    np.testing.assert_allclose(keypoint_similarity(b, a, [400.0])[0, 0], want)
+    assert oks(b, a, [400.0])[0, 0] == pytest.approx(want.mean())
+    far = np.stack([a, b, a + 1000])
+    assert oks(far, a, [400.0]).shape == (3, 1) and oks(far, a, [400.0])[2, 0] < 1e-6
+    c = a.copy()
+    c[0] = np.nan
+    assert keypoint_similarity(c, a, [400.0])[0, 0, 0] == 0.0  # a missing joint counts 0
+
+
+def test_pose_nms_drops_a_second_pose_of_one_person_and_a_mix_of_two():
+    from posekit.metrics import oks, pose_nms
+
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, (14, 2))
+    b = a + [300.0, 0.0]  # another person, far away
+    twice = a + 1.0  # the first person posed again from a second box
+    mix = np.concatenate([a[:7], b[7:]])  # a box across both: half the joints of each
+    kp, areas = np.stack([a, b, twice, mix]), [1e4] * 4
+    assert pose_nms(kp, areas, 0.3) == [0, 1]
+    assert oks(mix, kp[:2], areas[:2]).max() == pytest.approx(0.5, abs=1e-6)  # like neither person alone...
+    assert pose_nms(kp, areas, 0.6) == [0, 1]  # ...but its joints are all theirs: still dropped
+    assert pose_nms(kp[[0, 1]], areas[:2], 0.3) == [0, 1]  # different people are kept
+    assert pose_nms(kp[[3, 0, 1]], areas[:3], 0.3) == [0]  # order decides: the first kept is the best
+    assert pose_nms(np.zeros((0, 14, 2)), [], 0.3) == []

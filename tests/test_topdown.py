@@ -365,6 +365,27 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
 
     plain_estimate, pair.estimate = pair.estimate, nobody_found
     assert pair.predict_all(image) == [] and calls == [1]
+
+    def same_joints(prepared, *a, **k):  # every box posed as the same person (two boxes on one person)
+        poses = plain_estimate(prepared, *a, **k)
+        return [dataclasses.replace(p, keypoints=poses[0].keypoints + 0.5 * i) for i, p in enumerate(poses)]
+
+    twice = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.6, 0.5]))
+    plain_estimate, twice.estimate = twice.estimate, same_joints
+    assert len(twice.predict_all(image)) == 1  # pose NMS (detect.pose_nms): the second is a duplicate
+    twice.detector.settings = twice.detector.settings.model_copy(update={"pose_nms": None})
+    assert [p.person for p in twice.predict_all(image)] == [0, 1]  # off: both
+
+    # predict(): the best box is nobody but another detection is a person: that person, as "all" answers
+    fallback = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.9, 0.6]))
+    plain_estimate = fallback.estimate
+    first_box = pose_box(fallback.detector.detect(image)[0][0], fallback.box_margin)
+    fallback.estimate = lambda prepared, *a, **k: [dataclasses.replace(p, found=not np.allclose(q.box, first_box))
+                                                   for p, q in zip(plain_estimate(prepared, *a, **k), prepared)]
+    one = fallback.predict(image)
+    (_, second_box), (_, second_score) = fallback.detector.detect(image)
+    assert one.found and one.box == pytest.approx(tuple(second_box)) and one.box_score == pytest.approx(second_score)
+    assert [p.box for p in fallback.predict_all(image)] == [one.box]
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 
