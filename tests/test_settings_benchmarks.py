@@ -1,5 +1,6 @@
-"""The choice rules of benchmarks/no_person.py (person threshold) and benchmarks/topdown_settings.py
-(how the pose model uses the detector's box): what each picks, and a clear refusal when nothing fits."""
+"""The choice rules of benchmarks/no_person.py (person threshold), benchmarks/topdown_settings.py
+(how the pose model uses the detector's box) and benchmarks/pose_nms.py (pose NMS): what each
+picks, and a clear refusal when nothing fits."""
 import runpy
 
 import pytest
@@ -34,3 +35,16 @@ def test_topdown_settings_choice_weighs_several_people_and_keeps_to_the_cost():
     assert choose(rows, multi=False, max_looks=2) is rows[1]
     with pytest.raises(SystemExit, match="no setting runs at most 0 network inputs per person"):
         choose(rows, multi=True, max_looks=0)
+
+
+def test_pose_nms_choice_keeps_pck_and_takes_the_least_suppression():
+    choose = runpy.run_path("benchmarks/pose_nms.py")["choose"]
+
+    def row(t, pck, precision):
+        return {"threshold": t, "multi_pck": pck, "pose_precision": precision}
+
+    rows = [row(None, 0.6439, 0.9738), row(0.2, 0.6423, 0.9898), row(0.3, 0.6423, 0.9898), row(0.5, 0.6423, 0.9857)]
+    assert choose(rows, 0.005) == 0.3  # the best precision within the PCK loss; of the tied, the highest
+    assert choose(rows, 0.001) is None  # every threshold loses too much PCK: off
+    assert choose([row(None, 0.6, 0.99), row(0.3, 0.6, 0.99)], 0.005) is None  # no gain: off
+    assert runpy.run_path("benchmarks/pose_nms.py")["main"](["--thresholds", "1.5"]) == 2
