@@ -1,6 +1,7 @@
 """posekit: single-image human pose estimation (14 Leeds Sports Pose joints).
 
-``posekit.Predictor`` is the Python API (see :mod:`posekit.predict`)."""
+``posekit.Predictor`` is the Python API (see :mod:`posekit.predict`); bad input raises
+``posekit.PosekitError`` (see :mod:`posekit.errors`)."""
 
 import os as _os
 
@@ -9,8 +10,10 @@ import os as _os
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 _os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 
+from posekit.errors import PosekitError  # noqa: E402  (light: no torch)
+
 __version__ = "0.1.0"
-__all__ = ["Predictor", "Pose", "__version__"]
+__all__ = ["Predictor", "Pose", "PosekitError", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: `import posekit` stays light; torch loads on first use

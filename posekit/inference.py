@@ -28,9 +28,10 @@ class Pose:
     threshold (and, with a detector, the detector found the person; below either the pose is the
     network's best guess at a person who is probably not there: nothing is drawn); ``box`` (x, y,
     w, h) the person's box: the detector's or the caller's (None: the whole image);
-    ``box_score`` the detector's confidence in it (None: no detector); ``person`` the person's
-    index in the image (or its track id in a video); ``in_image`` (K,) False for a joint placed
-    outside the image."""
+    ``box_score`` the detector's confidence in it (None: no detector ran, or the caller gave the
+    box; 0.0: the detector ran and found nobody, ``box`` None); ``person`` the person's index in
+    the image, in the detector's order (or its track id in a video); ``in_image`` (K,) False for
+    a joint placed outside the image."""
 
     keypoints: np.ndarray
     scores: np.ndarray
@@ -49,16 +50,45 @@ class Pose:
         return (x >= -0.5) & (x <= self.width - 0.5) & (y >= -0.5) & (y <= self.height - 0.5)
 
     def to_dict(self) -> dict:
-        """JSON-ready: width, height, person, found, score, box, box_score and the joints (name,
-        x, y, score, in_image), numbers rounded."""
+        """JSON-ready: width, height, person (None when not ``found``: nobody to number), found,
+        score, box, box_score and the K joints (name, x, y, score, in_image), numbers rounded."""
         inside = self.in_image
-        return {"width": self.width, "height": self.height, "person": int(self.person), "found": bool(self.found),
+        return {"width": self.width, "height": self.height, "person": int(self.person) if self.found else None,
+                "found": bool(self.found),
                 "score": round(float(self.score), 4),
                 "box": None if self.box is None else [round(float(v), 2) for v in self.box],
                 "box_score": None if self.box_score is None else round(float(self.box_score), 4),
                 "joints": [{"name": n, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4),
                             "in_image": bool(i)}
                            for n, (x, y), s, i in zip(self.names, self.keypoints, self.scores, inside)]}
+
+
+def reported_poses(pred, image: np.ndarray, people: str = "one", box=None) -> list[Pose]:
+    """The poses an answer reports for one RGB uint8 image (H, W, 3), by ``pred`` (a
+    :class:`posekit.predict.Predictor`): ``people`` "all" without a ``box``: every person found
+    (``pred.predict_all``, in the detector's order, highest detection score first); "one", or a
+    ``box`` given: the one person (``pred.predict``, found or not).
+
+    Never empty. With nobody found it is the one-person answer with ``found`` False: the best
+    candidate posed (the detector's best box down to ``detect.region_threshold``; the whole image
+    when the detector finds nobody, then ``box_score`` is 0.0, or without a detector). So an
+    answer about nobody carries the score of a pose that was estimated, the same in every mode
+    and interface (CLI, video, HTTP)."""
+    if people == "all" and box is None and getattr(pred, "detector", None) is not None:
+        found = pred.predict_all(image)
+        if found:
+            return found
+        best = pred.predict(image)
+        best.found = False  # a weak detection alone is nobody to predict_all
+        return [best]
+    return [pred.predict(image, box)]
+
+
+def pose_records(poses: list[Pose], **where) -> list[dict]:
+    """The records of ``poses`` (one each, as ``--json`` writes them): ``where`` first (e.g.
+    image, frame, time, model), then :meth:`Pose.to_dict`. The one place records are built, so
+    that every record has the same fields, found or not, image or video frame."""
+    return [{**where, **p.to_dict()} for p in poses]
 
 
 def parse_box(box) -> tuple[float, float, float, float] | None:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from posekit.errors import PosekitError
+from posekit.inference import pose_records, reported_poses
 from posekit.tracking import appearance
 from posekit.utils import temp_path
 
@@ -249,8 +250,11 @@ class FramePoser:
         self.followed = None  # this frame's person id when it was followed from the last frame's joints
 
     def __call__(self, frame: np.ndarray, t: float, index: int) -> list:
-        """The frame's poses (one, found or not, in "one" mode; the people found in "all" mode)."""
-        poses = self.pred.predict_all(frame) if self.people == "all" and self.box is None else [self._one(frame, t)]
+        """The frame's poses, never none: one, found or not, in "one" mode; the people found in
+        "all" mode, or with nobody the one-person answer, not found
+        (:func:`posekit.inference.reported_poses`)."""
+        every = self.people == "all" and self.box is None
+        poses = reported_poses(self.pred, frame, "all") if every else [self._one(frame, t)]
         h, w = frame.shape[:2]
         live = [p for p in poses if p.found]
         known = [self.followed] if self.people == "one" else None  # followed from its own joints: the same person
@@ -312,14 +316,6 @@ class FramePoser:
         return pose
 
 
-def frame_records(label: str, n: int, t: float, model: str, poses: list) -> list[dict]:
-    """One record per person of a frame (a frame with nobody: one record, found false)."""
-    base = {"image": label, "frame": n, "time": round(t, 4), "model": model}
-    if not poses:
-        return [{**base, "found": False, "person": None, "score": 0.0, "joints": []}]
-    return [{**base, **p.to_dict()} for p in poses]
-
-
 class StreamOutput:
     """What a stream writes into ``out_dir``: ``<name>.jsonl`` (a record per line) and, with
     ``draw``, ``<name>_pose.mp4``, both opened at the first frame."""
@@ -370,15 +366,43 @@ class StreamOutput:
             self.jsonl_tmp = None
 
 
+def declared_frames(path) -> int | None:
+    """The number of frames the container of a video file declares for its first video stream
+    (read with PyAV; None where the container gives none, as some formats store only a duration)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            n = c.streams.video[0].frames if c.streams.video else 0
+    except Exception:  # OpenCV read it; a count PyAV cannot give is no count
+        return None
+    return n if n > 0 else None
+
+
+def check_complete(path, decoded: int) -> None:
+    """Raise PosekitError when a video file ends before the frames its container declares (a
+    truncated or damaged file): ``<path>: truncated: <decoded> of <declared> frames decoded``.
+    A shortfall of one frame, or 1 % of a long video, is let through: a container's count and a
+    decoder's can differ by that much on a whole file (a last frame a decoder drops)."""
+    declared = declared_frames(path)
+    if declared is not None and decoded < declared - max(1, declared // 100):
+        raise PosekitError(f"{path}: truncated: {decoded} of {declared} frames decoded")
+
+
 def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, draw: bool, emit,
                    max_frames: int | None = None) -> int:
     """Run ``poser`` (a :class:`FramePoser`) on every frame of a video file or a webcam
-    (``source`` an int). Returns the number of frames. A source with no readable frame is an
-    error; Ctrl-C ends a webcam cleanly.
+    (``source`` an int). Returns the number of frames. Ctrl-C ends a webcam cleanly.
+
+    Raises PosekitError for a source with no readable frame, and for a video file that ends
+    before the frame count its container declares (:func:`check_complete`; checked where the
+    container gives a count and ``max_frames`` did not stop it first). As for any error midway
+    (Ctrl-C on a file too), the records already passed to ``emit`` stay there, and no
+    ``<name>.jsonl`` or ``<name>_pose.mp4`` is written (an earlier one is left as it was).
 
     Each record is ``{"image", "frame", "time", "model", **pose.to_dict()}`` (one per person,
-    :func:`frame_records`), passed to ``emit`` and, with ``out_dir``, written to ``<name>.jsonl``
-    there. ``time`` is the frame's own container timestamp in seconds for a file, and the seconds
+    :func:`posekit.inference.pose_records`), passed to ``emit`` and, with ``out_dir``, written to
+    ``<name>.jsonl`` there. ``time`` is the frame's own container timestamp in seconds for a file, and the seconds
     since capture began for a webcam (rules in the module docstring). With ``draw`` the annotated
     ``<name>_pose.mp4`` keeps those frame times, so it has the source's (possibly variable) timing
     and a webcam recording plays in real time."""
@@ -391,7 +415,7 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
         try:
             for t, frame in timed_frames(cap, live, fps, max_frames):
                 poses = poser(frame, t, n)
-                recs = frame_records(label, n, t, poser.pred.name, poses)
+                recs = pose_records(poses, image=label, frame=n, time=round(t, 4), model=poser.pred.name)
                 for rec in recs:
                     emit(rec)
                 out.add(frame, t, poses, recs)
@@ -399,10 +423,12 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
         except KeyboardInterrupt:
             if not live:
                 raise
+        if n == 0:
+            raise PosekitError(f"{label}: no frames could be read")
+        if not live and (max_frames is None or n < max_frames):
+            check_complete(source, n)
         out.finish()
     finally:
         cap.release()
         out.close()
-    if n == 0:
-        raise PosekitError(f"{label}: no frames could be read")
     return n

@@ -144,11 +144,13 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
 
     A pose has ``keypoints`` ((14, 2) float, original pixels), ``scores`` ((14,) float), ``found``
     (bool), ``box`` ((x, y, w, h) pixels, or None) and optionally ``person`` (int; else its index in
-    ``poses``), which picks its colour in ``skeleton.PERSON_COLORS``. One person drawn: limbs and
-    joints coloured by side. Several: each person's limbs in its own colour, joints still by side.
-    Each box is a thin rectangle in its person's colour. Low-score joints are hollow rings with
-    dashed limbs. ``legend`` adds a key in the top-left corner (sides, low confidence, and the
-    people when several). When no pose is found the copy is returned untouched."""
+    ``poses``), which picks its colour in ``skeleton.PERSON_COLORS`` and is its label in the
+    legend ("person 0", as the records number people). One person drawn: limbs and joints
+    coloured by side. Several: each person's limbs in its own colour, joints still by side. Each
+    box is a thin rectangle in its person's colour. Low-score joints are hollow rings with dashed
+    limbs. ``legend`` adds a key in the top-left corner (sides, low confidence, and the people
+    when several), under the drawing: it never hides a joint or a limb. When no pose is found the
+    copy is returned untouched."""
     out = _as_rgb(image)
     drawn = []  # (pose, person number, colour)
     for i, p in enumerate(poses):
@@ -159,6 +161,12 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
         return out
     t, r = _default_sizes(out.shape)
     several = len(drawn) > 1
+    if legend:
+        entries = [("left", SIDE_COLORS["left"]), ("right", SIDE_COLORS["right"]), ("centre", SIDE_COLORS["center"]),
+                   ("low confidence", _LEGEND_INK, "ring")]
+        if several:
+            entries += [(f"person {k}", pc, "line") for _p, k, pc in drawn]
+        _legend(out, entries)
     for p, _k, pc in drawn:
         if p.box is not None:
             x, y, w, h = _box(p.box)
@@ -166,17 +174,15 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
     for p, _k, pc in drawn:
         kpts, vis = _visible(p.keypoints, None)
         _skeleton(out, kpts, vis, _low(p.scores), pc if several else None, None, t, r)
-    if legend:
-        entries = [("left", SIDE_COLORS["left"]), ("right", SIDE_COLORS["right"]), ("centre", SIDE_COLORS["center"]),
-                   ("low confidence", _LEGEND_INK, "ring")]
-        if several:
-            entries += [(f"person {k + 1}", pc, "line") for _p, k, pc in drawn]
-        _legend(out, entries)
     return out
 
 
+_LEGEND_PANEL = 0.6  # the legend's white panel over the picture: this opaque, the picture shows through
+
+
 def _legend(img: np.ndarray, entries) -> None:
-    """Tiny legend in the top-left corner, in place. ``entries``: (label, RGB) or (label, RGB,
+    """Tiny legend in the top-left corner, in place, on a see-through white panel (drawn before
+    what it explains, so that drawing stays on top). ``entries``: (label, RGB) or (label, RGB,
     mark) with mark "box" (filled square, the default), "ring" (hollow circle) or "line"."""
     s = max(img.shape[:2])
     scale = max(0.3, s / 900)
@@ -185,7 +191,8 @@ def _legend(img: np.ndarray, entries) -> None:
     box, gap = tht, max(2, tht // 2)
     w = gap * 3 + box + tw
     h = gap + len(entries) * (tht + base + gap)
-    cv2.rectangle(img, (0, 0), (w, h), (255, 255, 255), -1)
+    panel = img[:h + 1, :w + 1]
+    panel[:] = cv2.addWeighted(panel, 1 - _LEGEND_PANEL, np.full_like(panel, 255), _LEGEND_PANEL, 0)
     for i, (label, col, *mark) in enumerate(entries):
         col, mark = tuple(map(int, col)), (mark[0] if mark else "box")
         y = gap + i * (tht + base + gap)
@@ -199,12 +206,12 @@ def _legend(img: np.ndarray, entries) -> None:
 
 
 def draw_comparison(image, pred, gt, mask=None) -> np.ndarray:
-    """Ground truth in green, prediction in red (drawn on top), with a small legend. ``mask``
-    hides unannotated ground-truth joints; the prediction is drawn for all finite joints."""
-    out = draw_pose(image, gt, mask, color=GT_COLOR)
-    out = draw_pose(out, pred, None, color=PRED_COLOR)
+    """Ground truth in green, prediction in red (drawn on top), with a small legend under both.
+    ``mask`` hides unannotated ground-truth joints; the prediction is drawn for all finite joints."""
+    out = _as_rgb(image)
     _legend(out, (("GT", GT_COLOR), ("pred", PRED_COLOR)))
-    return out
+    out = draw_pose(out, gt, mask, color=GT_COLOR)
+    return draw_pose(out, pred, None, color=PRED_COLOR)
 
 
 def make_grid(images, ncols: int = 4, cell: int = 256, pad: int = 4) -> np.ndarray:

@@ -278,3 +278,121 @@ def test_follow_on_is_refused_where_nobody_single_is_followed(capsys, tmp_path):
     for extra in (["--people", "all"], ["--box", "0,0,50,80"]):
         assert main(["predict", str(img), "--follow", "on", *extra]) == 2
         _one_line_error(capsys, "--follow on", "--people all or --box")
+
+
+class _Scene:
+    """A stand-in Predictor (no network) with a detector: on a bright image it finds people whose
+    pose scores are ``found`` (in the detector's order); on a dark one nobody, and ``predict``
+    answers the whole image's pose of score ``guess`` (the detector found nobody: box_score 0.0)."""
+
+    name, threshold, detector = "stub", 0.3, object()
+
+    def __init__(self, found=(0.5, 0.9), guess=0.12):
+        from types import SimpleNamespace
+
+        from posekit.config import VideoConfig
+
+        self.found, self.guess = found, guess
+        self.config = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None))
+
+    @staticmethod
+    def _pose(img, score, **kw):
+        from posekit.inference import Pose
+
+        h, w = img.shape[:2]
+        kp = np.stack([np.linspace(5, w - 5, 14), np.linspace(5, h - 5, 14)], 1)
+        return Pose(kp, np.full(14, score), w, h, score=score, found=score >= _Scene.threshold, **kw)
+
+    def predict_all(self, img):
+        if img.mean() < 100:
+            return []
+        return [self._pose(img, s, box=(10.0 + 40 * i, 5.0, 30.0, 50.0), box_score=0.9 - 0.2 * i, person=i)
+                for i, s in enumerate(self.found)]
+
+    def predict(self, img, box=None):
+        people = self.predict_all(img)
+        if people:
+            return people[0]
+        guess = self._pose(img, self.guess, box_score=0.0)
+        guess.found = False  # a person must be detected too
+        return guess
+
+
+def _scene_inputs(tmp_path):
+    """A bright image (people), a dark one (nobody) and a 4-frame clip: bright, dark, bright, dark."""
+    import cv2
+
+    bright, dark = tmp_path / "bright.png", tmp_path / "dark.png"
+    cv2.imwrite(str(bright), np.full((90, 120, 3), 200, np.uint8))
+    cv2.imwrite(str(dark), np.full((90, 120, 3), 20, np.uint8))
+    clip = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (120, 90))
+    for v in (200, 20, 200, 20):
+        w.write(np.full((90, 120, 3), v, np.uint8))
+    w.release()
+    return [str(bright), str(dark), str(clip)]
+
+
+@pytest.mark.parametrize("people", ["one", "all"])
+def test_records_have_one_shape_and_nobody_is_the_one_person_answer(tmp_path, capsys, monkeypatch, people):
+    """Every record, image or video frame, somebody or nobody, one person or all, has the same
+    fields in the same order (one builder); nobody is the one-person answer, not found, person
+    null, with that pose's own score; CSV has every JSON field (model, box, box_score too)."""
+    import csv
+    import io
+
+    import posekit.cli.predict as cp
+    from posekit.skeleton import JOINT_NAMES
+
+    monkeypatch.setattr(cp, "Predictor", lambda **k: _Scene())
+    inputs = _scene_inputs(tmp_path)
+    assert main(["predict", *inputs, "--people", people, "--json"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    fields = ["model", "width", "height", "person", "found", "score", "box", "box_score", "joints"]
+    for r in recs:
+        video = r["image"].endswith("clip.avi")
+        assert list(r) == ["image", *(["frame", "time"] if video else []), *fields], r
+        assert len(r["joints"]) == 14 and r["model"] == "stub" and (r["width"], r["height"]) == (120, 90)
+    nobody = [r for r in recs if not r["found"]]
+    assert [r["image"].rsplit("/", 1)[-1] for r in nobody] == ["dark.png", "clip.avi", "clip.avi"]
+    assert all(r["person"] is None and r["score"] == 0.12 and r["box"] is None and r["box_score"] == 0.0
+               for r in nobody)
+    somebody = [r for r in recs if r["found"]]
+    assert [r["score"] for r in somebody] == ([0.5] * 3 if people == "one" else [0.5, 0.9] * 3)  # detector's order
+    assert all(r["box"] is not None and r["box_score"] is not None for r in somebody)
+
+    assert main(["predict", *inputs, "--people", people, "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0])[:14] == ["image", "frame", "time", "model", "width", "height", "person", "found", "score",
+                                  "box_x", "box_y", "box_w", "box_h", "box_score"]
+    assert len(rows) == len(recs) and len(rows[0]) == 14 + 4 * len(JOINT_NAMES)
+    for row, r in zip(rows, recs):
+        cells = [r.get("frame"), r.get("time"), r["model"], r["person"], int(r["found"]), r["score"],
+                 *(r["box"] or [None] * 4), r["box_score"], r["joints"][13]["x"]]
+        want = ["" if v is None else str(v) for v in cells]
+        assert [row[k] for k in ("frame", "time", "model", "person", "found", "score", "box_x", "box_y", "box_w",
+                                 "box_h", "box_score", "head_top_x")] == want
+
+    assert main(["predict", inputs[1], "--people", people]) == 0
+    assert capsys.readouterr().out.strip() == f"{inputs[1]}: no person found (score 0.12, threshold 0.30)"
+    monkeypatch.setattr(cp, "Predictor", lambda **k: _Scene(guess=0.46))  # a pose over the threshold, undetected
+    assert main(["predict", inputs[1], "--people", people]) == 0
+    assert capsys.readouterr().out.strip().endswith("no person found (score 0.46, threshold 0.30, but no person detected)")
+
+
+def test_predict_help_says_what_the_defaults_and_records_are(capsys):
+    """--box defaults to the detector's person (not the whole image); --json/--csv write one
+    record per person with --people all; posekit.PosekitError is the public error type."""
+    import posekit
+    from posekit.errors import PosekitError
+
+    assert posekit.PosekitError is PosekitError and "PosekitError" in posekit.__all__
+    for cmd in ("predict", "explain"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: the detector's best person; without a detector, the whole image" in text
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one JSON object per record (per image or frame; --people all: per person)" in text

@@ -452,6 +452,33 @@ def test_no_person_is_an_answer_everywhere(tmp_path, capsys):
     assert body["people"] == [] and body["threshold"] == 1.0 and 0 < body["score"] < 1
 
 
+def test_nobody_is_one_answer_in_every_mode(tmp_path, capsys):
+    """A blank image: `predict` (one person) and `predict --people all` give the same record, the
+    best candidate's pose (its own score, not an invented 0.0), found false, person null; the
+    HTTP answer's score is that same score, for people=all and one."""
+    from fastapi.testclient import TestClient
+
+    from posekit.predict import Predictor
+    from posekit.serve.app import create_app
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
+    recs = []
+    for people in ("one", "all"):
+        assert main(["predict", str(blank), "--people", people, "--json"]) == 0
+        recs.append(json.loads(capsys.readouterr().out))
+    assert recs[0] == recs[1]
+    rec = recs[0]
+    assert rec["found"] is False and rec["person"] is None and 0 < rec["score"] and len(rec["joints"]) == 14
+    pred = Predictor("posekit-lsp")
+    assert rec["score"] == round(pred.predict(str(blank)).score, 4)
+    with TestClient(create_app(predictor=pred)) as client:
+        for people in ("all", "one"):
+            body = client.post("/v1/pose", files={"image": ("b.png", blank.read_bytes(), "image/png")},
+                               data={"people": people}).json()
+            assert body["people"] == [] and body["score"] == rec["score"]
+
+
 def test_blank_and_noise_images_find_nobody():
     from posekit.predict import Predictor
 

@@ -69,9 +69,10 @@ def test_predict_json_csv_and_text(capsys):
     assert recs[0]["found"] is True and 0 < recs[0]["score"] <= 1
     assert main(["predict", *EXAMPLES[:2], "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0][:9] == ["image", "frame", "time", "person", "width", "height", "found", "score",
-                           f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
-    assert len(rows[1]) == 8 + 4 * 14 and float(rows[1][8]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
+    assert rows[0][:15] == ["image", "frame", "time", "model", "width", "height", "person", "found", "score",
+                            "box_x", "box_y", "box_w", "box_h", "box_score", f"{JOINT_NAMES[0]}_x"] and len(rows) == 3
+    assert len(rows[1]) == 14 + 4 * 14 and float(rows[1][14]) == pytest.approx(recs[0]["joints"][0]["x"], abs=0.01)
+    assert rows[1][3] == "posekit-lsp" and [float(v) for v in rows[1][9:13]] == recs[0]["box"]
     assert main(["predict", EXAMPLES[0]]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(EXAMPLES[0]) and "head_top=" in line and "\n" not in line

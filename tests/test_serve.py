@@ -346,6 +346,10 @@ def test_page_draws_people_no_person_and_errors(live_server, browser):
     _wait_status(page, "No person")
     status_none = _status(page)
     nobody = page.evaluate(_OVERLAY)["n"], page.evaluate(_ROWS), page.evaluate(_IMAGE_DRAWN)
+    answers.append((200, _answer([], score=0.46, threshold=0.32)))  # a pose over the threshold, nobody detected
+    _upload(page, "tiny.jpg", jpg)
+    _wait_status(page, "tiny.jpg: No person")
+    status_undetected = _status(page)
 
     answers.append((200, _answer([_person(0, 0)])))
     _upload(page, "one.jpg", jpg)
@@ -359,14 +363,15 @@ def test_page_draws_people_no_person_and_errors(live_server, browser):
     assert not errors, errors
     assert not foreign, foreign
     assert head == ["person", "joint", "x", "y", "score"]
-    assert first_col == ["1"] * 14 + ["2"] * 14 and low_rows == ["left_knee"]
-    assert legend[-2:] == ["person 1", "person 2"]
+    assert first_col == ["0"] * 14 + ["1"] * 14 and low_rows == ["left_knee"]  # the answer's own "person"
+    assert legend[-2:] == ["person 0", "person 1"]
     assert knee[3] == 0 and max(p[3] for p in ring) > 0  # nothing at the centre, the ring around it
     near = lambda px, rgb: px[3] > 200 and sum(abs(a - b) for a, b in zip(px[:3], rgb)) < 60  # noqa: E731
     assert near(shin0, PERSON_COLORS[0]) and near(shin1, PERSON_COLORS[1]), (shin0, shin1)
     assert near(hip0, SIDE_COLORS["right"]), hip0
     assert "2 people" in status_two[0] and status_two[1] == ""
-    assert "No person found (score 0.12, threshold 0.30)" in status_none[0] and status_none[1] == ""
+    assert "No person found (score 0.12, threshold 0.30), round trip" in status_none[0] and status_none[1] == ""
+    assert "No person found (score 0.46, threshold 0.32, but no person detected)" in status_undetected[0]
     assert nobody[0] == 0 and nobody[1] == 0 and nobody[2] > 0  # the image, and nothing drawn over it
     assert status_err[1] == "error" and "bad.jpg" in status_err[0]
 
@@ -415,3 +420,39 @@ def test_unexpected_errors_are_json_500(predictor):
     r = _post(c, Path(EXAMPLE).read_bytes())
     assert r.status_code == 500 and r.json()["error"]["message"] == "internal error (RuntimeError)"
     assert c.get("/healthz").json()["in_flight"] == 0
+
+
+class _Crowd:
+    """A stand-in Predictor with a detector: ``found`` pose scores in the detector's order (all
+    over the threshold); with none, ``predict`` answers the best candidate, not found."""
+
+    name, backend, input_size, flip_test, refine, threshold, detector = "stub", "torch", 128, False, None, 0.3, object()
+
+    def __init__(self, found, guess=0.46):
+        self.found, self.guess = found, guess
+
+    def _pose(self, score, found, person=0):
+        from posekit.inference import Pose
+
+        kp = np.tile([[20.0, 30.0]], (14, 1))
+        return Pose(kp, np.full(14, score), 147, 171, score=score, found=found, box=(5.0, 5.0, 60.0, 90.0),
+                    box_score=0.8 - 0.1 * person, person=person)
+
+    def predict_all(self, rgb):
+        return [self._pose(s, True, i) for i, s in enumerate(self.found)]
+
+    def predict(self, rgb, box=None):
+        return self.predict_all(rgb)[0] if self.found else self._pose(self.guess, False)
+
+
+def test_answer_score_is_the_best_person_score_and_nobody_is_the_best_candidate():
+    """``score`` is the highest score among the people (not the detector's first pick); with
+    nobody found it is the score of the one-person answer, the same for people=all and one."""
+    jpg = Path(EXAMPLE).read_bytes()
+    body = _post(TestClient(create_app(predictor=_Crowd([0.5, 0.9, 0.7]))), jpg).json()
+    assert [p["score"] for p in body["people"]] == [0.5, 0.9, 0.7] and body["score"] == 0.9
+    assert [p["person"] for p in body["people"]] == [0, 1, 2]
+    nobody = TestClient(create_app(predictor=_Crowd([])))
+    for people in ("all", "one"):
+        body = _post(nobody, jpg, people=people).json()
+        assert body["people"] == [] and body["score"] == 0.46 and body["threshold"] == 0.3

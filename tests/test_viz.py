@@ -126,6 +126,7 @@ def test_atomic_writes_have_normal_permissions(tmp_path):
 # --- several people, low-score joints, the shared palette -------------------------------------
 
 BIG = KPTS * 2  # on a 400 x 400 image: limbs 2 px wide, joints of radius 4
+PANEL = 153  # the legend's panel over black: 60 % white
 
 
 def _person(kpts=BIG, scores=None, found=True, box=None, **kw):
@@ -190,7 +191,7 @@ def test_draw_poses_one_person_by_side_with_box_and_legend():
     assert np.abs(edge - skeleton.PERSON_COLORS[0]).sum(axis=1).min() < 60
     assert not out[:15, :60].any()
     with_legend = draw_poses(img, [_person(box=box)])
-    assert (with_legend[:30, :2] == 255).all()  # white legend box in the top-left corner
+    assert (with_legend[:30, :2] == PANEL).all()  # the legend's see-through white panel in the top-left corner
     assert np.array_equal(with_legend[100:, 100:], out[100:, 100:])  # elsewhere the same drawing
 
 
@@ -209,7 +210,30 @@ def test_draw_poses_two_people_two_limb_colours():
     assert (_mid(tagged, BIG, "right_knee", "right_ankle") == skeleton.PERSON_COLORS[3]).all()
     one = draw_poses(img, [_person()])
     two = draw_poses(img, [_person(), _person(second)])
-    white = lambda im: int((im[:, :5] == 255).all(axis=(1, 2)).sum())  # noqa: E731
+    white = lambda im: int((im[:, :5] == PANEL).all(axis=(1, 2)).sum())  # noqa: E731
     assert white(two) > white(one) > 0  # the legend grows a row per person
     with pytest.raises(ValueError, match="box"):
         draw_poses(img, [_person(box=(1, 2, float("nan"), 4))])
+
+
+def test_legend_never_hides_the_skeleton_and_names_people_by_their_person(monkeypatch):
+    """On a small image (229 x 174, as two LSP images side by side) a person in the top-left
+    corner stays drawn where the legend is: the legend goes under the drawing and the picture
+    shows through its panel. People are labelled by their ``person`` (0, 1, ... as the records)."""
+    import posekit.viz as viz
+
+    img = np.full((174, 229, 3), 90, np.uint8)
+    corner = KPTS * 0.35  # every joint within the legend's corner
+    bare = draw_poses(img, [_person(corner)], legend=False)
+    out = draw_poses(img, [_person(corner)])
+    for name in JOINT_NAMES:
+        assert (_at(out, corner, name) == _at(bare, corner, name)).all(), name
+    assert not np.array_equal(out, bare) and (out[1, 1] > img[1, 1]).all() and (out[1, 1] < 255).all()
+    compared = draw_comparison(img, corner, corner + 1)
+    both = draw_pose(draw_pose(img, corner + 1, color=GT_COLOR), corner, color=PRED_COLOR)
+    for name in JOINT_NAMES:
+        assert (_at(compared, corner, name) == _at(both, corner, name)).all(), name
+    seen = []
+    monkeypatch.setattr(viz, "_legend", lambda im, entries: seen.append([e[0] for e in entries]))
+    draw_poses(img, [_person(corner, person=0), _person(corner + 60, person=3)])
+    assert seen[-1][-2:] == ["person 0", "person 3"]

@@ -105,16 +105,20 @@ def _add_evaluate(sub) -> None:
 def _add_predict(sub) -> None:
     pr = sub.add_parser("predict", help="joints for images, folders, videos or a webcam",
                         description="Joints for image files, folders (recursively), video files and a webcam. "
-                        "stdout gets one line per image or frame: readable text, --json or --csv.")
+                        "stdout gets one record per image or frame (--people all: per person found; nobody: one "
+                        "record, found false): a readable line, --json or --csv.")
     pr.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, or folders (searched recursively)")
     pr.add_argument("--model", default="posekit-lsp", help=MODEL_HELP)
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="inference runtime (default: torch)")
     pr.add_argument("--out", help="write <name>.json per image and <name>.jsonl per video here")
     fmt = pr.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="stdout: one JSON object per image/frame")
-    fmt.add_argument("--csv", action="store_true", help="stdout: CSV, a header then one row per image/frame")
+    fmt.add_argument("--json", action="store_true", help="stdout: one JSON object per record (per image or frame; "
+                     "--people all: per person)")
+    fmt.add_argument("--csv", action="store_true", help="stdout: CSV, a header then one row per record (per image "
+                     "or frame; --people all: per person)")
     pr.add_argument("--draw", action="store_true", help="also write annotated <name>_pose.png / <name>_pose.mp4 into --out")
-    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image; a negative x: --box=-5,...)")
+    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the detector's best person; without a "
+                    "detector, the whole image; a negative x: --box=-5,...)")
     pr.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                     help="average with the mirrored image (default: the model's own infer.flip_test)")
     _add_refinement(pr)
@@ -142,7 +146,8 @@ def _add_explain(sub) -> None:
     xp.add_argument("--joint", help="joint name, e.g. head_top, left_wrist (default: all joints)")
     xp.add_argument("--out", required=True, help="output .png/.jpg")
     xp.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
-    xp.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image)")
+    xp.add_argument("--box", help="person box x,y,w,h in pixels (default: the detector's best person; without a "
+                    "detector, the whole image)")
     xp.set_defaults(func=commands.cmd_explain)
 
 

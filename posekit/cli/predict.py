@@ -11,6 +11,7 @@ from pathlib import Path
 
 from posekit.data.images import read_image
 from posekit.errors import PosekitError
+from posekit.inference import pose_records, reported_poses
 from posekit.predict import Predictor
 from posekit.skeleton import JOINT_NAMES
 from posekit.utils import atomic_write_text, check_writable_folder
@@ -50,30 +51,39 @@ def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[t
     return out, missing
 
 
+BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+
+
 def csv_header() -> list[str]:
-    cols = ["image", "frame", "time", "person", "width", "height", "found", "score"]
+    """The CSV columns: a record's fields in JSON's order (``box`` as box_x, box_y, box_w, box_h),
+    then ``<joint>_x, <joint>_y, <joint>_score, <joint>_in_image`` per joint."""
+    cols = ["image", "frame", "time", "model", "width", "height", "person", "found", "score", *BOX_COLUMNS,
+            "box_score"]
     for n in JOINT_NAMES:
         cols += [f"{n}_x", f"{n}_y", f"{n}_score", f"{n}_in_image"]
     return cols
 
 
-def csv_row(rec: dict) -> list:
-    person = rec.get("person", 0)
-    row = [rec["image"], rec.get("frame", ""), rec.get("time", ""), "" if person is None else person,
-           rec.get("width", ""), rec.get("height", ""), int(rec["found"]), rec["score"]]
-    for j in rec["joints"] or [None] * len(JOINT_NAMES):
-        row += ["", "", "", ""] if j is None else [j["x"], j["y"], j["score"], int(j["in_image"])]
+def csv_fields(rec: dict) -> dict:
+    """The CSV cells of a record, by column (a null, or ``frame`` and ``time`` of an image, is an
+    empty cell; booleans are 0/1)."""
+    row = {k: v for k, v in rec.items() if k not in ("box", "joints")}
+    row["found"] = int(rec["found"])
+    row.update(zip(BOX_COLUMNS, rec["box"] or ()))
+    for j in rec["joints"]:
+        n = j["name"]
+        row.update({f"{n}_x": j["x"], f"{n}_y": j["y"], f"{n}_score": j["score"], f"{n}_in_image": int(j["in_image"])})
     return row
 
 
 def text_line(rec: dict, threshold: float) -> str:
     """The readable line of a record: the joints as name=x,y (``(outside)`` for a joint placed
-    outside the image), or "no person found" with the score that fell short."""
+    outside the image), or "no person found" with the score and the threshold (and, when the
+    score reached the threshold, that no person was detected: a person must be both)."""
     where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
     if not rec["found"]:
-        if not rec["joints"]:
-            return f"{where}: no person found"
-        return f"{where}: no person found (score {rec['score']:.2f}, threshold {threshold:.2f})"
+        why = ", but no person detected" if rec["score"] >= threshold else ""
+        return f"{where}: no person found (score {rec['score']:.2f}, threshold {threshold:.2f}{why})"
     if rec.get("box_score") is not None:
         where += f" person {rec['person']}"
     joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}{'' if j['in_image'] else '(outside)'}"
@@ -93,11 +103,11 @@ class Emitter:
             self.write(json.dumps(rec))
         elif self.fmt == "csv":
             buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
+            w = csv.DictWriter(buf, csv_header(), lineterminator="\n")
             if not self.header_done:
-                w.writerow(csv_header())
+                w.writeheader()
                 self.header_done = True
-            w.writerow(csv_row(rec))
+            w.writerow(csv_fields(rec))
             self.write(buf.getvalue().rstrip("\n"))
         else:
             self.write(text_line(rec, self.threshold))
@@ -122,17 +132,10 @@ class Job:
 
 def image_records(job: Job, path: Path, img) -> tuple[list, list[dict]]:
     """(poses, records) of one image: the best person (or the box) in "one" mode, every person
-    found in "all" mode (an image with nobody: one record, found false)."""
-    if job.people == "all" and job.box is None:
-        poses = job.pred.predict_all(img)
-    else:
-        poses = [job.pred.predict(img, job.box)]
-    base = {"image": str(path), "model": job.pred.name}
-    if not poses:
-        h, w = img.shape[:2]
-        return poses, [{**base, "width": w, "height": h, "person": None, "found": False, "score": 0.0, "box": None,
-                        "box_score": None, "joints": []}]
-    return poses, [{**base, **p.to_dict()} for p in poses]
+    found in "all" mode; an image with nobody: the one-person answer, found false
+    (:func:`posekit.inference.reported_poses`)."""
+    poses = reported_poses(job.pred, img, job.people, job.box)
+    return poses, pose_records(poses, image=str(path), model=job.pred.name)
 
 
 def predict_image(job: Job, path: Path, name: str) -> None:

@@ -168,7 +168,7 @@ def _info_routes(app: FastAPI, svc: Service) -> None:
 
 
 def _pose_route(app: FastAPI, svc: Service) -> None:
-    from posekit.inference import parse_box
+    from posekit.inference import parse_box, reported_poses
 
     @app.post("/v1/pose", tags=["pose"])
     async def pose(image: UploadFile = File(..., description="the photo (JPEG, PNG, ...)"),
@@ -187,14 +187,10 @@ def _pose_route(app: FastAPI, svc: Service) -> None:
             raise ApiError(400, str(e)) from None
         def work():
             rgb = check_image_bytes(data, svc.max_pixels)
-            if people == "all" and b is None and getattr(svc.pred, "detector", None) is not None:
-                found = svc.pred.predict_all(rgb)  # nobody: the best candidate's score, as for one
-                return rgb.shape, found, None if found else svc.pred.predict(rgb).score
-            pose = svc.pred.predict(rgb, b)
-            return rgb.shape, [pose] if pose.found else [], pose.score
+            return rgb.shape, reported_poses(svc.pred, rgb, people, b)
 
-        shape, poses, best = await svc.run(work)
-        return pose_answer(shape, poses, best, svc.pred, time.perf_counter() - t0)
+        shape, poses = await svc.run(work)
+        return pose_answer(shape, poses, svc.pred, time.perf_counter() - t0)
 
 
 def _page_routes(app: FastAPI) -> None:
@@ -263,15 +259,19 @@ def create_app(model: str = "posekit-lsp", backend: str = "torch", max_bytes: in
     return app
 
 
-def pose_answer(shape, poses: list, best: float | None, pred, seconds: float) -> dict:
-    """The JSON answer of ``/v1/pose``: the image size, the model, the person threshold, ``people``
-    (the people found, best first, each with its index, score, box, box score and 14 joints;
-    empty when nobody is there) and ``score``: the best person's score (also when it fell short)."""
+def pose_answer(shape, poses: list, pred, seconds: float) -> dict:
+    """The JSON answer of ``/v1/pose`` from the poses reported
+    (:func:`posekit.inference.reported_poses`): the image size, the model, the person threshold,
+    ``people`` (the people found, in the detector's order, highest detection score first, each
+    with its index, score, box, box score and 14 joints; empty when nobody is there) and
+    ``score``: the highest score among ``people``; with nobody found, the score of the one-person
+    answer (the best candidate posed; it may reach the threshold when no person was detected)."""
     people = []
     for p in poses:
-        d = p.to_dict()
-        people.append({k: d[k] for k in ("person", "score", "box", "box_score", "joints")})
-    score = people[0]["score"] if people else (0.0 if best is None else round(float(best), 4))
+        if p.found:
+            d = p.to_dict()
+            people.append({k: d[k] for k in ("person", "score", "box", "box_score", "joints")})
+    score = max(p["score"] for p in people) if people else round(float(max(p.score for p in poses)), 4)
     return {"model": pred.name, "width": int(shape[1]), "height": int(shape[0]), "score": score,
             "threshold": pred.threshold, "people": people, "latency_ms": round(seconds * 1e3, 2)}
 

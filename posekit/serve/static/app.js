@@ -31,6 +31,7 @@ function setStatus(text, isError) {
 
 const num = (v, digits) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
 const isLow = (joint) => !(joint.score >= skeleton.low_score);
+// a person's number is the answer's own "person" (0, 1, ...: the API's and the CLI's numbering)
 const personIndex = (person, i) => (Number.isInteger(person.person) ? person.person : i);
 const personColor = (person, i) => skeleton.person_colors[personIndex(person, i) % skeleton.person_colors.length];
 
@@ -96,7 +97,7 @@ function drawPoses(people) {
 function drawLegend(people) {
   const items = [["left", skeleton.colors.left, "box"], ["right", skeleton.colors.right, "box"],
     ["centre", skeleton.colors.center, "box"], [`low confidence (score < ${skeleton.low_score})`, null, "ring"]];
-  if (people.length > 1) people.forEach((p, i) => items.push([`person ${personIndex(p, i) + 1}`, personColor(p, i), "line"]));
+  if (people.length > 1) people.forEach((p, i) => items.push([`person ${personIndex(p, i)}`, personColor(p, i), "line"]));
   $("legend").replaceChildren(...items.map(([label, color, mark]) => {
     const li = document.createElement("li"), sw = document.createElement("span");
     sw.className = `mark ${mark}`;
@@ -114,7 +115,7 @@ function fillTable(people) {
   people.forEach((person, i) => person.joints.forEach((p) => {
     const tr = document.createElement("tr");
     const cells = [p.name, num(p.x, 1), num(p.y, 1), num(p.score, 2)];
-    if (several) cells.unshift(String(personIndex(person, i) + 1));
+    if (several) cells.unshift(String(personIndex(person, i)));
     for (const v of cells) { const td = document.createElement("td"); td.textContent = v; tr.appendChild(td); }
     if (several) tr.firstChild.style.borderLeft = `4px solid ${personColor(person, i)}`;
     if (isLow(p)) tr.classList.add("low");
@@ -144,7 +145,11 @@ function clearAll() {
 }
 
 function describe(result, people) {
-  if (!people.length) return `No person found (score ${num(result.score, 2)}, threshold ${num(result.threshold, 2)})`;
+  if (!people.length) {
+    // a person must both be detected and reach the threshold: a score at or over it means nobody was detected
+    const why = result.score >= result.threshold ? ", but no person detected" : "";
+    return `No person found (score ${num(result.score, 2)}, threshold ${num(result.threshold, 2)}${why})`;
+  }
   const who = people.length === 1
     ? (Number.isFinite(people[0].score) ? `1 person (score ${num(people[0].score, 2)})` : "1 person")
     : `${people.length} people`;
