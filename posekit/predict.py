@@ -216,9 +216,10 @@ class Predictor:
         return None if found[0] is None else pose_box(found[0], self.box_margin)
 
     def predict_all(self, image, color: str = "RGB") -> list[Pose]:
-        """Every person the detector finds whose pose reaches the person threshold, best first,
-        each with its box, ``box_score`` and ``person`` index; [] when nobody is there. Without a
-        detector: the whole image's pose, if found.
+        """Every person the detector finds whose pose reaches the person threshold, in the
+        detector's order (highest detection score first), each with its box, ``box_score`` and
+        ``person`` index; [] when nobody is there. Without a detector: the whole image's pose, if
+        found.
 
         Two detection thresholds (hysteresis, as Canny's edges and ByteTrack's boxes): people are
         detections scoring at least ``detect.score_threshold``; once one of them is a person (its
