@@ -67,6 +67,15 @@ def infer_settings(cfg: Recipe, overrides: dict, cascade: bool = False) -> Infer
     return infer.model_copy(update={"refine": None}) if cascade else infer
 
 
+def _best(detections) -> tuple:
+    """(best box or None, its score) of an image's detections (boxes, scores) best first; (None,
+    None) for an image that was not run through the detector (None)."""
+    if detections is None:
+        return None, None
+    boxes, scores = detections
+    return (boxes[0], float(scores[0])) if len(scores) else (None, 0.0)
+
+
 class Predictor:
     """A pose model ready to run on images.
 
@@ -177,14 +186,15 @@ class Predictor:
         if len(boxes) != len(images):
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
         rgbs = [as_rgb(im, color) for im in images]
-        found = self.best_people(rgbs, boxes)
+        detections = self._detections(rgbs, boxes)
+        found = [_best(d) for d in detections]
         poses = self.estimate([self.prepare(im, self._crop(b, s), "RGB") for im, b, s in zip(rgbs, boxes, found)])
-        for i, (p, b, s) in enumerate(zip(poses, boxes, found)):
-            if b is None and self.detector is not None:
+        for i, (p, d, s) in enumerate(zip(poses, detections, found)):
+            if d is not None:
                 p.box, p.box_score = (None, s[1]) if s[0] is None else (tuple(s[0]), s[1])
                 p.found = p.found and s[0] is not None
                 if s[0] is not None and not p.found:  # the best box is nobody: another detection may be
-                    people = self.predict_all(rgbs[i], "RGB")
+                    people = self._people(rgbs[i], *d)
                     if people:
                         poses[i] = people[0]
         return poses
@@ -195,17 +205,24 @@ class Predictor:
         with torch_threads(self.threads or default_threads(len(rgbs))):
             return self.detector.detect_batch(rgbs, score_threshold)
 
+    def _detections(self, rgbs: list, boxes: list | None = None) -> list:
+        """For each image without a box (and with a detector): (boxes (M, 4), scores (M,)) of its
+        detections down to the lower of the two thresholds, best first; else None."""
+        out = [None] * len(rgbs)
+        boxes = [None] * len(rgbs) if boxes is None else boxes
+        todo = [i for i, b in enumerate(boxes) if b is None] if self.detector is not None else []
+        if todo:
+            settings = self.detector.settings
+            for i, d in zip(todo, self.detect([rgbs[i] for i in todo], min(settings.region_threshold,
+                                                                            settings.score_threshold))):
+                out[i] = d
+        return out
+
     def best_people(self, rgbs: list, boxes: list | None = None) -> list[tuple]:
         """For each image without a box: (the detector's best box or None, its score); else (None,
         None). One person is wanted, so the best detection counts down to ``detect.region_threshold``
         (whether it is a person is then the pose's score)."""
-        out = [(None, None)] * len(rgbs)
-        boxes = [None] * len(rgbs) if boxes is None else boxes
-        todo = [i for i, b in enumerate(boxes) if b is None] if self.detector is not None else []
-        floor = min(self.detector.settings.region_threshold, self.detector.settings.score_threshold) if todo else None
-        for i, (bx, sc) in zip(todo, self.detect([rgbs[i] for i in todo], floor) if todo else []):
-            out[i] = (bx[0], float(sc[0])) if len(sc) else (None, 0.0)
-        return out
+        return [_best(d) for d in self._detections(rgbs, boxes)]
 
     def _crop(self, box, found):
         """The region to pose: the caller's box, else the detected box with its margin, else all."""
@@ -229,15 +246,18 @@ class Predictor:
         kept (object keypoint similarity above ``detect.pose_nms``: one person posed from two
         boxes, or a box across two people posed as a mix of both) is dropped
         (:func:`posekit.metrics.pose_nms`)."""
-        from posekit.detect import pose_box
-        from posekit.metrics import pose_nms
-
         rgb = as_rgb(image, color)
         if self.detector is None:
             pose = self.predict(rgb)
             return [pose] if pose.found else []
+        return self._people(rgb, *self._detections([rgb])[0])
+
+    def _people(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Pose]:
+        """:meth:`predict_all` on an image's detections (boxes (M, 4), scores (M,), best first)."""
+        from posekit.detect import pose_box
+        from posekit.metrics import pose_nms
+
         settings = self.detector.settings
-        boxes, scores = self.detect([rgb], min(settings.region_threshold, settings.score_threshold))[0]
         strong = scores >= settings.score_threshold
         out: list[Pose] = []
 
