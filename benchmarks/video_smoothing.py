@@ -174,7 +174,7 @@ def id_switches(pred, frames, true_boxes) -> dict:
     last = {}
     switches, missed = 0, 0
     for k, f in enumerate(frames):
-        poses = poser(f, k / FPS, k)
+        poses = [p for p in poser(f, k / FPS, k) if p.found]  # a frame with nobody answers one pose, not found
         boxes = np.array([p.box for p in poses]).reshape(-1, 4)
         pairs = {t: p for p, t in match_people(boxes, true_boxes[k], 0.3)}
         for t in range(len(true_boxes[k])):

@@ -20,7 +20,8 @@ APPEARANCE_BINS = (16, 8)  # hue x saturation
 
 
 def appearance(image: np.ndarray, boxes) -> np.ndarray:
-    """Colour signatures of people: the hue-saturation histogram of each box's pixels.
+    """Colour signatures of people: the hue-saturation histogram of each box's pixels (colour
+    indexing, Swain & Ballard, IJCV 1991).
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
@@ -132,7 +133,8 @@ class Tracker:
     matched to a track unseen for up to ``reid_age`` frames whose running signature is within
     ``reid_distance`` (:func:`appearance_distance`) and whose last box centre is within
     ``reid_reach`` box heights (re-identification: a person hidden behind another for a while
-    keeps its id). Any other box starts a new track. With ``smooth`` each track's joints go
+    keeps its id; Wojke et al., DeepSORT, ICIP 2017, with a colour histogram for the learned
+    descriptor). Any other box starts a new track. With ``smooth`` each track's joints go
     through its own :class:`OneEuroFilter` (``one_euro``: its parameters), started afresh on re-identification."""
 
     def __init__(self, min_iou: float = 0.3, max_age: int = 10, smooth: bool = True, one_euro: dict | None = None,
@@ -185,7 +187,8 @@ class Tracker:
         from scipy.optimize import linear_sum_assignment
 
         taken = set(ids)
-        lost = [t for t in self.tracks if t.id not in taken and t.feature is not None and t.last_frame < frame]
+        lost = [t for t in self.tracks if t.id not in taken and t.feature is not None
+                and 0 < frame - t.last_frame <= self.reid_age]
         rows = [r for r in range(len(boxes)) if ids[r] < 0]
         if not lost or not rows:
             return
@@ -196,12 +199,12 @@ class Tracker:
                 gap = np.hypot(*(boxes[r][:2] + boxes[r][2:] / 2 - t.box[:2] - t.box[2:] / 2))
                 if gap > reach:
                     dist[i, j] = np.inf
-        dist = np.where(np.isfinite(dist), dist, 1e6)
+        # gate before assigning (as DeepSORT): a pair too far apart in colour or place cannot be taken
+        dist = np.where(dist <= self.reid_distance, dist, 1e6)
         for i, j in zip(*linear_sum_assignment(dist)):
             if dist[i, j] <= self.reid_distance:
                 t = lost[j]
-                if frame - t.last_frame > 1:
-                    t.smoother = self._filter()  # seen again after a gap: the filter starts afresh
+                t.smoother = self._filter()  # matched by colour, not overlap: a jump, the filter starts afresh
                 t.see(boxes[rows[i]], frame, feats[rows[i]])
                 ids[rows[i]] = t.id
 

@@ -176,6 +176,19 @@ def test_tracker_reidentifies_a_person_hidden_behind_another():
     tr = Tracker(max_age=2, smooth=False, reid_age=5)
     tr.update([[0, 0, 10, 20]], 0, features=np.array([red]))
     assert tr.update([[5, 0, 10, 20]], 9, features=np.array([red])) == [1]  # unseen past reid_age: forgotten
+    tr = Tracker(max_age=2, smooth=False, reid_age=50)
+    tr.update([[0, 0, 10, 20]], 0)
+    assert tr.update([[0, 0, 10, 20]], 3) == [1]  # the same place, unseen past max_age, no colours: a new person
+    tr = Tracker(max_age=10, smooth=False, reid_age=3)
+    tr.update([[0, 0, 10, 20]], 0, features=np.array([red]))
+    assert tr.update([[30, 0, 10, 20]], 5, features=np.array([red])) == [1]  # reid_age under max_age: reid_age holds
+    tr = Tracker(max_age=2, smooth=True, reid_age=50, one_euro={"min_cutoff": 0.1, "beta": 0.0})
+    kp = np.zeros((14, 2))
+    for k in range(5):
+        tr.update([[0, 0, 10, 20]], k, features=np.array([red]))
+        tr.smoothed(0, kp, k / 30)
+    assert tr.update([[30, 0, 10, 20]], 20, features=np.array([red])) == [0]
+    np.testing.assert_allclose(tr.smoothed(0, kp + 30, 20 / 30), kp + 30)  # re-identified: the filter starts afresh
 
 
 def test_box_smoother_steadies_a_wobbling_box_and_restarts_on_a_jump():
@@ -375,6 +388,16 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     assert len(twice.predict_all(image)) == 1  # pose NMS (detect.pose_nms): the second is a duplicate
     twice.detector.settings = twice.detector.settings.model_copy(update={"pose_nms": None})
     assert [p.person for p in twice.predict_all(image)] == [0, 1]  # off: both
+
+    def second_twice(prepared, *a, **k):  # the second box poses the first person again, the third another
+        poses = plain_estimate(prepared, *a, **k)
+        return [dataclasses.replace(p, keypoints=poses[0].keypoints + 0.5) if i == 1 else p for i, p in enumerate(poses)]
+
+    three = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0],
+                                                         [25.0, 14.0, 12.0, 14.0]], [0.7, 0.6, 0.5]))
+    plain_estimate, three.estimate = three.estimate, second_twice
+    kept = three.predict_all(image)
+    assert [p.box_score for p in kept] == pytest.approx([0.7, 0.5], abs=1e-3) and [p.person for p in kept] == [0, 1]
 
     # predict(): the best box is nobody but another detection is a person: that person, as "all" answers
     fallback = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.9, 0.6]))
