@@ -366,27 +366,39 @@ class StreamOutput:
             self.jsonl_tmp = None
 
 
-def declared_frames(path) -> int | None:
-    """The number of frames the container of a video file declares for its first video stream
-    (read with PyAV; None where the container gives none, as some formats store only a duration)."""
+def declared_duration(path) -> float | None:
+    """The length in seconds a video file's container declares (read with PyAV; None where it
+    gives none): for MP4/MOV its duration, which honours edit lists (a frame count there includes
+    the samples an edit list trims); for others (AVI, ...) the video stream's frame count over its
+    frame rate, as the header states it (their duration is estimated from what is there, so it
+    shrinks with a truncated file)."""
     import av
 
     try:
         with av.open(str(path)) as c:
-            n = c.streams.video[0].frames if c.streams.video else 0
-    except Exception:  # OpenCV read it; a count PyAV cannot give is no count
+            if not c.streams.video:
+                return None
+            s = c.streams.video[0]
+            if any(k in c.format.name for k in ("mp4", "mov")):
+                return c.duration / 1e6 if c.duration and c.duration > 0 else None
+            rate = float(s.average_rate or s.guessed_rate or 0)
+            return s.frames / rate if s.frames > 0 and rate > 0 else None
+    except Exception:  # OpenCV read it; a length PyAV cannot give is no length
         return None
-    return n if n > 0 else None
 
 
-def check_complete(path, decoded: int) -> None:
-    """Raise PosekitError when a video file ends before the frames its container declares (a
-    truncated or damaged file): ``<path>: truncated: <decoded> of <declared> frames decoded``.
-    A shortfall of one frame, or 1 % of a long video, is let through: a container's count and a
-    decoder's can differ by that much on a whole file (a last frame a decoder drops)."""
-    declared = declared_frames(path)
-    if declared is not None and decoded < declared - max(1, declared // 100):
-        raise PosekitError(f"{path}: truncated: {decoded} of {declared} frames decoded")
+def check_complete(path, first: float, last: float, fps: float) -> None:
+    """Raise PosekitError when the frames decoded from a video file (timestamps ``first`` to
+    ``last`` s at ``fps``) stop well before the length its container declares (a truncated or
+    damaged file): ``<path>: truncated: frames up to <t> s of <length> s decoded``. A shortfall
+    up to 0.5 s, 2 % of the length or 3 frames is let through (a container's length also covers
+    its audio, and a decoder may drop a last frame)."""
+    length = declared_duration(path)
+    if length is None:
+        return
+    decoded = last - first + 1.0 / max(fps, 1e-6)
+    if decoded < length - max(0.5, 0.02 * length, 3.0 / max(fps, 1e-6)):
+        raise PosekitError(f"{path}: truncated: frames up to {decoded:.2f} s of {length:.2f} s decoded")
 
 
 def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, draw: bool, emit,
@@ -395,8 +407,8 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
     (``source`` an int). Returns the number of frames. Ctrl-C ends a webcam cleanly.
 
     Raises PosekitError for a source with no readable frame, and for a video file that ends
-    before the frame count its container declares (:func:`check_complete`; checked where the
-    container gives a count and ``max_frames`` did not stop it first). As for any error midway
+    well before the length its container declares (:func:`check_complete`; checked where the
+    container gives a length and ``max_frames`` did not stop it first). As for any error midway
     (Ctrl-C on a file too), the records already passed to ``emit`` stay there, and no
     ``<name>.jsonl`` or ``<name>_pose.mp4`` is written (an earlier one is left as it was).
 
@@ -410,10 +422,11 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
     live = isinstance(source, int)
     fps = declared_fps(cap)
     out = StreamOutput(out_dir / name if out_dir is not None else None, draw, fps)
-    n = 0
+    n, first, last = 0, None, None
     try:
         try:
             for t, frame in timed_frames(cap, live, fps, max_frames):
+                first, last = t if first is None else first, t
                 poses = poser(frame, t, n)
                 recs = pose_records(poses, image=label, frame=n, time=round(t, 4), model=poser.pred.name)
                 for rec in recs:
@@ -426,7 +439,7 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
         if n == 0:
             raise PosekitError(f"{label}: no frames could be read")
         if not live and (max_frames is None or n < max_frames):
-            check_complete(source, n)
+            check_complete(source, first, last, fps)
         out.finish()
     finally:
         cap.release()

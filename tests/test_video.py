@@ -205,17 +205,16 @@ def _mjpg_avi(path, n=12, size=(64, 48)):
 
 
 def test_a_truncated_video_is_an_error_and_writes_no_files(tmp_path, capsys, monkeypatch):
-    """A video that ends before the frames its container declares: one line naming it and the
-    counts, exit code 2; as any error midway, the records already emitted stay and no .jsonl or
+    """A video whose frames stop well before the length its container declares: one line naming
+    it and the times, exit code 2; as any error midway, the records already emitted stay and no .jsonl or
     _pose.mp4 is written (an earlier one is kept). A whole file, --max-frames stopping first, and
-    a container that declares no count are not truncations."""
-    import re
+    a container that declares no length are not truncations."""
     from types import SimpleNamespace
 
     from posekit.cli import main
     from posekit.config import VideoConfig
 
-    whole = _mjpg_avi(tmp_path / "whole.avi")
+    whole = _mjpg_avi(tmp_path / "whole.avi", n=60)  # 6 s at 10 frames/s
     cut = tmp_path / "cut.avi"
     data = whole.read_bytes()
     cut.write_bytes(data[:int(len(data) * 0.6)])
@@ -223,23 +222,23 @@ def test_a_truncated_video_is_an_error_and_writes_no_files(tmp_path, capsys, mon
     out.mkdir()
     (out / "cut.jsonl").write_text("an earlier run\n")
     recs = []
-    with pytest.raises(PosekitError, match=r"cut\.avi: truncated: \d+ of 12 frames decoded$") as e:
+    with pytest.raises(PosekitError, match=r"cut\.avi: truncated: frames up to [\d.]+ s of [\d.]+ s decoded$") as e:
         video.predict_stream(_poser(StubPredictor()), cut, "cut", out, True, recs.append)
-    n = int(re.search(r"truncated: (\d+) of", str(e.value)).group(1))
-    assert str(e.value).startswith(str(cut)) and 0 < n < 12 and len(recs) == n
+    n = len(recs)
+    assert str(e.value).startswith(str(cut)) and 0 < n < 60 and str(e.value).endswith(" of 6.00 s decoded")
     assert sorted(p.name for p in out.iterdir()) == ["cut.jsonl"] and (out / "cut.jsonl").read_text() == "an earlier run\n"
-    assert video.predict_stream(_poser(StubPredictor()), whole, "whole", out, True, lambda r: None) == 12
-    assert len((out / "whole.jsonl").read_text().splitlines()) == 12
+    assert video.predict_stream(_poser(StubPredictor()), whole, "whole", out, True, lambda r: None) == 60
+    assert len((out / "whole.jsonl").read_text().splitlines()) == 60
     assert video.predict_stream(_poser(StubPredictor()), cut, "c3", None, False, lambda r: None, max_frames=3) == 3
-    real = video.declared_frames
-    monkeypatch.setattr(video, "declared_frames", lambda p: None)
+    real = video.declared_duration
+    monkeypatch.setattr(video, "declared_duration", lambda p: None)
     assert video.predict_stream(_poser(StubPredictor()), cut, "c", None, False, lambda r: None) == n
-    monkeypatch.setattr(video, "declared_frames", real)
+    monkeypatch.setattr(video, "declared_duration", real)
 
     stub = StubPredictor()
     stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
     monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
     assert main(["predict", str(cut), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()
-    assert cap.err.strip() == f"posekit: error: {cut}: truncated: {n} of 12 frames decoded"
+    assert cap.err.strip() == f"posekit: error: {e.value}"
     assert len(cap.out.splitlines()) == n and (out / "cut.jsonl").read_text() == "an earlier run\n"
