@@ -1,6 +1,6 @@
 """Choose the pose NMS threshold of ``Predictor.predict_all`` (``detect.pose_nms``) on val-multi.
 
-    python benchmarks/pose_nms.py --model posekit-lsp --data $POSEKIT_DATA --json reports/pose_nms.json
+    python benchmarks/pose_nms.py --model posekit-lsp --data $POSEKIT_DATA --test --json reports/pose_nms.json
 
 ``predict_all`` poses every detection; two boxes on one person, or a weak box across two people,
 give a second pose of joints that are already someone else's. Pose NMS drops a pose when the

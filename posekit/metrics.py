@@ -283,7 +283,8 @@ def oks(a, b, area) -> np.ndarray:
 
 
 def pose_nms(keypoints, areas, threshold: float) -> list[int]:
-    """Greedy non-maximum suppression of poses (as AlphaPose's pose NMS and MMPose's ``oks_nms``):
+    """Greedy non-maximum suppression of poses (parametric pose NMS of RMPE/AlphaPose, Fang et
+    al., ICCV 2017, with OKS as the pose distance as MMPose's ``oks_nms``):
     in the given order (best first), a pose is dropped when the poses already kept account for
     its joints, i.e. when the mean over its joints of the best :func:`keypoint_similarity` with
     any kept pose (at that pose's ``areas`` scale) is above ``threshold``. With one kept pose this
