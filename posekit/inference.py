@@ -66,8 +66,8 @@ class Pose:
 def reported_poses(pred, image: np.ndarray, people: str = "one", box=None) -> list[Pose]:
     """The poses an answer reports for one RGB uint8 image (H, W, 3), by ``pred`` (a
     :class:`posekit.predict.Predictor`): ``people`` "all" without a ``box``: every person found
-    (``pred.predict_all``, in the detector's order, highest detection score first); "one", or a
-    ``box`` given: the one person (``pred.predict``, found or not).
+    (``pred.predict_people``, as ``predict_all``: in the detector's order, highest detection
+    score first); "one", or a ``box`` given: the one person (``pred.predict``, found or not).
 
     Never empty. With nobody found it is the one-person answer with ``found`` False: the best
     candidate posed (the detector's best box down to ``detect.region_threshold``; the whole image
@@ -75,10 +75,9 @@ def reported_poses(pred, image: np.ndarray, people: str = "one", box=None) -> li
     answer about nobody carries the score of a pose that was estimated, the same in every mode
     and interface (CLI, video, HTTP)."""
     if people == "all" and box is None and getattr(pred, "detector", None) is not None:
-        found = pred.predict_all(image)
+        found, best = pred.predict_people(image)  # one run of the detector for both
         if found:
             return found
-        best = pred.predict(image)
         best.found = False  # a weak detection alone is nobody to predict_all
         return [best]
     return [pred.predict(image, box)]

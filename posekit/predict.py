@@ -76,6 +76,14 @@ def _best(detections) -> tuple:
     return (boxes[0], float(scores[0])) if len(scores) else (None, 0.0)
 
 
+def _on_best_box(pose: Pose, best: tuple) -> Pose:
+    """``pose`` (estimated on the best detection's box, or the whole image) given that box and its
+    score; found only if a box was there. Returns ``pose``."""
+    pose.box, pose.box_score = (None, best[1]) if best[0] is None else (tuple(best[0]), best[1])
+    pose.found = pose.found and best[0] is not None
+    return pose
+
+
 class Predictor:
     """A pose model ready to run on images.
 
@@ -191,8 +199,7 @@ class Predictor:
         poses = self.estimate([self.prepare(im, self._crop(b, s), "RGB") for im, b, s in zip(rgbs, boxes, found)])
         for i, (p, d, s) in enumerate(zip(poses, detections, found)):
             if d is not None:
-                p.box, p.box_score = (None, s[1]) if s[0] is None else (tuple(s[0]), s[1])
-                p.found = p.found and s[0] is not None
+                _on_best_box(p, s)
                 if s[0] is not None and not p.found:  # the best box is nobody: another detection may be
                     people = self._people(rgbs[i], *d)
                     if people:
@@ -278,6 +285,23 @@ class Predictor:
             for i, p in enumerate(out):
                 p.person = i
         return out
+
+    def predict_people(self, image, color: str = "RGB") -> tuple[list[Pose], Pose]:
+        """Both answers from one run of the detector: (every person found, as :meth:`predict_all`;
+        the one-person answer, as :meth:`predict`: the first of them, or with nobody found the
+        pose of the best detection, or of the whole image when there is none, ``found`` as
+        :meth:`predict` says)."""
+        rgb = as_rgb(image, color)
+        if self.detector is None:
+            pose = self.predict(rgb)
+            return ([pose] if pose.found else []), pose
+        detections = self._detections([rgb])[0]
+        people = self._people(rgb, *detections)
+        if people:
+            return people, people[0]
+        best = _best(detections)
+        pose = self.estimate([self.prepare(rgb, self._crop(None, best), "RGB")])[0]
+        return [], _on_best_box(pose, best)
 
     def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:
         """Network, decoding and original pixels for prepared inputs, on this predictor's

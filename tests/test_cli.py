@@ -317,6 +317,9 @@ class _Scene:
         guess.found = False  # a person must be detected too
         return guess
 
+    def predict_people(self, img):
+        return self.predict_all(img), self.predict(img)
+
 
 def _scene_inputs(tmp_path):
     """A bright image (people), a dark one (nobody) and a 4-frame clip: bright, dark, bright, dark."""

@@ -153,6 +153,10 @@ class _Slow:
         time.sleep(self.delay)
         return self.p.predict_all(*a, **k)
 
+    def predict_people(self, *a, **k):
+        time.sleep(self.delay)
+        return self.p.predict_people(*a, **k)
+
 
 def test_full_queue_answers_503_with_retry_after(predictor):
     import httpx
@@ -443,6 +447,9 @@ class _Crowd:
 
     def predict(self, rgb, box=None):
         return self.predict_all(rgb)[0] if self.found else self._pose(self.guess, False)
+
+    def predict_people(self, rgb):
+        return self.predict_all(rgb), self.predict(rgb)
 
 
 def test_answer_score_is_the_best_person_score_and_nobody_is_the_best_candidate():

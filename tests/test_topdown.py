@@ -349,6 +349,16 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     assert mine.box == (10, 10, 60, 80) and mine.box_score is None
     nobody = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.01]))
     assert nobody.predict_all(image) == [] and not nobody.predict(image).found
+    for p in (pred, nobody):  # both answers from one run of the detector
+        runs, detect = [], p.detect
+        p.detect = lambda *a, **k: runs.append(1) or detect(*a, **k)
+        everyone, one = p.predict_people(image)
+        assert len(runs) == 1
+        assert [q.box for q in everyone] == [q.box for q in p.predict_all(image)]
+        alone = p.predict(image)
+        np.testing.assert_allclose(one.keypoints, alone.keypoints, atol=1e-4)
+        assert (one.box, one.box_score, one.found) == (alone.box, alone.box_score, alone.found)
+        p.detect = detect
     alone = FramePoser(nobody, "one")(image, 0.0, 0)[0]  # a video frame with nobody: the whole frame, not found
     assert not alone.found and alone.box is None and alone.box_score == 0.0
     np.testing.assert_allclose(alone.keypoints, nobody.predict(image).keypoints, atol=1e-4)
