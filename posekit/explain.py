@@ -60,8 +60,9 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
     image (path or RGB uint8 array), for one joint by name or all joints (``None``), on the
     whole image or a person ``box`` (x, y, w, h) as in ``predict``. The map explains one plain
     forward pass (no flip test, even when the predictor uses one for ``pose``): the pass that made
-    the pose, on the person box (given, or the detector's), or with refinement crops on the first
-    crop around the first estimate (:meth:`posekit.Predictor.refinement_box`).
+    the pose, on the person box (given, or the detected box of the person ``pose`` answers, with
+    its margin), or with refinement crops on the first crop around the first estimate
+    (:meth:`posekit.Predictor.refinement_box`).
 
     Returns ``{"image": RGB uint8 (H, W, 3), "saliency": float32 (H, W) in [0, 1],
     "pose": the Pose from predictor.predict, "joints": tuple of the joint names explained}``."""
@@ -70,7 +71,12 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
         raise PosekitError("saliency needs the torch backend (gradients); an ONNX model cannot be explained")
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
     pose = predictor.predict(img, box)  # validates the image and box
-    prepared = predictor.prepare(img, predictor.refinement_box(img, box))
+    region = box
+    if box is None and pose.box is not None:  # the person answered (maybe not the detector's best): their box
+        from posekit.detect import pose_box
+
+        region = pose_box(pose.box, predictor.box_margin)
+    prepared = predictor.prepare(img, predictor.refinement_box(img, region))
     x0, matrix, w, h = prepared.input, prepared.matrix, prepared.width, prepared.height
     model = predictor.model
     was_training = model.training

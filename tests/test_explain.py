@@ -118,6 +118,30 @@ def test_box_limits_the_map_and_model_state_is_kept(predictor):
     assert s.max() == 1 and (not outside.any() or s[outside].max() < 1e-3)
 
 
+def test_map_explains_the_person_answered(monkeypatch):
+    """When predict() answers another detection than the best (its best box's pose was nobody),
+    the map is of the pass on that person's box, not the best box's."""
+    import dataclasses
+
+    from posekit.detect import pose_box
+
+    if "posekit-lsp" not in shipped_models():
+        pytest.skip("no posekit-lsp weights shipped in this checkout")
+    img = read_image(IMAGE)
+    h, w = img.shape[:2]
+    one = Predictor("posekit-lsp", refine=False)
+    answered = (0.0, 0.0, w / 3, h / 3)
+    plain = one.predict
+    monkeypatch.setattr(one, "predict", lambda im, box=None: dataclasses.replace(plain(im, box), box=answered))
+    monkeypatch.setattr(one, "best_people", lambda rgbs, boxes=None: [((w / 2, h / 2, w / 3, h / 3), 0.9)])
+    s = saliency(one, img, "neck")["saliency"]
+    x, y, bw, bh = pose_box(answered, one.box_margin)
+    side = max(bw, bh)
+    inside = np.zeros_like(s, bool)
+    inside[:int(y + bh / 2 + side / 2) + 5, :int(x + bw / 2 + side / 2) + 5] = True
+    assert s.max() == 1 and s[~inside].max() < 1e-3
+
+
 def test_unknown_joint(predictor, tmp_path):
     with pytest.raises(PosekitError, match="unknown joint 'nose'; expected one of right_ankle, .*head_top"):
         saliency(predictor, IMAGE, "nose")
