@@ -20,8 +20,6 @@ import json
 import os
 import sys
 
-import numpy as np
-
 
 def choose(rows: list[dict], max_pck_loss: float) -> float | None:
     """The threshold to use from ``rows`` (dicts of threshold (None: off), multi_pck,
@@ -35,7 +33,8 @@ def choose(rows: list[dict], max_pck_loss: float) -> float | None:
 
 class Filtered:
     """``pred`` whose ``predict_all`` answers the poses it gives without pose NMS (computed once
-    per image, cached) filtered by :func:`posekit.metrics.pose_nms` at ``threshold``."""
+    per image, cached) filtered as ``predict_all`` does (:func:`posekit.predict.drop_duplicate_poses`)
+    at ``threshold``."""
 
     def __init__(self, pred, cache: dict, threshold: float | None):
         self.pred, self.cache, self.threshold = pred, cache, threshold
@@ -44,16 +43,13 @@ class Filtered:
         return getattr(self.pred, name)
 
     def predict_all(self, image, color: str = "RGB"):
-        from posekit.metrics import pose_nms
+        from posekit.predict import drop_duplicate_poses
 
         key = (image.shape, image.tobytes())
         if key not in self.cache:
             self.cache[key] = self.pred.predict_all(image, color)
         out = list(self.cache[key])
-        if self.threshold is None or len(out) < 2:
-            return out
-        keep = pose_nms(np.stack([p.keypoints for p in out]), [p.box[2] * p.box[3] for p in out], self.threshold)
-        return [out[i] for i in keep]
+        return out if self.threshold is None else drop_duplicate_poses(out, self.threshold)
 
 
 def main(argv=None) -> int:

@@ -76,6 +76,23 @@ def _best(detections) -> tuple:
     return (boxes[0], float(scores[0])) if len(scores) else (None, 0.0)
 
 
+def drop_duplicate_poses(people: list[Pose], threshold: float) -> list[Pose]:
+    """Pose NMS over one image's people (each with its ``box``): :func:`posekit.metrics.pose_nms`
+    taking the poses in descending pose score (a mix of two people scores lower than either), at
+    each pose's box area. Returns the people kept, in their given order, ``person`` renumbered."""
+    from posekit.metrics import pose_nms
+
+    if len(people) < 2:
+        return people
+    order = sorted(range(len(people)), key=lambda i: -people[i].score)
+    keep = pose_nms(np.stack([people[i].keypoints for i in order]),
+                    [people[i].box[2] * people[i].box[3] for i in order], threshold)
+    kept = [people[i] for i in sorted(order[k] for k in keep)]
+    for i, p in enumerate(kept):
+        p.person = i
+    return kept
+
+
 def _on_best_box(pose: Pose, best: tuple) -> Pose:
     """``pose`` (estimated on the best detection's box, or the whole image) given that box and its
     score; found only if a box was there. Returns ``pose``."""
@@ -251,8 +268,8 @@ class Predictor:
         partly hidden by another scores low), each kept when its own pose is found. Whether
         anybody is there is decided by the strong detections alone. A pose too like one already
         kept (object keypoint similarity above ``detect.pose_nms``: one person posed from two
-        boxes, or a box across two people posed as a mix of both) is dropped
-        (:func:`posekit.metrics.pose_nms`)."""
+        boxes, or a box across two people posed as a mix of both) is dropped, the poses taken
+        in descending score (:func:`drop_duplicate_poses`)."""
         rgb = as_rgb(image, color)
         if self.detector is None:
             pose = self.predict(rgb)
@@ -262,7 +279,6 @@ class Predictor:
     def _people(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Pose]:
         """:meth:`predict_all` on an image's detections (boxes (M, 4), scores (M,), best first)."""
         from posekit.detect import pose_box
-        from posekit.metrics import pose_nms
 
         settings = self.detector.settings
         strong = scores >= settings.score_threshold
@@ -279,11 +295,8 @@ class Predictor:
         pose_each(strong)
         if out:  # somebody is there: the weak detections may be people too
             pose_each(~strong)
-        if settings.pose_nms is not None and len(out) > 1:
-            out = [out[i] for i in pose_nms(np.stack([p.keypoints for p in out]),
-                                            [p.box[2] * p.box[3] for p in out], settings.pose_nms)]
-            for i, p in enumerate(out):
-                p.person = i
+        if settings.pose_nms is not None:
+            out = drop_duplicate_poses(out, settings.pose_nms)
         return out
 
     def predict_people(self, image, color: str = "RGB") -> tuple[list[Pose], Pose]:

@@ -401,13 +401,15 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
 
     def second_twice(prepared, *a, **k):  # the second box poses the first person again, the third another
         poses = plain_estimate(prepared, *a, **k)
-        return [dataclasses.replace(p, keypoints=poses[0].keypoints + 0.5) if i == 1 else p for i, p in enumerate(poses)]
+        return [dataclasses.replace(p, keypoints=poses[0].keypoints + 0.5, score=poses[0].score + lift)
+                if i == 1 else p for i, p in enumerate(poses)]
 
     three = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0],
                                                          [25.0, 14.0, 12.0, 14.0]], [0.7, 0.6, 0.5]))
     plain_estimate, three.estimate = three.estimate, second_twice
-    kept = three.predict_all(image)
-    assert [p.box_score for p in kept] == pytest.approx([0.7, 0.5], abs=1e-3) and [p.person for p in kept] == [0, 1]
+    for lift, kept_scores in ((-0.01, [0.7, 0.5]), (0.01, [0.6, 0.5])):  # the better pose of the two stays
+        kept = three.predict_all(image)
+        assert [p.box_score for p in kept] == pytest.approx(kept_scores, abs=1e-3) and [p.person for p in kept] == [0, 1]
 
     # predict(): the best box is nobody but another detection is a person: that person, as "all" answers
     fallback = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.9, 0.6]))
