@@ -3,11 +3,12 @@
 # split, SGD + MSE, 30 epochs with early stopping) trained on one CUDA GPU from a data pack, then
 # evaluated on its own test split and on LSP's test split; the reports land in $REPORTS.
 #
-#   # where the data is: whole images of the paper split (all three parts), about 50 MiB
-#   posekit data pack --data $POSEKIT_DATA --split paper --whole --size 160 --quality 60 \
-#       --parts train val test --out packs/paper-whole-160.npz
+#   # where the data is: whole images of the paper split (all three parts): 37 MiB at 144 px and
+#   # JPEG quality 30 (the committed reports' pack); --size 160 --quality 60 gives 58 MiB
+#   posekit data pack --data $POSEKIT_DATA --split paper --whole --size 144 --quality 30 \
+#       --parts train val test --out packs/paper-whole-144-q30.npz
 #   # on the GPU machine (posekit installed, e.g. `make install`):
-#   bash scripts/gpu_paper.sh packs/paper-whole-160.npz
+#   OUT=runs/paper-gpu WORKERS=12 bash scripts/gpu_paper.sh packs/paper-whole-144-q30.npz
 #
 # Environment: OUT (run folder, default runs/paper-gpu), REPORTS (default reports), DEVICE (auto),
 # WORKERS (loader processes, 8), EPOCHS (default: the recipe's), LIMIT (train and evaluate on the
