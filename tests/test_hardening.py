@@ -510,3 +510,72 @@ def test_batch_one_thread_policy_and_serve_workers(monkeypatch):
     assert serve_app.serve_threads(1) * 1 <= 2 and serve_app.serve_threads(2) * 2 <= 2
     with pytest.raises(PosekitError, match="more inference workers than the 2 CPU cores"):
         serve_app.create_app(workers=3)
+
+
+def _encode(rgb_or_rgba: np.ndarray, fmt: str, orientation: int = 1) -> bytes:
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(rgb_or_rgba)
+    kw = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif.tobytes()
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_shown_as_pil_shows_it(fmt, orientation):
+    """All eight EXIF orientations, every format with EXIF, against PIL's ``exif_transpose`` (the
+    viewers' reading). Orientation 7 (transpose + 180 degrees) was decoded as 5 for JPEGs."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from posekit.data.images import decode_image
+
+    rgb = np.zeros((24, 40, 3), np.uint8)  # four quadrants of different colours: any flip shows
+    rgb[:12, :20] = (255, 0, 0)
+    rgb[:12, 20:] = (0, 255, 0)
+    rgb[12:, :20] = (0, 0, 255)
+    rgb[12:, 20:] = (255, 255, 255)
+    data = _encode(rgb, fmt, orientation)
+    with Image.open(io.BytesIO(data)) as im:
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).astype(int)
+    out = decode_image(data).astype(int)
+    assert out.shape == want.shape
+    assert np.abs(out - want).mean() < 3, f"orientation {orientation}: {fmt} shown differently from PIL"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "BMP"])
+def test_semi_transparent_images_keep_their_stored_colour(fmt):
+    """Alpha is dropped alike in every format: the colour stored, not a premultiplied (darkened)
+    one. OpenCV's TIFF reader premultiplied by the alpha."""
+    from posekit.data.images import decode_image
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., :3] = (200, 100, 50)
+    rgba[..., 3] = 128
+    try:
+        data = _encode(rgba, fmt)
+    except (OSError, KeyError):
+        pytest.skip(f"PIL cannot write RGBA {fmt}")
+    out = decode_image(data)
+    assert out.shape == (20, 30, 3)
+    assert np.abs(out.astype(int) - (200, 100, 50)).max() <= 1, f"{fmt}: {out[0, 0]}"
+
+
+def test_a_cut_tiff_header_is_refused_without_a_warning(recwarn):
+    """PIL's TIFF reader warns on a damaged EXIF block; the user gets posekit's one line only."""
+    from posekit.data.images import decode_image
+
+    data = _encode(np.zeros((40, 60, 3), np.uint8), "TIFF")
+    for cut in (30, 60, len(data) // 2):
+        with pytest.raises(PosekitError):
+            decode_image(data[:cut])
+    assert [str(w.message) for w in recwarn] == []

@@ -9,10 +9,12 @@ Before anything is decoded, the size the header declares is checked (:func:`chec
 
 JPEG data is decoded strictly (libjpeg-turbo through ``simplejpeg``): data that ends early or is
 corrupt is refused instead of decoding into grey blocks. PNG is read by Pillow after every
-chunk's checksum is verified; BMP, WebP and TIFF go through OpenCV; other formats are refused.
-EXIF orientation is applied. Every refusal is an :class:`ImageError`, one line naming the
-source; its ``kind`` says why (``empty``, ``not_image``, ``too_large``, ``too_small``,
-``corrupt``), which the server maps to HTTP statuses."""
+chunk's checksum is verified; BMP, WebP and TIFF go through OpenCV (a TIFF with an alpha channel
+through Pillow: OpenCV would premultiply it); other formats are refused. EXIF orientation is
+applied as Pillow's ``exif_transpose`` does; an alpha channel is dropped, keeping the stored
+colour. Every refusal is an :class:`ImageError`, one line naming the source; its ``kind`` says why
+(``empty``, ``not_image``, ``too_large``, ``too_small``, ``corrupt``), which the server maps to
+HTTP statuses."""
 from __future__ import annotations
 
 import io
@@ -70,19 +72,21 @@ def check_size(width: int, height: int, source: str = "image", max_pixels: int |
 
 
 def _header(data: bytes, source: str):
-    """(format, width, height, EXIF orientation) from the header, without decoding the pixels."""
+    """(format, width, height, EXIF orientation, has an alpha channel) from the header, without
+    decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # PIL warns above its own limit; posekit's check follows
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # PIL warns above its own limit (posekit's check follows) and
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # on a damaged EXIF
+            warnings.simplefilter("ignore", UserWarning)  # block (shown as stored): nothing to print
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size
                 try:
                     orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
                 except Exception:  # a damaged EXIF block: show the pixels as stored
                     orientation = 1
-                return im.format, w, h, orientation
+                return im.format, w, h, orientation, "A" in im.mode or "a" in im.mode
     except UnidentifiedImageError:
         if data[:2] == _JPEG_SOI:
             raise ImageError(f"{source}: truncated or corrupt JPEG (its header is cut short or damaged)",
@@ -105,8 +109,8 @@ def _header(data: bytes, source: str):
 def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an (H, W, 3) array, as viewers display the photo."""
     ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 1)[::-1],
-           8: lambda a: np.rot90(a, 1)}
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1],
+           8: lambda a: np.rot90(a, 1)}  # as PIL's ImageOps.exif_transpose (5: transpose, 7: transverse)
     op = ops.get(int(orientation or 1))
     return np.ascontiguousarray(op(img)) if op else img
 
@@ -159,12 +163,14 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
     :func:`check_size`. Raises :class:`ImageError` (one line naming ``source``)."""
     if len(data) == 0:
         raise ImageError(f"{source}: empty file", "empty")
-    fmt, w, h, orientation = _header(data, source)
+    fmt, w, h, orientation, alpha = _header(data, source)
     check_size(w, h, source, max_pixels)
     if fmt == "JPEG":
         img = _decode_jpeg(data, source, orientation)
     elif fmt == "PNG":
         img = _decode_png(data, source)
+    elif fmt == "TIFF" and alpha:  # OpenCV's TIFF reader premultiplies by the alpha: PIL drops it
+        img = _decode_pil(data, source, "truncated or corrupt TIFF data")
     elif fmt in OPENCV_FORMATS:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # applies EXIF orientation
         if bgr is None:  # libpng & co. refuse data cut short or failing its checksums
