@@ -9,8 +9,8 @@ person (square crops that do not touch the person's box, enlarged by a quarter o
 the validation images to choose, from the LSP test images (and LSPe training images: LSP's test
 images are cut tight around their person) to report, each with its own seed. A pose's score is
 :attr:`posekit.Pose.score` (the mean joint score) as ``Predictor`` computes it with the model's
-own settings; with a person detector, an image where it finds nobody scores 0 (no pose is
-reported whatever the threshold).
+own settings; with a person detector, an image scores the best pose among its strong detections,
+and 0 where there is none (nobody is found whatever the threshold).
 
 The threshold maximises the true-positive rate minus the false-positive rate on the choosing
 sets (Youden's J), or with ``--max-fpr F`` it is the lowest whose false-positive rate on the
@@ -68,13 +68,31 @@ def background_crops(sets: dict, ids: list[str], seed: int, min_side: int = 48, 
     return out
 
 
-def scores(pred, images: list[np.ndarray], batch: int = 16) -> np.ndarray:
-    """Each image's person score; 0 where the detector (if any) found nobody."""
+def candidates(pred, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Each image's candidates, (M, 2) arrays of (detection score, pose score) for every detection
+    down to ``detect.region_threshold``; without a detector one row (1.0, the whole image's pose
+    score)."""
+    from posekit.data.images import as_rgb
+    from posekit.detect import pose_box
+
+    if pred.detector is None:
+        return [np.array([[1.0, p.score]]) for i in range(0, len(images), 16) for p in pred.predict_batch(images[i:i + 16])]
     out = []
-    for i in range(0, len(images), batch):
-        out += [p.score if pred.detector is None or p.box is not None else 0.0
-                for p in pred.predict_batch(images[i:i + batch])]
-    return np.array(out)
+    settings = pred.detector.settings
+    for img in images:
+        rgb = as_rgb(img)
+        boxes, det = pred.detect([rgb], min(settings.region_threshold, settings.score_threshold))[0]
+        poses = pred.estimate([pred.prepare(rgb, pose_box(b, pred.box_margin)) for b in boxes]) if len(boxes) else []
+        out.append(np.array([[d, p.score] for d, p in zip(det, poses)]).reshape(-1, 2))
+    return out
+
+
+def scores(cands: list[np.ndarray], score_threshold: float) -> np.ndarray:
+    """Each image's person score, the score whose threshold decides whether anybody is found: the
+    best pose score among its strong detections (at least ``score_threshold``: ``predict_all``
+    finds somebody, and ``predict`` answers a person, exactly when it reaches the threshold), 0
+    when there is none."""
+    return np.array([max((p for d, p in c if d >= score_threshold), default=0.0) for c in cands])
 
 
 def rates(pos: np.ndarray, neg: np.ndarray, thr: float) -> dict:
@@ -98,6 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick runs)")
     ap.add_argument("--max-fpr", type=float, default=None,
                     help="choose the lowest threshold with at most this false-positive rate (default: Youden's J)")
+    ap.add_argument("--detector-thresholds", type=float, nargs="+", default=None,
+                    help="also choose detect.score_threshold among these (default: the model's own)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
@@ -125,21 +145,37 @@ def main(argv=None) -> int:
         sets.update(load_sets(args.data, ["lspet"]))
     test_neg = {"blank_noise": blanks_and_noise(args.noise, 3),
                 "background": background_crops(sets, test_ids, 4) + background_crops(sets, lspet_train, 5)}
-    pos_choose = scores(pred, [read_image(paths[i]) for i in val_ids])
-    pos_test = scores(pred, [read_image(paths[i]) for i in test_ids])
-    neg_choose = {k: scores(pred, v) for k, v in choose_neg.items()}
-    neg_test = {k: scores(pred, v) for k, v in test_neg.items()}
-    all_choose = np.concatenate(list(neg_choose.values()))
+    cand = {"pos_choose": candidates(pred, [read_image(paths[i]) for i in val_ids]),
+            "pos_test": candidates(pred, [read_image(paths[i]) for i in test_ids]),
+            **{f"choose_{k}": candidates(pred, v) for k, v in choose_neg.items()},
+            **{f"test_{k}": candidates(pred, v) for k, v in test_neg.items()}}
+    own = pred.detector.settings.score_threshold if pred.detector is not None else 1.0
     grid = np.round(np.arange(0.02, 0.81, 0.01), 2)
-    choose_curve = [{"threshold": float(t), **rates(pos_choose, all_choose, t)} for t in grid]
-    best = choose_threshold(choose_curve, args.max_fpr)
-    if best is None:
+    by_detector = []
+    for st in args.detector_thresholds or [own]:
+        pos = scores(cand["pos_choose"], st)
+        neg = np.concatenate([scores(cand[f"choose_{k}"], st) for k in choose_neg])
+        curve = [{"threshold": float(t), **rates(pos, neg, t)} for t in grid]
+        t = choose_threshold(curve, args.max_fpr)
+        by_detector.append({"score_threshold": st, "threshold": t, "choose": None if t is None else rates(pos, neg, t),
+                            "choose_curve": curve})
+    ok = [b for b in by_detector if b["threshold"] is not None]
+    if not ok:
         print(f"no_person.py: no threshold up to {grid[-1]} keeps the false-positive rate at {args.max_fpr} "
               "or less on the choosing sets", file=sys.stderr)
         return 2
+    key = (lambda b: b["choose"]["tpr"]) if args.max_fpr is not None else (lambda b: b["choose"]["tpr"] - b["choose"]["fpr"])
+    pick = max(ok, key=key)
+    st, best, choose_curve = pick["score_threshold"], pick["threshold"], pick["choose_curve"]
+    pos_choose, pos_test = scores(cand["pos_choose"], st), scores(cand["pos_test"], st)
+    neg_choose = {k: scores(cand[f"choose_{k}"], st) for k in choose_neg}
+    neg_test = {k: scores(cand[f"test_{k}"], st) for k in test_neg}
+    all_choose = np.concatenate(list(neg_choose.values()))
     all_test = np.concatenate(list(neg_test.values()))
     result = {
-        "score": "Pose.score: the mean joint score (0 where the detector found nobody)", "chosen_threshold": float(best),
+        "score": "the best Pose.score (mean joint score) among the detections of at least detect.score_threshold "
+                 "(0 where there is none)", "chosen_threshold": float(best), "score_threshold": st,
+        "by_score_threshold": [{k: v for k, v in b.items() if k != "choose_curve"} for b in by_detector],
         "rule": "Youden's J" if args.max_fpr is None else f"the lowest with a false-positive rate of at most {args.max_fpr}",
         "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
         "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
@@ -153,7 +189,8 @@ def main(argv=None) -> int:
         "curve": [{"threshold": float(t), "test": rates(pos_test, all_test, t)} for t in grid],
         "choose_curve": choose_curve,
     }
-    print(f"threshold {best:.2f} (chosen on the validation images, their backgrounds, blank and noise): "
+    print(f"detect.score_threshold {st:.2f}, threshold {best:.2f} (chosen on the validation images, their "
+          "backgrounds, blank and noise): "
           f"LSP test true-positive rate {result['test']['tpr']:.3f}, no-person false-positive rate "
           f"{result['test']['fpr']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in result["test"]["fpr_by_kind"].items())
           + ")")

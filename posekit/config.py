@@ -164,9 +164,9 @@ class DetectConfig(Section):
 
     model: str | None = None  # detector checkpoint / shipped name; None = the whole image (or --box) is the person
     score_threshold: Fraction = 0.3  # a person: a detection at least this strong (whether anybody is there)
-    # the floor of a detection that can still be a person, its pose deciding: predict (one person)
-    # poses the best detection down to it; predict_all poses those down to it once one person
-    # clears score_threshold (hysteresis: a person partly hidden by another scores low)
+    # the floor of a detection that can still be a person, its pose deciding: once one person
+    # clears score_threshold, detections down to it are posed too (hysteresis: a person partly
+    # hidden by another scores low); with nobody found, the best one down to it is the candidate posed
     region_threshold: Fraction = 0.1
     nms_iou: Fraction = 0.5  # non-maximum suppression overlap
     # predict_all: a pose whose object keypoint similarity (OKS) with a person already kept is above

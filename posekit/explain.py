@@ -108,11 +108,14 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
 
 def render(result: dict, alpha: float = 0.5, draw_skeleton: bool = True) -> np.ndarray:
     """RGB uint8: the saliency as a colour overlay on the image, the predicted skeleton on top,
-    and a white ring around the explained joint when there is only one."""
+    and a white ring around the explained joint when there is only one. With no person found
+    (``pose.found`` False) neither is drawn, as ``posekit predict --draw`` draws nothing then."""
     from posekit.viz import draw_pose, saliency_overlay
 
     out = saliency_overlay(result["image"], result["saliency"], alpha)
     kp = result["pose"].keypoints
+    if not result["pose"].found:
+        return out
     if draw_skeleton:
         out = draw_pose(out, kp)
     if len(result["joints"]) == 1:
@@ -123,18 +126,21 @@ def render(result: dict, alpha: float = 0.5, draw_skeleton: bool = True) -> np.n
     return out
 
 
-def run_explain(image_path, model, joint: str | None, out_path, box=None) -> str:
+def run_explain(image_path, model, joint: str | None, out_path, box=None) -> dict:
     """The CLI's work: saliency of ``model`` (shipped name, checkpoint or run folder) on one
-    image, rendered and saved to ``out_path`` (.png/.jpg). Returns the path written."""
+    image, rendered and saved to ``out_path`` (.png/.jpg). Returns :func:`saliency`'s result with
+    ``"out"``, the path written."""
     from posekit.predict import Predictor
+    from posekit.utils import check_writable_folder
     from posekit.viz import save_rgb
 
     joint_indices(joint)  # fail on a bad name or output type before loading anything
     if os.path.splitext(os.fspath(out_path))[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise PosekitError(f"{out_path}: the output must be a .png, .jpg or .jpeg file")
+    check_writable_folder(os.path.dirname(os.fspath(out_path)) or ".", "the output's folder")
     image = read_image(image_path)
     if str(model).lower().endswith(".onnx"):
         raise PosekitError(f"{model}: saliency needs gradients, so a torch checkpoint or shipped model, not an ONNX file")
     result = saliency(Predictor(model), image, joint, box)
     save_rgb(out_path, render(result))
-    return str(out_path)
+    return {**result, "out": str(out_path)}

@@ -75,11 +75,8 @@ def reported_poses(pred, image: np.ndarray, people: str = "one", box=None) -> li
     answer about nobody carries the score of a pose that was estimated, the same in every mode
     and interface (CLI, video, HTTP)."""
     if people == "all" and box is None and getattr(pred, "detector", None) is not None:
-        found, best = pred.predict_people(image)  # one run of the detector for both
-        if found:
-            return found
-        best.found = False  # a weak detection alone is nobody to predict_all
-        return [best]
+        found, one = pred.predict_people(image)  # one run of the detector for both
+        return found or [one]
     return [pred.predict(image, box)]
 
 

@@ -93,14 +93,6 @@ def drop_duplicate_poses(people: list[Pose], threshold: float) -> list[Pose]:
     return kept
 
 
-def _on_best_box(pose: Pose, best: tuple) -> Pose:
-    """``pose`` (estimated on the best detection's box, or the whole image) given that box and its
-    score; found only if a box was there. Returns ``pose``."""
-    pose.box, pose.box_score = (None, best[1]) if best[0] is None else (tuple(best[0]), best[1])
-    pose.found = pose.found and best[0] is not None
-    return pose
-
-
 class Predictor:
     """A pose model ready to run on images.
 
@@ -196,11 +188,11 @@ class Predictor:
         return prepare(as_rgb(image, color), box, self.input_size, self.resize_mode)
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
-        """The pose of the person in ``box``; None: the best person the detector finds: its best
-        detection's pose, or when that pose is under the person threshold the first person
-        :meth:`predict_all` finds (so that one person is answered whenever "all" finds someone);
-        the whole image without a detector; when nobody is found, the best detection's pose (or
-        the whole image's, without any detection) with ``found`` False."""
+        """The pose of the person in ``box``; None: the one person answer of top-down: the first
+        person :meth:`predict_all` finds (so "one" and "all" always agree on whether anybody is
+        there, and the answer is never a pose that "all" drops); the whole image without a
+        detector. When nobody is found: the best candidate's pose with ``found`` False (the best
+        detection down to ``detect.region_threshold``; the whole image when there is none)."""
         return self.predict_batch([image], [box], color)[0]
 
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
@@ -212,16 +204,13 @@ class Predictor:
             raise PosekitError(f"{len(images)} images but {len(boxes)} boxes")
         rgbs = [as_rgb(im, color) for im in images]
         detections = self._detections(rgbs, boxes)
-        found = [_best(d) for d in detections]
-        poses = self.estimate([self.prepare(im, self._crop(b, s), "RGB") for im, b, s in zip(rgbs, boxes, found)])
-        for i, (p, d, s) in enumerate(zip(poses, detections, found)):
-            if d is not None:
-                _on_best_box(p, s)
-                if s[0] is not None and not p.found:  # the best box is nobody: another detection may be
-                    people = self._people(rgbs[i], *d)
-                    if people:
-                        poses[i] = people[0]
-        return poses
+        todo = [i for i, d in enumerate(detections) if d is not None]  # top-down: no box, a detector
+        answers = {i: one for i, (_, one) in zip(todo, self._top_down([rgbs[i] for i in todo],
+                                                                      [detections[i] for i in todo]))} if todo else {}
+        rest = [i for i in range(len(rgbs)) if i not in answers]
+        if rest:
+            answers.update(zip(rest, self.estimate([self.prepare(rgbs[i], boxes[i], "RGB") for i in rest])))
+        return [answers[i] for i in range(len(rgbs))]
 
     def detect(self, rgbs: list, score_threshold: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """The person detector on RGB images, on this predictor's threads: (boxes (M, 4), scores
@@ -270,51 +259,65 @@ class Predictor:
         kept (object keypoint similarity above ``detect.pose_nms``: one person posed from two
         boxes, or a box across two people posed as a mix of both) is dropped, the poses taken
         in descending score (:func:`drop_duplicate_poses`)."""
-        rgb = as_rgb(image, color)
-        if self.detector is None:
-            pose = self.predict(rgb)
-            return [pose] if pose.found else []
-        return self._people(rgb, *self._detections([rgb])[0])
-
-    def _people(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Pose]:
-        """:meth:`predict_all` on an image's detections (boxes (M, 4), scores (M,), best first)."""
-        from posekit.detect import pose_box
-
-        settings = self.detector.settings
-        strong = scores >= settings.score_threshold
-        out: list[Pose] = []
-
-        def pose_each(part: np.ndarray) -> None:
-            if part.any():
-                poses = self.estimate([self.prepare(rgb, pose_box(b, self.box_margin)) for b in boxes[part]])
-                for b, s, p in zip(boxes[part], scores[part], poses):
-                    if p.found:
-                        p.box, p.box_score, p.person = tuple(float(v) for v in b), float(s), len(out)
-                        out.append(p)
-
-        pose_each(strong)
-        if out:  # somebody is there: the weak detections may be people too
-            pose_each(~strong)
-        if settings.pose_nms is not None:
-            out = drop_duplicate_poses(out, settings.pose_nms)
-        return out
+        return self.predict_people(image, color)[0]
 
     def predict_people(self, image, color: str = "RGB") -> tuple[list[Pose], Pose]:
-        """Both answers from one run of the detector: (every person found, as :meth:`predict_all`;
-        the one-person answer, as :meth:`predict`: the first of them, or with nobody found the
-        pose of the best detection, or of the whole image when there is none, ``found`` as
-        :meth:`predict` says)."""
+        """Both answers from one run of the detector and the network: (every person found, as
+        :meth:`predict_all`; the one-person answer, as :meth:`predict`)."""
         rgb = as_rgb(image, color)
         if self.detector is None:
             pose = self.predict(rgb)
             return ([pose] if pose.found else []), pose
-        detections = self._detections([rgb])[0]
-        people = self._people(rgb, *detections)
-        if people:
-            return people, people[0]
-        best = _best(detections)
-        pose = self.estimate([self.prepare(rgb, self._crop(None, best), "RGB")])[0]
-        return [], _on_best_box(pose, best)
+        return self._top_down([rgb], self._detections([rgb]))[0]
+
+    def _top_down(self, rgbs: list, detections: list) -> list[tuple[list[Pose], Pose]]:
+        """For each RGB image and its detections (boxes (M, 4), scores (M,), best first): (every
+        person found, as :meth:`predict_all`; the one-person answer, as :meth:`predict`: the first
+        of them, else the best candidate with ``found`` False). Two batched passes of the network:
+        the strong detections of every image (or its best candidate when none is strong), then
+        the weak detections of the images where somebody was found."""
+        settings = self.detector.settings
+        strong = [scores >= settings.score_threshold for _, scores in detections]
+        first = [np.flatnonzero(s) if s.any() else np.arange(min(1, len(s))) for s in strong]
+        posed = self._pose_detections(rgbs, detections, first)
+        second = [np.flatnonzero(~s) if any(posed[i][j].found for j in np.flatnonzero(s)) else np.arange(0)
+                  for i, s in enumerate(strong)]
+        more = self._pose_detections(rgbs, detections, second)
+        out = []
+        for i, s in enumerate(strong):
+            people = [p for j, p in sorted({**posed[i], **more[i]}.items()) if p.found and (s[j] or j in more[i])]
+            if settings.pose_nms is not None:
+                people = drop_duplicate_poses(people, settings.pose_nms)
+            for k, p in enumerate(people):
+                p.person = k
+            out.append((people, people[0] if people else self._nobody(rgbs[i], detections[i], posed[i])))
+        return out
+
+    def _pose_detections(self, rgbs: list, detections: list, picks: list) -> list[dict[int, Pose]]:
+        """The poses of the picked detections (``picks[i]``: indices into image i's detections),
+        as one batch: for each image {index: Pose with ``box`` and ``box_score``}."""
+        from posekit.detect import pose_box
+
+        pairs = [(i, int(j)) for i, js in enumerate(picks) for j in js]
+        poses = self.estimate([self.prepare(rgbs[i], pose_box(detections[i][0][j], self.box_margin), "RGB")
+                               for i, j in pairs]) if pairs else []
+        out: list[dict[int, Pose]] = [{} for _ in rgbs]
+        for (i, j), p in zip(pairs, poses):
+            p.box, p.box_score = tuple(float(v) for v in detections[i][0][j]), float(detections[i][1][j])
+            out[i][j] = p
+        return out
+
+    def _nobody(self, rgb: np.ndarray, detections: tuple, posed: dict[int, Pose]) -> Pose:
+        """The answer when nobody is found: the best detection's pose (posed already), else the
+        whole image's, ``found`` False (``box`` None and ``box_score`` 0.0 when nothing was
+        detected)."""
+        if 0 in posed:
+            pose = posed[0]
+        else:
+            pose = self.estimate([self.prepare(rgb, None, "RGB")])[0]
+            pose.box, pose.box_score = None, 0.0
+        pose.found = False
+        return pose
 
     def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:
         """Network, decoding and original pixels for prepared inputs, on this predictor's

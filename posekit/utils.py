@@ -65,12 +65,33 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     Raises OSError whose ``filename`` is ``path`` (not the temporary file) when the folder cannot
     be written or the disk is full; nothing is left behind then."""
-    p = Path(path)
+    atomic_write_files({path: data})
+
+
+def atomic_write_files(files: dict) -> None:
+    """Write the files of one result (``{path: bytes}``) so that none of them appears unless all
+    of them do: each is written beside its target first, then :func:`replace_together`.
+
+    Raises OSError naming the target (not a temporary file); nothing is left behind then."""
+    written: list[tuple[Path, Path]] = []
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(p.parent)) from None
-    tmp = temp_path(p)
+        for path, data in files.items():
+            p = Path(path)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(p.parent)) from None
+            tmp = temp_path(p)
+            written.append((tmp, p))
+            _write_new(tmp, p, data)
+    except BaseException:
+        for tmp, _ in written:
+            _unlink_quietly(tmp)
+        raise
+    replace_together(written)
+
+
+def _write_new(tmp: Path, target: Path, data: bytes) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
         try:
@@ -79,14 +100,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp, p)
     except OSError as e:
-        _unlink_quietly(tmp)
-        if e.errno == errno.EXDEV or e.filename in (None, str(tmp), tmp):
-            raise OSError(e.errno, e.strerror or str(e), str(p)) from None
-        raise
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+
+
+def replace_together(pairs: list) -> None:
+    """Rename finished temporary files over their targets (``pairs`` of (temp, target)), all of
+    them or none: a target that cannot be replaced (a folder in the way) is refused before
+    anything is renamed. On failure every temporary file is removed.
+
+    Raises OSError whose ``filename`` is the target."""
+    pairs = [(Path(tmp), Path(target)) for tmp, target in pairs]
+    try:
+        for _, target in pairs:
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
+        for tmp, target in pairs:
+            try:
+                os.replace(tmp, target)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     except BaseException:
-        _unlink_quietly(tmp)
+        for tmp, _ in pairs:
+            _unlink_quietly(tmp)
         raise
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from posekit.errors import PosekitError
 from posekit.inference import pose_records, reported_poses
 from posekit.tracking import appearance
-from posekit.utils import temp_path
+from posekit.utils import replace_together, temp_path
 
 DEFAULT_FPS = 30.0
 MAX_CAMERA_INDEX = 63
@@ -198,16 +198,21 @@ class VideoOut:
         except Exception as e:
             raise PosekitError(f"{self.path}: cannot write the video ({_one_line(e)})") from e
 
-    def close(self) -> None:
-        """Flush the encoder, close the file and rename it to ``path``."""
+    def finish(self) -> tuple[Path, Path]:
+        """Flush the encoder and close the file, still under its temporary name: (temp, ``path``),
+        for :func:`posekit.utils.replace_together`."""
         try:
             self._mux(None)
             self.container.close()
             self.container = None
-            os.replace(self.tmp, self.path)
         except BaseException:
             self.abort()
             raise
+        return self.tmp, self.path
+
+    def close(self) -> None:
+        """Flush the encoder, close the file and rename it to ``path``."""
+        replace_together([self.finish()])
 
     def abort(self) -> None:
         """Drop the video: close what is open and remove the temp file."""
@@ -342,16 +347,21 @@ class StreamOutput:
             self.writer.write(draw_poses(frame, poses), t)
 
     def finish(self) -> None:
-        """Close the video and the records, both renamed into place."""
-        if self.writer is not None:
-            done, self.writer = self.writer, None
-            done.close()
-        if self.jsonl is not None:
-            self.jsonl.close()
-            self.jsonl = None
-            os.replace(self.jsonl_tmp, self.base.with_name(self.base.name + ".jsonl"))
-            self.jsonl_tmp = None
-        self.close()
+        """Close the video and the records and rename both into place, together: neither
+        appears unless both do."""
+        try:
+            done = []
+            if self.writer is not None:
+                writer, self.writer = self.writer, None
+                done.append(writer.finish())
+            if self.jsonl is not None:
+                self.jsonl.close()
+                self.jsonl = None
+                done.append((self.jsonl_tmp, self.base.with_name(self.base.name + ".jsonl")))
+                self.jsonl_tmp = None
+            replace_together(done)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close what is open; an unfinished video or record file is removed."""
@@ -387,6 +397,35 @@ def declared_duration(path) -> float | None:
         return None
 
 
+def check_one_frame_size(path, label: str) -> None:
+    """Raise PosekitError when a video file's frame size changes part way (streams joined end to
+    end, as MPEG-TS segments can be): OpenCV would scale every frame to the first one's size, and
+    the joints would be placed in the wrong pixels. Only key frames are decoded (with PyAV): a
+    new frame size starts at one. A file PyAV cannot read is let through (OpenCV read it)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return
+            stream = c.streams.video[0]
+            stream.codec_context.skip_frame = "NONKEY"
+            first = None
+            for frame in c.decode(stream):
+                size = (frame.width, frame.height)
+                first = first or size
+                if size != first:
+                    at = float(frame.pts * frame.time_base - (stream.start_time or 0) * stream.time_base) \
+                        if frame.pts is not None else float("nan")
+                    break
+            else:
+                return
+    except Exception:
+        return
+    raise PosekitError(f"{label}: the frame size changes at {at:.2f} s ({first[0]}x{first[1]}, then "
+                       f"{size[0]}x{size[1]}); re-encode the video at one size to pose it")
+
+
 def check_complete(path, first: float, last: float, fps: float) -> None:
     """Raise PosekitError when the frames decoded from a video file (timestamps ``first`` to
     ``last`` s at ``fps``) stop well before the length its container declares (a truncated or
@@ -406,7 +445,8 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
     """Run ``poser`` (a :class:`FramePoser`) on every frame of a video file or a webcam
     (``source`` an int). Returns the number of frames. Ctrl-C ends a webcam cleanly.
 
-    Raises PosekitError for a source with no readable frame, and for a video file that ends
+    Raises PosekitError for a source with no readable frame, for a video file whose frame size
+    changes part way (:func:`check_one_frame_size`, before any frame), and for one that ends
     well before the length its container declares (:func:`check_complete`; checked where the
     container gives a length and ``max_frames`` did not stop it first). As for any error midway
     (Ctrl-C on a file too), the records already passed to ``emit`` stay there, and no
@@ -420,6 +460,12 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
     and a webcam recording plays in real time."""
     cap, label = open_capture(source)
     live = isinstance(source, int)
+    if not live:
+        try:
+            check_one_frame_size(source, label)
+        except BaseException:
+            cap.release()
+            raise
     fps = declared_fps(cap)
     out = StreamOutput(out_dir / name if out_dir is not None else None, draw, fps)
     n, first, last = 0, None, None

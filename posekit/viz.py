@@ -236,16 +236,21 @@ def make_grid(images, ncols: int = 4, cell: int = 256, pad: int = 4) -> np.ndarr
     return grid
 
 
-def save_rgb(path, image) -> None:
-    """Write an RGB uint8 image as PNG/JPEG (format from the extension), creating parent
-    folders, atomically."""
+def encode_rgb(path, image) -> bytes:
+    """An RGB uint8 image encoded as PNG/JPEG, the format from ``path``'s extension."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"save_rgb supports .png, .jpg, .jpeg; got {ext or 'no extension'!r}")
     ok, buf = cv2.imencode(ext, cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"cv2 could not encode image as {ext}")
-    atomic_write_bytes(path, buf.tobytes())
+    return buf.tobytes()
+
+
+def save_rgb(path, image) -> None:
+    """Write an RGB uint8 image as PNG/JPEG (format from the extension), creating parent
+    folders, atomically."""
+    atomic_write_bytes(path, encode_rgb(path, image))
 
 
 def plot_loss_curves(history, path, title=None, ylabel=None, best_epoch=None) -> None:

@@ -159,7 +159,7 @@ def test_unknown_joint(predictor, tmp_path):
 
 
 def test_run_explain_writes_png(predictor, tmp_path):
-    out = run_explain(IMAGE, "posekit-lsp", "head_top", tmp_path / "sub" / "sal.png")
+    out = run_explain(IMAGE, "posekit-lsp", "head_top", tmp_path / "sub" / "sal.png")["out"]
     png = cv2.imread(out)
     img = read_image(IMAGE)
     assert png is not None and png.shape == img.shape
@@ -196,3 +196,21 @@ def test_explain_cli(tmp_path, capsys):
     assert "unknown joint 'nose'" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "none.jpg"), "--out", str(out)]) == 2
     assert "image file not found" in capsys.readouterr().err
+
+
+def test_explain_draws_no_skeleton_when_nobody_is_found(predictor, tmp_path, capsys):
+    """As ``posekit predict --draw``: with no person found the map is drawn without a skeleton,
+    and the command says so. An output folder that is a file is named as such."""
+    from posekit.cli import main
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 160, 3), 128, np.uint8))
+    result = saliency(predictor, read_image(blank))
+    assert not result["pose"].found
+    np.testing.assert_array_equal(render(result), render(result, draw_skeleton=False))
+    assert main(["explain", str(blank), "--out", str(tmp_path / "b.png")]) == 0
+    assert "no person found" in capsys.readouterr().out
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(PosekitError, match=r"afile: the output's folder must be a folder, and this is a file"):
+        run_explain(IMAGE, "posekit-lsp", None, afile / "x.png")

@@ -363,11 +363,12 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     assert not alone.found and alone.box is None and alone.box_score == 0.0
     np.testing.assert_allclose(alone.keypoints, nobody.predict(image).keypoints, atol=1e-4)
     # a weak detection (under detect.score_threshold, over region_threshold) is nobody to
-    # predict_all, but predict() poses it: one person is wanted, the pose's score decides
+    # predict_all, and so to predict(): "one" and "all" agree; its pose is the best candidate's
     weak = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0]], [0.2]))
     assert weak.predict_all(image) == []
     (wb,), (ws,) = weak.detector.detect(image, 0.1)
     one = weak.predict(image)
+    assert not one.found, "predict() found a person where predict_all finds nobody"
     assert one.box == pytest.approx(tuple(wb)) and one.box_score == pytest.approx(ws)
     np.testing.assert_allclose(one.keypoints, plain.predict(image, pose_box(wb, pred.box_margin)).keypoints, atol=1e-4)
     # hysteresis: beside a person found, a weak detection (a person half hidden by another scores
@@ -421,6 +422,23 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     (_, second_box), (_, second_score) = fallback.detector.detect(image)
     assert one.found and one.box == pytest.approx(tuple(second_box)) and one.box_score == pytest.approx(second_score)
     assert [p.box for p in fallback.predict_all(image)] == [one.box]
+    # a strong box across two people, posed as a mix of the two, the people themselves weak boxes:
+    # "all" drops the mix (pose NMS), so "one" must not answer it either
+    across = Predictor(str(run), detector=_stub_detector([[4.0, 18.0, 52.0, 32.0], [4.0, 20.0, 20.0, 30.0],
+                                                          [40.0, 22.0, 16.0, 24.0]], [0.6, 0.2, 0.2]))
+    (b_mix, b_left, _), _ = across.detector.detect(image, 0.1)
+    left = plain.predict(image, pose_box(b_left, across.box_margin))
+    plain_estimate = across.estimate
+
+    def mixed(prepared, *a, **k):
+        return [dataclasses.replace(p, keypoints=left.keypoints + 0.5, score=left.score - 0.01)
+                if np.allclose(q.box, pose_box(b_mix, across.box_margin)) else p
+                for p, q in zip(plain_estimate(prepared, *a, **k), prepared)]
+
+    across.estimate = mixed
+    everyone, one = across.predict_all(image), across.predict(image)
+    assert b_mix.tolist() not in [list(p.box) for p in everyone] and len(everyone) == 2
+    assert one.box == everyone[0].box, "predict() answered a pose that predict_all drops"
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 

@@ -242,3 +242,91 @@ def test_a_truncated_video_is_an_error_and_writes_no_files(tmp_path, capsys, mon
     cap = capsys.readouterr()
     assert cap.err.strip() == f"posekit: error: {e.value}"
     assert len(cap.out.splitlines()) == n and (out / "cut.jsonl").read_text() == "an earlier run\n"
+
+
+def test_a_video_s_files_appear_together(vfr_clip, tmp_path, capsys, monkeypatch):
+    """The records and the drawn video of one input are renamed into place together: a folder in
+    the way of the .jsonl leaves no _pose.mp4 either, and no temporary file. The message names the
+    input and the output that could not be written (not a temporary file)."""
+    from types import SimpleNamespace
+
+    from posekit.cli import main
+    from posekit.config import VideoConfig
+
+    out = tmp_path / "out"
+    (out / "clip.jsonl").mkdir(parents=True)
+    with pytest.raises(OSError) as e:
+        video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", out, True, lambda r: None)
+    assert e.value.filename == str(out / "clip.jsonl")
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl"]
+    stub = StubPredictor()
+    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
+    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    assert main(["predict", str(vfr_clip), "--json", "--out", str(out), "--draw"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"posekit: error: {vfr_clip}: cannot write {out / 'clip.jsonl'}: a folder is in the way", err
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl"]
+
+
+def test_an_image_s_files_appear_together(tmp_path, capsys, monkeypatch):
+    """An image's .json and _pose.png appear together or not at all; the message names both the
+    input and the output in the way."""
+    from types import SimpleNamespace
+
+    from posekit.cli import main
+    from posekit.config import VideoConfig
+
+    img = tmp_path / "two.png"
+    cv2.imwrite(str(img), np.full((48, 64, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    (out / "two_pose.png").mkdir(parents=True)
+    stub = StubPredictor()
+    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
+    stub.name, stub.detector = "stub", None
+    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    monkeypatch.setattr("posekit.cli.predict.reported_poses", lambda pred, im, people, box: [pred.predict(im)])
+    monkeypatch.setattr("posekit.cli.predict.pose_records", lambda poses, **w: [{**w, "found": True}])
+    assert main(["predict", str(img), "--out", str(out), "--draw", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"posekit: error: {img}: cannot write {out / 'two_pose.png'}: a folder is in the way", err
+    assert sorted(p.name for p in out.iterdir()) == ["two_pose.png"]
+
+
+def _ts_segment(path, size, n, start):
+    """An MPEG-TS segment of ``n`` frames at 10 frames/s from frame ``start``."""
+    w, h = size
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 20 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = start + i, Fraction(1, 10)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path.read_bytes()
+
+
+def test_a_frame_size_change_is_refused_and_ts_is_a_video(tmp_path, capsys, monkeypatch):
+    """MPEG-TS segments joined end to end at two sizes: OpenCV scales every frame to the first
+    size, so the joints would be wrong; refused, exit 2, one line with the time and both sizes,
+    nothing written. A plain .ts (and the other video extensions) is read as a video."""
+    from types import SimpleNamespace
+
+    from posekit.cli import main
+    from posekit.config import VideoConfig
+
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_ts_segment(tmp_path / "a.ts", (320, 240), 10, 0) + _ts_segment(tmp_path / "b.ts", (480, 360), 10, 10))
+    stub = StubPredictor()
+    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
+    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    out = tmp_path / "out"
+    assert main(["predict", str(joined), "--json", "--out", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.strip() == (f"posekit: error: {joined}: the frame size changes at 1.00 s (320x240, then 480x360); "
+                               "re-encode the video at one size to pose it"), cap.err
+    assert cap.out == "" and not list(out.glob("*"))
+    assert main(["predict", str(tmp_path / "a.ts"), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 10

@@ -120,8 +120,10 @@ def cmd_explain(args) -> int:
     from posekit.explain import run_explain
     from posekit.inference import parse_box
 
-    out = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None)
-    print(f"wrote {out} (gradient saliency of {args.joint or 'all joints'})")
+    done = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None)
+    pose = done["pose"]
+    nobody = "" if pose.found else f"; no person found (score {pose.score:.2f}): no skeleton drawn"
+    print(f"wrote {done['out']} (gradient saliency of {args.joint or 'all joints'}{nobody})")
     return 0
 
 

@@ -14,10 +14,11 @@ from posekit.errors import PosekitError
 from posekit.inference import pose_records, reported_poses
 from posekit.predict import Predictor
 from posekit.skeleton import JOINT_NAMES
-from posekit.utils import atomic_write_text, check_writable_folder
+from posekit.utils import atomic_write_files, check_writable_folder
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".flv",
+              ".wmv", ".ogv")
 
 
 def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -140,18 +141,20 @@ def image_records(job: Job, path: Path, img) -> tuple[list, list[dict]]:
 
 def predict_image(job: Job, path: Path, name: str) -> None:
     """One image: its records to ``job.emit``, and ``<name>.json`` (+ ``<name>_pose.png``) in ``job.out``."""
-    from posekit.viz import draw_poses, save_rgb
+    from posekit.viz import draw_poses, encode_rgb
 
     img = read_image(path)
     poses, recs = image_records(job, path, img)
     for rec in recs:
         job.emit(rec)
-    if job.out is not None:
+    if job.out is not None:  # the image's files appear together or not at all
         base = job.out / name
         doc = recs[0] if job.people == "one" else {"image": str(path), "people": [r for r in recs if r["found"]]}
-        atomic_write_text(base.with_name(base.name + ".json"), json.dumps(doc, indent=1))
+        files = {base.with_name(base.name + ".json"): json.dumps(doc, indent=1).encode()}
         if job.draw:
-            save_rgb(base.with_name(base.name + "_pose.png"), draw_poses(img, poses))
+            drawn = base.with_name(base.name + "_pose.png")
+            files[drawn] = encode_rgb(drawn, draw_poses(img, poses))
+        atomic_write_files(files)
 
 
 def run_predict(inputs: list[str], predictor_args: dict, job_args: dict, fmt: str = "text",
@@ -208,6 +211,7 @@ def _one_source(job: Job, src, report) -> int:
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             raise
-        report(f"{e.filename or path}: {e.strerror or e}")
+        report(f"{label}: cannot write {e.filename}: {e.strerror or e}" if e.filename and str(e.filename) != label
+               else f"{label}: {e.strerror or e}")
         return 1
     return 0
