@@ -157,7 +157,9 @@ def main(argv=None) -> int:
         neg = np.concatenate([scores(cand[f"choose_{k}"], st) for k in choose_neg])
         curve = [{"threshold": float(t), **rates(pos, neg, t)} for t in grid]
         t = choose_threshold(curve, args.max_fpr)
+        test_neg_all = np.concatenate([scores(cand[f"test_{k}"], st) for k in test_neg])
         by_detector.append({"score_threshold": st, "threshold": t, "choose": None if t is None else rates(pos, neg, t),
+                            "test": None if t is None else rates(scores(cand["pos_test"], st), test_neg_all, t),
                             "choose_curve": curve})
     ok = [b for b in by_detector if b["threshold"] is not None]
     if not ok:

@@ -318,7 +318,8 @@ class FramePoser:
         steady = self.box_smoother(box, t)
         pose = self.pred.predict(frame, tuple(pose_box(steady, self.pred.box_margin)))
         pose.box, pose.box_score = tuple(float(v) for v in steady), score
-        return pose
+        pose.found = pose.found and score >= self.pred.detector.settings.score_threshold  # as predict(): a weak
+        return pose  # detection alone is nobody
 
 
 class StreamOutput:

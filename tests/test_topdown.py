@@ -369,6 +369,7 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     (wb,), (ws,) = weak.detector.detect(image, 0.1)
     one = weak.predict(image)
     assert not one.found, "predict() found a person where predict_all finds nobody"
+    assert not FramePoser(weak, "one")(image, 0.0, 0)[0].found  # nor a video frame, one person followed
     assert one.box == pytest.approx(tuple(wb)) and one.box_score == pytest.approx(ws)
     np.testing.assert_allclose(one.keypoints, plain.predict(image, pose_box(wb, pred.box_margin)).keypoints, atol=1e-4)
     # hysteresis: beside a person found, a weak detection (a person half hidden by another scores
