@@ -174,10 +174,16 @@ def main(argv=None) -> int:
     neg_test = {k: scores(cand[f"test_{k}"], st) for k in test_neg}
     all_choose = np.concatenate(list(neg_choose.values()))
     all_test = np.concatenate(list(neg_test.values()))
+    own_neg = {kind: np.concatenate([scores(cand[f"{kind}_{k}"], own) for k in src])
+               for kind, src in (("choose", choose_neg), ("test", test_neg))}
+    as_shipped = {"score_threshold": own, "threshold": pred.threshold,  # what the model answers with today
+                  "choose": rates(scores(cand["pos_choose"], own), own_neg["choose"], pred.threshold),
+                  "test": rates(scores(cand["pos_test"], own), own_neg["test"], pred.threshold)}
     result = {
         "score": "the best Pose.score (mean joint score) among the detections of at least detect.score_threshold "
                  "(0 where there is none)", "chosen_threshold": float(best), "score_threshold": st,
         "by_score_threshold": [{k: v for k, v in b.items() if k != "choose_curve"} for b in by_detector],
+        "as_shipped": as_shipped,
         "rule": "Youden's J" if args.max_fpr is None else f"the lowest with a false-positive rate of at most {args.max_fpr}",
         "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
         "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
@@ -195,7 +201,8 @@ def main(argv=None) -> int:
           "backgrounds, blank and noise): "
           f"LSP test true-positive rate {result['test']['tpr']:.3f}, no-person false-positive rate "
           f"{result['test']['fpr']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in result["test"]["fpr_by_kind"].items())
-          + ")")
+          + f"); as shipped (detect.score_threshold {own:.2f}, threshold {pred.threshold:.2f}): LSP test true-positive "
+          f"rate {as_shipped['test']['tpr']:.3f}, no-person false-positive rate {as_shipped['test']['fpr']:.3f}")
     if args.json:
         from posekit.utils import atomic_write_text
 
