@@ -178,6 +178,8 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
 
 
 _LEGEND_PANEL = 0.6  # the legend's white panel over the picture: this opaque, the picture shows through
+_LEGEND_WIDTH = 0.25  # at most this share of the picture's width, while the letters stay legible
+_LEGEND_MIN_SCALE = 0.25  # OpenCV's Hershey font scale under which the labels cannot be read
 
 
 def _legend(img: np.ndarray, entries) -> None:
@@ -187,9 +189,19 @@ def _legend(img: np.ndarray, entries) -> None:
     s = max(img.shape[:2])
     scale = max(0.3, s / 900)
     th = max(1, round(s / 450))
-    (tw, tht), base = cv2.getTextSize(max((e[0] for e in entries), key=len), cv2.FONT_HERSHEY_SIMPLEX, scale, th)
-    box, gap = tht, max(2, tht // 2)
-    w = gap * 3 + box + tw
+    longest = max((e[0] for e in entries), key=len)
+
+    def sizes(scale):  # (text width, text height, baseline, mark side, gap, panel width)
+        (tw, tht), base = cv2.getTextSize(longest, cv2.FONT_HERSHEY_SIMPLEX, scale, th)
+        gap = max(2, tht // 2)
+        return tw, tht, base, tht, gap, gap * 3 + tht + tw
+
+    tw, tht, base, box, gap, w = sizes(scale)
+    for _ in range(3):  # a small frame: smaller letters, down to the smallest still legible
+        if w <= _LEGEND_WIDTH * img.shape[1] or scale <= _LEGEND_MIN_SCALE:
+            break
+        scale = max(_LEGEND_MIN_SCALE, scale * _LEGEND_WIDTH * img.shape[1] / w)
+        tw, tht, base, box, gap, w = sizes(scale)
     h = gap + len(entries) * (tht + base + gap)
     panel = img[:h + 1, :w + 1]
     panel[:] = cv2.addWeighted(panel, 1 - _LEGEND_PANEL, np.full_like(panel, 255), _LEGEND_PANEL, 0)

@@ -237,3 +237,13 @@ def test_legend_never_hides_the_skeleton_and_names_people_by_their_person(monkey
     monkeypatch.setattr(viz, "_legend", lambda im, entries: seen.append([e[0] for e in entries]))
     draw_poses(img, [_person(corner, person=0), _person(corner + 60, person=3)])
     assert seen[-1][-2:] == ["person 0", "person 3"]
+
+
+@pytest.mark.parametrize("size", [(240, 320), (360, 480), (400, 400)])
+def test_the_legend_covers_at_most_a_quarter_of_the_width(size):
+    """On a small video frame (320 x 240) the key used to cover over a third of the picture."""
+    img = np.zeros((*size, 3), np.uint8)
+    kp = KPTS * (min(size) / 200)
+    out = draw_poses(img, [_person(kp)])
+    panel = (out[1] == PANEL).all(axis=1)  # the panel's first row, over black
+    assert 0 < panel.sum() <= 0.25 * size[1] + 2, f"{panel.sum()} of {size[1]} columns"
