@@ -471,10 +471,12 @@ class _FollowPred:
     joints sit on a fixed pattern and whose pose is lost on the calls listed in ``lost``."""
 
     def __init__(self, roi_margin, lost=()):
-        from posekit.config import VideoConfig
+        from types import SimpleNamespace
+
+        from posekit.config import DetectConfig, VideoConfig
 
         self.config = type("C", (), {"video": VideoConfig(roi_margin=roi_margin, min_cutoff=6.0, beta=0.0)})()
-        self.detector, self.box_margin, self.lost = object(), 0.1, set(lost)
+        self.detector, self.box_margin, self.lost = SimpleNamespace(settings=DetectConfig()), 0.1, set(lost)
         self.detections, self.regions, self.calls = 0, [], 0
 
     def _pose(self, found):
