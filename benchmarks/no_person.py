@@ -136,6 +136,12 @@ def main(argv=None) -> int:
     test_ids = lsp_test_ids(sets)[:args.limit]
     paths = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
     pred = Predictor(args.model)
+    if pred.detector is not None:
+        floor = min(pred.detector.settings.region_threshold, pred.detector.settings.score_threshold)
+        if any(st < floor for st in args.detector_thresholds or []):
+            print(f"no_person.py: --detector-thresholds: candidates are detected down to {floor} "
+                  "(detect.region_threshold); give thresholds at least that", file=sys.stderr)
+            return 2
     choose_neg = {"blank_noise": blanks_and_noise(args.noise, 1), "background": background_crops(sets, val_ids, 2)}
     # LSP's test images are cut tight around their person, so their backgrounds come from LSPe
     # training images instead (never the validation images the threshold is chosen on)

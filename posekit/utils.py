@@ -106,24 +106,72 @@ def _write_new(tmp: Path, target: Path, data: bytes) -> None:
 
 def replace_together(pairs: list) -> None:
     """Rename finished temporary files over their targets (``pairs`` of (temp, target)), all of
-    them or none: a target that cannot be replaced (a folder in the way) is refused before
-    anything is renamed. On failure every temporary file is removed.
+    them or none: a folder in the way is refused before anything is renamed, and when a rename
+    fails part way the targets already replaced get their earlier files back (each kept under a
+    temporary name, a hard link where the file system allows, until all are in place). On
+    failure every temporary file is removed.
 
     Raises OSError whose ``filename`` is the target."""
     pairs = [(Path(tmp), Path(target)) for tmp, target in pairs]
+    moved: list[tuple[Path | None, Path]] = []  # replaced: (where its earlier file is kept, target)
+    target = None
     try:
         for _, target in pairs:
             if target.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
         for tmp, target in pairs:
+            kept = _keep_earlier(target) if len(pairs) > 1 else None
             try:
                 os.replace(tmp, target)
-            except OSError as e:
-                raise OSError(e.errno, e.strerror or str(e), str(target)) from None
-    except BaseException:
+            except BaseException:
+                if kept is not None:
+                    _give_back(kept, target)
+                raise
+            moved.append((kept, target))
+    except BaseException as e:
+        _undo(moved)
         for tmp, _ in pairs:
             _unlink_quietly(tmp)
+        if isinstance(e, OSError) and target is not None:
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from None
         raise
+    for kept, _ in moved:
+        if kept is not None:
+            _unlink_quietly(kept)
+
+
+def _keep_earlier(target: Path) -> Path | None:
+    """The earlier file at ``target`` kept under a temporary name (a hard link, else moved
+    there); None when there is none."""
+    if not os.path.lexists(target):
+        return None
+    kept = temp_path(target)
+    try:
+        os.link(target, kept)
+    except OSError:
+        os.replace(target, kept)
+    return kept
+
+
+def _undo(moved: list) -> None:
+    """Give the replaced targets their earlier files back (remove those that had none)."""
+    for kept, target in reversed(moved):
+        try:
+            if kept is not None:
+                _give_back(kept, target)
+            else:
+                os.unlink(target)  # new in this run: there is no earlier file to give back
+        except OSError:
+            pass
+
+
+def _give_back(kept: Path, target: Path) -> None:
+    """Put the earlier file kept as ``kept`` back at ``target`` (a hard link to the file still
+    there is only removed: renaming a link over its own file does nothing)."""
+    if os.path.lexists(target) and os.path.samefile(kept, target):
+        os.unlink(kept)
+    else:
+        os.replace(kept, target)
 
 
 def _unlink_quietly(path: Path) -> None:

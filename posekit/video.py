@@ -146,6 +146,11 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _why(e: BaseException) -> str:
+    """Why a write failed, in words that name no temporary file (an OSError's strerror)."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+
+
 class VideoOut:
     """Annotated frames, each at its own time, to an .mp4 (see the module docstring). ``close()``
     finishes the file and moves it into place; ``abort()`` removes what was written."""
@@ -196,14 +201,17 @@ class VideoOut:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except Exception as e:
-            raise PosekitError(f"{self.path}: cannot write the video ({_one_line(e)})") from e
+            raise PosekitError(f"{self.path}: cannot write the video ({_why(e)})") from e
 
     def finish(self) -> tuple[Path, Path]:
         """Flush the encoder and close the file, still under its temporary name: (temp, ``path``),
         for :func:`posekit.utils.replace_together`."""
         try:
             self._mux(None)
-            self.container.close()
+            try:
+                self.container.close()
+            except Exception as e:
+                raise PosekitError(f"{self.path}: cannot write the video ({_why(e)})") from e
             self.container = None
         except BaseException:
             self.abort()
@@ -305,21 +313,18 @@ class FramePoser:
         return pose
 
     def _one_steady(self, frame: np.ndarray, t: float):
-        """The best person posed on the detector's box smoothed over time (a steady crop: the
-        detector's frame-to-frame wobble does not reach the joints)."""
+        """The person :meth:`Predictor.predict` answers, posed again on its box smoothed over time
+        (a steady crop: the detector's frame-to-frame wobble does not reach the joints)."""
         from posekit.detect import pose_box
 
-        (box, score), = self.pred.best_people([frame])
-        if box is None:  # nobody: the whole frame's pose, not found (as predict() answers), no second detection
+        _, one = self.pred.predict_people(frame)  # the person predict() answers for this frame as an image
+        if not one.found:  # nobody: its best candidate's pose, not found
             self.box_smoother.reset()
-            pose = self.pred.estimate([self.pred.prepare(frame)])[0]
-            pose.box_score, pose.found = score, False
-            return pose
-        steady = self.box_smoother(box, t)
+            return one
+        steady = self.box_smoother(one.box, t)
         pose = self.pred.predict(frame, tuple(pose_box(steady, self.pred.box_margin)))
-        pose.box, pose.box_score = tuple(float(v) for v in steady), score
-        pose.found = pose.found and score >= self.pred.detector.settings.score_threshold  # as predict(): a weak
-        return pose  # detection alone is nobody
+        pose.box, pose.box_score, pose.found = tuple(float(v) for v in steady), one.box_score, True
+        return pose
 
 
 class StreamOutput:
@@ -340,7 +345,10 @@ class StreamOutput:
             self.base.parent.mkdir(parents=True, exist_ok=True)
             self.jsonl_tmp = temp_path(self.base.with_name(self.base.name + ".jsonl"))
             self.jsonl = open(self.jsonl_tmp, "w")
-        self.jsonl.writelines(json.dumps(rec) + "\n" for rec in recs)
+        try:
+            self.jsonl.writelines(json.dumps(rec) + "\n" for rec in recs)
+        except OSError as e:  # named by the records' file, not its temporary name
+            raise OSError(e.errno, e.strerror or str(e), str(self.base.with_name(self.base.name + ".jsonl"))) from None
         if self.draw:
             if self.writer is None:
                 self.writer = VideoOut(self.base.with_name(self.base.name + "_pose.mp4"), (frame.shape[1], frame.shape[0]),
@@ -350,17 +358,24 @@ class StreamOutput:
     def finish(self) -> None:
         """Close the video and the records and rename both into place, together: neither
         appears unless both do."""
+        done = []
         try:
-            done = []
+            if self.jsonl is not None:
+                records, jsonl, self.jsonl = self.base.with_name(self.base.name + ".jsonl"), self.jsonl, None
+                done.append((self.jsonl_tmp, records))
+                self.jsonl_tmp = None
+                try:
+                    jsonl.close()
+                except OSError as e:
+                    raise OSError(e.errno, e.strerror or str(e), str(records)) from None
             if self.writer is not None:
                 writer, self.writer = self.writer, None
-                done.append(writer.finish())
-            if self.jsonl is not None:
-                self.jsonl.close()
-                self.jsonl = None
-                done.append((self.jsonl_tmp, self.base.with_name(self.base.name + ".jsonl")))
-                self.jsonl_tmp = None
+                done.insert(0, writer.finish())  # the video first, the records last
             replace_together(done)
+        except BaseException:
+            for tmp, _ in done:
+                Path(tmp).unlink(missing_ok=True)
+            raise
         finally:
             self.close()
 
@@ -398,33 +413,48 @@ def declared_duration(path) -> float | None:
         return None
 
 
-def check_one_frame_size(path, label: str) -> None:
+def check_one_frame_size(path, label: str, until: float | None = None, every: float = 1.0) -> None:
     """Raise PosekitError when a video file's frame size changes part way (streams joined end to
     end, as MPEG-TS segments can be): OpenCV would scale every frame to the first one's size, and
-    the joints would be placed in the wrong pixels. Only key frames are decoded (with PyAV): a
-    new frame size starts at one. A file PyAV cannot read is let through (OpenCV read it)."""
+    the joints would be placed in the wrong pixels. A new frame size starts at a key frame, so
+    key frames alone are decoded (with PyAV), one per ``every`` seconds (for intra-only video,
+    where every frame is one, a sample), up to ``until`` seconds (None: the whole file); a size
+    held for less than that between two samples can be missed. A file PyAV cannot read is let
+    through (OpenCV read it)."""
     import av
 
+    first = size = None
+    at = float("nan")
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 return
             stream = c.streams.video[0]
-            stream.codec_context.skip_frame = "NONKEY"
-            first = None
-            for frame in c.decode(stream):
-                size = (frame.width, frame.height)
-                first = first or size
-                if size != first:
-                    at = float(frame.pts * frame.time_base - (stream.start_time or 0) * stream.time_base) \
-                        if frame.pts is not None else float("nan")
+            codec, tb, start = stream.codec_context, stream.time_base, stream.start_time or 0
+            codec.skip_frame = "NONKEY"
+            due = -math.inf
+            for packet in c.demux(stream):
+                t = float((packet.pts - start) * tb) if packet.pts is not None and tb else None
+                if not packet.is_keyframe or (t is not None and t < due):
+                    continue
+                if until is not None and t is not None and t > until:
+                    break
+                due = -math.inf if t is None else t + every
+                for frame in codec.decode(packet):
+                    size = (frame.width, frame.height)
+                    first = first or size
+                    if size != first:
+                        at = float(frame.pts * frame.time_base - start * tb) if frame.pts is not None else t
+                        break
+                if first and size != first:
                     break
             else:
                 return
     except Exception:
         return
-    raise PosekitError(f"{label}: the frame size changes at {at:.2f} s ({first[0]}x{first[1]}, then "
-                       f"{size[0]}x{size[1]}); re-encode the video at one size to pose it")
+    if first and size != first:
+        raise PosekitError(f"{label}: the frame size changes by {at:.2f} s ({first[0]}x{first[1]}, then "
+                           f"{size[0]}x{size[1]}); re-encode the video at one size to pose it")
 
 
 def check_complete(path, first: float, last: float, fps: float) -> None:
@@ -461,13 +491,13 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
     and a webcam recording plays in real time."""
     cap, label = open_capture(source)
     live = isinstance(source, int)
-    if not live:
+    fps = declared_fps(cap)
+    if not live:  # with --max-frames, up to well past where they end (a variable frame rate)
         try:
-            check_one_frame_size(source, label)
+            check_one_frame_size(source, label, None if max_frames is None else 3 * max_frames / fps + 1.0)
         except BaseException:
             cap.release()
             raise
-    fps = declared_fps(cap)
     out = StreamOutput(out_dir / name if out_dir is not None else None, draw, fps)
     n, first, last = 0, None, None
     try:

@@ -579,3 +579,60 @@ def test_a_cut_tiff_header_is_refused_without_a_warning(recwarn):
         with pytest.raises(PosekitError):
             decode_image(data[:cut])
     assert [str(w.message) for w in recwarn] == []
+
+
+def test_the_files_of_one_result_are_all_or_none(tmp_path, monkeypatch):
+    """A rename failing part way (a file held open or immutable) gives the targets already
+    replaced their earlier files back: never a new .json beside an earlier _pose.png. Without
+    earlier files, none of the new ones stays. No temporary file is left."""
+    import errno
+    import os
+
+    from posekit import utils
+
+    png, rec = tmp_path / "x_pose.png", tmp_path / "x.json"
+    real, failed = os.replace, []
+
+    def failing(src, dst):
+        if Path(dst) == rec and not failed:
+            failed.append(1)
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real(src, dst)
+
+    monkeypatch.setattr(utils.os, "replace", failing)
+    png.write_bytes(b"earlier png")
+    rec.write_bytes(b"earlier json")
+    with pytest.raises(OSError) as e:
+        utils.atomic_write_files({png: b"new png", rec: b"new json"})
+    assert e.value.filename == str(rec) and "Operation not permitted" in str(e.value)
+    assert png.read_bytes() == b"earlier png" and rec.read_bytes() == b"earlier json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x_pose.png"]
+    png.unlink()
+    rec.unlink()
+    failed.clear()
+    with pytest.raises(OSError):
+        utils.atomic_write_files({png: b"new png", rec: b"new json"})
+    assert list(tmp_path.iterdir()) == []
+    utils.atomic_write_files({png: b"new png", rec: b"new json"})  # and when nothing fails, both
+    assert png.read_bytes() == b"new png" and rec.read_bytes() == b"new json" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_libtiff_s_own_stderr_line_is_silenced(capfd, monkeypatch):
+    """A cut RGBA TIFF goes through Pillow's libtiff, which prints "TIFFFillStrip: Read error on
+    strip 0" on file descriptor 2 before posekit's own one line: silenced, and only then."""
+    import os
+
+    from posekit.data import images
+
+    real = images._decode_pil
+
+    def noisy(*a, **k):
+        os.write(2, b"TIFFFillStrip: Read error on strip 0\n")
+        return real(*a, **k)
+
+    monkeypatch.setattr(images, "_decode_pil", noisy)
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 3] = 200
+    assert images.decode_image(_encode(rgba, "TIFF")).shape == (20, 30, 3)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"

@@ -423,6 +423,8 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     (_, second_box), (_, second_score) = fallback.detector.detect(image)
     assert one.found and one.box == pytest.approx(tuple(second_box)) and one.box_score == pytest.approx(second_score)
     assert [p.box for p in fallback.predict_all(image)] == [one.box]
+    framed = FramePoser(fallback, "one")(image, 0.0, 0)[0]  # a video frame answers the same person
+    assert framed.found and framed.box == pytest.approx(one.box) and framed.box_score == pytest.approx(second_score)
     # a strong box across two people, posed as a mix of the two, the people themselves weak boxes:
     # "all" drops the mix (pose NMS), so "one" must not answer it either
     across = Predictor(str(run), detector=_stub_detector([[4.0, 18.0, 52.0, 32.0], [4.0, 20.0, 20.0, 30.0],
@@ -489,6 +491,14 @@ class _FollowPred:
     def best_people(self, frames):
         self.detections += 1
         return [((30.0, 10.0, 30.0, 100.0), 0.8)]
+
+    def predict_people(self, frame):  # the detector's one person (not counted as a network call)
+        from posekit.inference import Pose
+
+        self.detections += 1
+        kp = np.array([[40.0 + 3 * (j % 4), 20.0 + 6 * j] for j in range(14)])
+        one = Pose(kp, np.full(14, 0.9), 200, 160, score=0.9, found=True, box=(30.0, 10.0, 30.0, 100.0), box_score=0.8)
+        return [one], one
 
     def predict(self, frame, box=None):
         return self._pose(True)

@@ -325,8 +325,57 @@ def test_a_frame_size_change_is_refused_and_ts_is_a_video(tmp_path, capsys, monk
     out = tmp_path / "out"
     assert main(["predict", str(joined), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()
-    assert cap.err.strip() == (f"posekit: error: {joined}: the frame size changes at 1.00 s (320x240, then 480x360); "
+    assert cap.err.strip() == (f"posekit: error: {joined}: the frame size changes by 1.00 s (320x240, then 480x360); "
                                "re-encode the video at one size to pose it"), cap.err
     assert cap.out == "" and not list(out.glob("*"))
     assert main(["predict", str(tmp_path / "a.ts"), "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 10
+
+
+def test_a_full_disk_at_the_end_leaves_nothing_and_names_the_output(vfr_clip, tmp_path, monkeypatch):
+    """The records' file failing as it is closed (disk full, file too large) leaves neither the
+    finished video nor a temporary file, and the error names the records' file; the video's own
+    failure at its end names the video, never a temporary name."""
+    import errno
+
+    out = tmp_path / "out"
+
+    class Full:
+        def __init__(self, path, mode):
+            self.f = open(path, mode)  # noqa: SIM115
+
+        def writelines(self, lines):
+            self.f.writelines(lines)
+
+        def close(self):
+            self.f.close()
+            raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(video, "open", Full, raising=False)
+    with pytest.raises(OSError) as e:
+        video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", out, True, lambda r: None)
+    assert e.value.filename == str(out / "clip.jsonl") and list(out.iterdir()) == []
+    monkeypatch.undo()
+
+    real_open = av.open
+
+    def trailer_fails(*a, **k):
+        c = real_open(*a, **k)
+        if a[1:2] == ("w",):
+            tmp = a[0]
+
+            class Closing:
+                def __getattr__(self, name):
+                    return getattr(c, name)
+
+                def close(self):
+                    c.close()
+                    raise OSError(errno.EFBIG, "File too large", tmp)
+
+            return Closing()
+        return c
+
+    monkeypatch.setattr(av, "open", trailer_fails)
+    with pytest.raises(PosekitError) as e:
+        video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", out, True, lambda r: None)
+    assert str(e.value) == f"{out / 'clip_pose.mp4'}: cannot write the video (File too large)" and list(out.iterdir()) == []

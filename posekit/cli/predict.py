@@ -150,10 +150,11 @@ def predict_image(job: Job, path: Path, name: str) -> None:
     if job.out is not None:  # the image's files appear together or not at all
         base = job.out / name
         doc = recs[0] if job.people == "one" else {"image": str(path), "people": [r for r in recs if r["found"]]}
-        files = {base.with_name(base.name + ".json"): json.dumps(doc, indent=1).encode()}
+        files = {}
         if job.draw:
             drawn = base.with_name(base.name + "_pose.png")
             files[drawn] = encode_rgb(drawn, draw_poses(img, poses))
+        files[base.with_name(base.name + ".json")] = json.dumps(doc, indent=1).encode()  # the record last
         atomic_write_files(files)
 
 

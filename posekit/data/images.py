@@ -17,8 +17,10 @@ colour. Every refusal is an :class:`ImageError`, one line naming the source; its
 HTTP statuses."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -147,7 +149,7 @@ def _decode_png(data: bytes, source: str) -> np.ndarray:
         raise ImageError(f"{source}: truncated or corrupt PNG data ({type(e).__name__}: {e})", "corrupt") from None
 
 
-def _decode_pil(data: bytes, source: str, what: str = "corrupt image data") -> np.ndarray:
+def _decode_pil(data: bytes, source: str, what: str = "corrupt image data", detail: bool = True) -> np.ndarray:
     from PIL import Image, ImageOps
 
     try:
@@ -155,7 +157,30 @@ def _decode_pil(data: bytes, source: str, what: str = "corrupt image data") -> n
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except Exception as e:
-        raise ImageError(f"{source}: {what} ({type(e).__name__}: {e})", "corrupt") from None
+        raise ImageError(f"{source}: {what}" + (f" ({type(e).__name__}: {e})" if detail else ""), "corrupt") from None
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence what C libraries print on file descriptor 2 (libtiff's "Read error on strip 0"
+    through Pillow): posekit's own one-line error follows. Process-wide for that moment, so held
+    under a lock and kept to one decode."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to silence
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def decode_image(data: bytes, source: str = "image", max_pixels: int | None = None) -> np.ndarray:
@@ -170,7 +195,8 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
     elif fmt == "PNG":
         img = _decode_png(data, source)
     elif fmt == "TIFF" and alpha:  # OpenCV's TIFF reader premultiplies by the alpha: PIL drops it
-        img = _decode_pil(data, source, "truncated or corrupt TIFF data")
+        with _quiet_stderr():
+            img = _decode_pil(data, source, "truncated or corrupt TIFF data", detail=False)
     elif fmt in OPENCV_FORMATS:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # applies EXIF orientation
         if bgr is None:  # libpng & co. refuse data cut short or failing its checksums
