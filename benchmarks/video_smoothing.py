@@ -70,6 +70,9 @@ class CachedPoses:
     def predict_all(self, frame):
         return self._get(("all", id(frame)), lambda: self.pred.predict_all(frame))
 
+    def predict_people(self, frame):
+        return self._get(("people", id(frame)), lambda: self.pred.predict_people(frame))
+
 
 def run_clip(pred, frames, times, settings, smooth: bool) -> np.ndarray:
     """The joints (n, K, 2) a FramePoser gives over a clip."""
