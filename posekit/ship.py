@@ -39,7 +39,7 @@ def _inference_line(cfg: Recipe) -> str:
              f"top-down: the person detector `{d.model}` runs first, and the pose is estimated in each detected box "
              f"enlarged by {d.box_margin} per side (`detect.box_margin`; a given box wins); people are detections "
              f"scoring at least {d.score_threshold}, and down to {d.region_threshold} (`detect.region_threshold`) "
-             f"the best one for one person, or every one beside a person found")
+             f"every one beside a person found (with nobody found, the best one is the candidate posed)")
     v = cfg.video
     return (f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}; in videos each joint is "
             f"smoothed by a One-Euro filter (`video.min_cutoff` {v.min_cutoff} Hz, `video.beta` {v.beta}) and one "
