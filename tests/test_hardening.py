@@ -636,3 +636,23 @@ def test_libtiff_s_own_stderr_line_is_silenced(capfd, monkeypatch):
     assert images.decode_image(_encode(rgba, "TIFF")).shape == (20, 30, 3)
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg():
+    """Phones write JPEGs with a second picture in an MPF block; Pillow calls them MPO. They are
+    ordinary .jpg photos: the first picture is decoded."""
+    import io
+
+    from PIL import Image
+
+    from posekit.data.images import decode_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :30] = (250, 20, 20)
+    first = Image.fromarray(rgb)
+    buf = io.BytesIO()
+    first.save(buf, format="MPO", save_all=True, append_images=[Image.fromarray(255 - rgb)], quality=95)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert im.format == "MPO"
+    out = decode_image(buf.getvalue())
+    assert out.shape == (40, 60, 3) and np.abs(out.astype(int) - rgb).mean() < 3

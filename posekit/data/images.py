@@ -190,7 +190,7 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
         raise ImageError(f"{source}: empty file", "empty")
     fmt, w, h, orientation, alpha = _header(data, source)
     check_size(w, h, source, max_pixels)
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it (phones, stereo cameras): the first
         img = _decode_jpeg(data, source, orientation)
     elif fmt == "PNG":
         img = _decode_png(data, source)
