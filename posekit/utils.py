@@ -77,10 +77,7 @@ def atomic_write_files(files: dict) -> None:
     try:
         for path, data in files.items():
             p = Path(path)
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OSError(e.errno, e.strerror, str(p.parent)) from None
+            _make_folder(p.parent)
             tmp = temp_path(p)
             written.append((tmp, p))
             _write_new(tmp, p, data)
@@ -89,6 +86,19 @@ def atomic_write_files(files: dict) -> None:
             _unlink_quietly(tmp)
         raise
     replace_together(written)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; a file in the way is named as such (not "File exists")."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(probe)) from None
+        raise OSError(e.errno, e.strerror, str(folder)) from None
 
 
 def _write_new(tmp: Path, target: Path, data: bytes) -> None:
@@ -243,6 +253,23 @@ def check_writable_folder(path: str | os.PathLike, what: str = "output folder") 
         raise PosekitError(f"{p}: {what} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PosekitError(f"{p}: {what} cannot be written (no write permission in {probe})")
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder in its place, or
+    a folder for it that is a file or cannot be created (:func:`check_writable_folder`).
+    ``what`` names it in the message (an option such as ``--out``). Creates nothing."""
+    from posekit.errors import PosekitError
+
+    p = Path(path)
+    if p.is_dir():
+        raise PosekitError(f"{p}: {what} must be a file, and this is a folder")
+    probe = p.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise PosekitError(f"{p}: {what} cannot be written: {probe} is a file")
+    check_writable_folder(p.parent, f"the folder of {what}")
 
 
 def derive_seed(seed: int, *keys) -> int:

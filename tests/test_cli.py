@@ -399,3 +399,41 @@ def test_predict_help_says_what_the_defaults_and_records_are(capsys):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "one JSON object per record (per image or frame; --people all: per person)" in text
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    """A file where an output's folder should be is refused before any work, naming the option
+    and the file in the way (it said "afile: File exists" after packing every image); pack's split
+    settings are checked (a negative validation fraction silently moved training images)."""
+    from posekit.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("a file")
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    monkeypatch.setattr("posekit.data.pack.load_sets", lambda *a, **k: ran.append(1) or {})
+    d = ["--data", str(tmp_path)]
+    cases = [
+        (["data", "pack", *d, "--out", "afile/p.npz"], "afile/p.npz: --out cannot be written: afile is a file"),
+        (["data", "pack", *d, "--out", "p.npz", "--json", "afile/x.json"],
+         "afile/x.json: --json cannot be written: afile is a file"),
+        (["export", "--model", "posekit-lsp", "--onnx", "afile/x.onnx"],
+         "afile/x.onnx: --onnx cannot be written: afile is a file"),
+        (["evaluate", "--model", "posekit-lsp", *d, "--out", "afile/r"], "afile/r: --out cannot be created: afile is a file"),
+        (["data", "pack", *d, "--out", "v.npz", "--val-fraction", "-0.5"],
+         "pack: --val-fraction -0.5: expected a fraction in [0, 1)"),
+        (["data", "pack", *d, "--out", "v.npz", "--split-seed", "-1"], "pack: --split-seed -1: expected a seed >= 0"),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip() == f"posekit: error: {msg}"
+    assert ran == [] and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_file_in_the_way_of_an_output_folder_is_named(tmp_path):
+    from posekit.utils import atomic_write_text
+
+    (tmp_path / "afile").write_text("a file")
+    with pytest.raises(NotADirectoryError) as e:
+        atomic_write_text(tmp_path / "afile" / "sub" / "x.json", "{}")
+    assert e.value.filename == str(tmp_path / "afile") and e.value.strerror == "is a file, not a folder"

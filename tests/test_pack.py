@@ -54,3 +54,11 @@ def test_bad_pack(tmp_path):
         load_pack(good)
     with pytest.raises(DataError, match="pack file not found"):
         load_pack(tmp_path / "none.npz")
+
+
+def test_a_part_named_twice_is_packed_once(synth_root, tmp_path):
+    from posekit.data.pack import pack_split
+
+    once = pack_split(synth_root, tmp_path / "a.npz", {"parts": ["test"]}, size=32)
+    twice = pack_split(synth_root, tmp_path / "b.npz", {"parts": ["test", "test"]}, size=32)
+    assert twice["images"] == once["images"] > 0

@@ -70,6 +70,10 @@ def cmd_evaluate(args) -> int:
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise PosekitError("--batch-size and --limit must be >= 1")
+    if args.out:
+        from posekit.utils import check_writable_folder
+
+        check_writable_folder(args.out, "--out")  # before the model runs
     metrics, extras = evaluate(args.model, args.data, args.split, limit=args.limit, batch_size=args.batch_size,
                                per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
                                refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
@@ -162,6 +166,9 @@ def check_port_free(host: str, port: int) -> None:
 
 def cmd_export(args) -> int:
     from posekit.export import export_onnx, quantize_int8
+    from posekit.utils import check_output_file
+
+    check_output_file(args.onnx, "--onnx")
 
     if args.int8:
         from posekit.cli.predict import collect_inputs
@@ -208,6 +215,11 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_pack(args) -> int:
     from posekit.data.pack import pack_split
+    from posekit.utils import check_output_file
+
+    check_output_file(args.out, "--out")  # before the packing
+    if args.json:
+        check_output_file(args.json, "--json")
 
     split = {"name": args.split, "sets": args.sets, "seed": args.split_seed, "val_fraction": args.val_fraction,
              "parts": args.parts}

@@ -41,7 +41,11 @@ def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: in
     bad settings or data."""
     sp = {"name": "lsp-standard", "sets": ["lsp", "lspet"], "seed": 0, "val_fraction": 0.05,
           "fractions": (0.7, 0.15, 0.15), "parts": ("train", "val"), **(split or {})}
-    split_name, sets, which = sp["name"], list(sp["sets"]), tuple(sp["parts"])
+    split_name, sets, which = sp["name"], list(sp["sets"]), tuple(dict.fromkeys(sp["parts"]))  # each part once
+    if not 0 <= sp["val_fraction"] < 1:
+        raise DataError(f"pack: --val-fraction {sp['val_fraction']}: expected a fraction in [0, 1)")
+    if int(sp["seed"]) < 0:
+        raise DataError(f"pack: --split-seed {sp['seed']}: expected a seed >= 0")
     out = Path(out)
     if out.suffix != ".npz":
         raise DataError(f"{out}: a pack file must end in .npz")
@@ -51,6 +55,9 @@ def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: in
     split = make_split(split_name, loaded, seed=sp["seed"], fractions=tuple(sp["fractions"]),
                        val_fraction=sp["val_fraction"])
     ids = [i for part in which for i in split.get(part, [])]
+    if not ids:
+        raise DataError(f"pack: the {split_name} split's {'+'.join(which)} holds no images (--val-fraction "
+                        f"{sp['val_fraction']})")
     lookup = {s.sample_id(i): (s, i) for s in loaded.values() for i in range(len(s))}
     n = len(ids)
     blobs: list[bytes] = [b""] * n
