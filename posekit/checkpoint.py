@@ -164,6 +164,15 @@ def _load(p: Path, mmap: bool = False) -> dict:
     import pickle
 
     try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise PosekitError(f"{p}: cannot read checkpoint ({e.strerror})") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # a PyTorch file is a zip or a pickle
+        onnx = " (an ONNX file: a pose model exported by posekit runs with --backend onnx)" \
+            if p.suffix.lower() == ".onnx" else ""
+        raise PosekitError(f"{p}: not a posekit checkpoint{onnx}")
+    try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):  # plain numbers in older checkpoints
             ckpt = torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:

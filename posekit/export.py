@@ -41,6 +41,9 @@ def onnx_model_bytes(model: str | os.PathLike) -> tuple[bytes, dict]:
     import onnx
 
     net, _, ckpt = load_model(model, "cpu")
+    if ckpt["recipe"].codec.name == "center":
+        raise PosekitError(f"{ckpt['path']}: a person detector; ONNX export is for pose models (posekit runs its "
+                           "detector with torch, also for a pose model on --backend onnx)")
     if ckpt.get("cascade"):
         raise PosekitError(f"{ckpt['path']}: a cascade's refinement stages crop the original image per joint and "
                            "are not exported to ONNX; run it with the torch backend")

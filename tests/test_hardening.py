@@ -656,3 +656,23 @@ def test_a_multi_picture_jpeg_is_a_jpeg():
         assert im.format == "MPO"
     out = decode_image(buf.getvalue())
     assert out.shape == (40, 60, 3) and np.abs(out.astype(int) - rgb).mean() < 3
+
+
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path):
+    """An image or an ONNX file given where a checkpoint goes: "not a posekit checkpoint" (it said
+    the file "holds Python objects"), and exporting the person detector is refused in one line
+    (its ONNX file was accepted by no command)."""
+    from posekit.checkpoint import read_checkpoint
+    from posekit.export import export_onnx
+
+    img = tmp_path / "photo.jpg"
+    img.write_bytes(_encode(np.zeros((20, 20, 3), np.uint8), "JPEG"))
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # the start of an ONNX protobuf
+    with pytest.raises(PosekitError, match=r"photo\.jpg: not a posekit checkpoint$"):
+        read_checkpoint(img)
+    with pytest.raises(PosekitError, match=r"model\.onnx: not a posekit checkpoint \(an ONNX file"):
+        read_checkpoint(onnx)
+    with pytest.raises(PosekitError, match=r"a person detector; ONNX export is for pose models"):
+        export_onnx("posekit-person", tmp_path / "det.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "photo.jpg"]
