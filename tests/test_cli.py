@@ -207,7 +207,7 @@ def test_evaluate_bad_model(tmp_path, synth_root, capsys):
     _one_line_error(capsys, "none.pt: model file not found")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["evaluate", "--model", str(tmp_path / "junk.pt"), "--data", str(synth_root)]) == 2
-    _one_line_error(capsys, "junk.pt: cannot read checkpoint")
+    _one_line_error(capsys, "junk.pt: not a posekit checkpoint")
 
 
 def test_data_show_and_check(synth_root, tmp_path, capsys):
