@@ -31,6 +31,24 @@ from posekit.utils import atomic_write_bytes
 PACK_FORMAT = "posekit-pack-v1"
 
 
+def _pack_settings(split: dict | None, out, size: int, margin: float | None, quality: int) -> dict:
+    """The split settings of :func:`pack_split` with their defaults, each part once; DataError
+    (one line naming the option) for any out of range."""
+    sp = {"name": "lsp-standard", "sets": ["lsp", "lspet"], "seed": 0, "val_fraction": 0.05,
+          "fractions": (0.7, 0.15, 0.15), "parts": ("train", "val"), **(split or {})}
+    sp["parts"] = tuple(dict.fromkeys(sp["parts"]))
+    if not 0 <= sp["val_fraction"] < 1:
+        raise DataError(f"pack: --val-fraction {sp['val_fraction']}: expected a fraction in [0, 1)")
+    if int(sp["seed"]) < 0:
+        raise DataError(f"pack: --split-seed {sp['seed']}: expected a seed >= 0")
+    if Path(out).suffix != ".npz":
+        raise DataError(f"{out}: a pack file must end in .npz")
+    if not 16 <= size <= 1024 or not (margin is None or 0 <= margin <= 2) or not 30 <= quality <= 100:
+        raise DataError(f"pack: --size {size}, --margin {margin}, --quality {quality}: expected a size of 16-1024, "
+                        "a margin of 0-2 and a quality of 30-100")
+    return sp
+
+
 def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: int = 144, margin: float | None = 0.4,
                quality: int = 75, progress: bool = False) -> dict:
     """Write a pack of the dataset under ``root`` to ``out`` (.npz): ``split`` says which split
@@ -39,18 +57,8 @@ def pack_split(root, out: str | os.PathLike, split: dict | None = None, size: in
     square person crop with ``margin`` context per side (None: the whole image, stretched to the
     square), JPEG ``quality``. Returns a summary (images, bytes, path, ...). Raises DataError for
     bad settings or data."""
-    sp = {"name": "lsp-standard", "sets": ["lsp", "lspet"], "seed": 0, "val_fraction": 0.05,
-          "fractions": (0.7, 0.15, 0.15), "parts": ("train", "val"), **(split or {})}
-    split_name, sets, which = sp["name"], list(sp["sets"]), tuple(dict.fromkeys(sp["parts"]))  # each part once
-    if not 0 <= sp["val_fraction"] < 1:
-        raise DataError(f"pack: --val-fraction {sp['val_fraction']}: expected a fraction in [0, 1)")
-    if int(sp["seed"]) < 0:
-        raise DataError(f"pack: --split-seed {sp['seed']}: expected a seed >= 0")
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise DataError(f"{out}: a pack file must end in .npz")
-    if not 16 <= size <= 1024 or not (margin is None or 0 <= margin <= 2) or not 30 <= quality <= 100:
-        raise DataError("pack: size must be 16-1024, margin 0-2, quality 30-100")
+    sp = _pack_settings(split, out, size, margin, quality)
+    split_name, sets, which, out = sp["name"], list(sp["sets"]), sp["parts"], Path(out)
     loaded = load_sets(root, sets)
     split = make_split(split_name, loaded, seed=sp["seed"], fractions=tuple(sp["fractions"]),
                        val_fraction=sp["val_fraction"])
