@@ -261,6 +261,28 @@ def box_iou(a, b) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def box_cover(a, b) -> np.ndarray:
+    """The share of each box of ``b`` (P, 4, x y w h) that lies inside each box of ``a`` (M, 4):
+    (M, P) in [0, 1] (0 for an empty box of ``b``)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum((a[:, 0] + a[:, 2])[:, None], (b[:, 0] + b[:, 2])[None])
+                 - np.maximum(a[:, 0][:, None], b[:, 0][None]), 0, None)
+    ih = np.clip(np.minimum((a[:, 1] + a[:, 3])[:, None], (b[:, 1] + b[:, 3])[None])
+                 - np.maximum(a[:, 1][:, None], b[:, 1][None]), 0, None)
+    area = (b[:, 2] * b[:, 3])[None]
+    return np.where(area > 0, iw * ih / np.where(area > 0, area, 1), 0.0)
+
+
+def group_boxes(boxes, cover: float) -> list[int]:
+    """The boxes (P, 4) that hold two or more of the others, each at least ``cover`` of its area
+    inside: a box around a group, not a person (posed, it is a figure made of several people).
+    Returns their indices, in order."""
+    c = box_cover(boxes, boxes)
+    np.fill_diagonal(c, 0.0)
+    return [i for i in range(len(c)) if int((c[i] >= cover).sum()) >= 2]
+
+
 def keypoint_similarity(a, b, area) -> np.ndarray:
     """Per-joint similarity (COCO's OKS terms) of every pose of ``a`` (M, K, 2) with every pose of
     ``b`` (P, K, 2): exp(-d^2 / (2 area k^2)), d the joint's distance in pixels, k its

@@ -288,6 +288,11 @@ class Predictor:
             people = [p for j, p in sorted({**posed[i], **more[i]}.items()) if p.found and (s[j] or j in more[i])]
             if settings.pose_nms is not None:
                 people = drop_duplicate_poses(people, settings.pose_nms)
+            if settings.group_cover is not None and len(people) > 2:
+                from posekit.metrics import group_boxes
+
+                drop = set(group_boxes([p.box for p in people], settings.group_cover))
+                people = [p for k, p in enumerate(people) if k not in drop]
             for k, p in enumerate(people):
                 p.person = k
             out.append((people, people[0] if people else self._nobody(rgbs[i], detections[i], posed[i])))

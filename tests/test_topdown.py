@@ -53,6 +53,16 @@ def test_center_codec_nms_keeps_one_of_two_overlapping_peaks():
     assert len(boxes) == 0
 
 
+def test_group_boxes_hold_two_people_or_more():
+    from posekit.metrics import box_cover, group_boxes
+
+    boxes = [[0, 0, 100, 200], [10, 10, 40, 80], [55, 100, 40, 90], [200, 0, 50, 50], [90, 150, 20, 100]]
+    np.testing.assert_allclose(box_cover(boxes[:1], boxes)[0], [1.0, 1.0, 1.0, 0.0, 0.5 * 0.5])
+    assert group_boxes(boxes, 0.5) == [0] and group_boxes(boxes, 1.0) == [0]
+    assert group_boxes(boxes[:2] + boxes[3:], 0.5) == []  # one person inside: an occluder, not a group
+    assert group_boxes([[0, 0, 10, 10]], 0.5) == [] and box_cover([[0, 0, 1, 1]], [[0, 0, 0, 0]]).tolist() == [[0.0]]
+
+
 def test_box_metrics():
     a = np.array([[0, 0, 10, 10], [20, 20, 10, 10]])
     np.testing.assert_allclose(box_iou(a, [[5, 0, 10, 10]]), [[50 / 150], [0.0]])
@@ -442,6 +452,19 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     everyone, one = across.predict_all(image), across.predict(image)
     assert b_mix.tolist() not in [list(p.box) for p in everyone] and len(everyone) == 2
     assert one.box == everyone[0].box, "predict() answered a pose that predict_all drops"
+    # a strong box around two people (a group), the people inside it weaker: the group's "person"
+    # (a figure made of both) is dropped, whatever its pose looks like; predict() answers a person
+    group = Predictor(str(run), detector=_stub_detector([[4.0, 10.0, 56.0, 40.0], [4.0, 20.0, 20.0, 30.0],
+                                                         [40.0, 22.0, 16.0, 24.0]], [0.6, 0.5, 0.5]))
+    plain_estimate = group.estimate
+    group.estimate = lambda prepared, *a, **k: [dataclasses.replace(p, found=True) for p in plain_estimate(prepared, *a, **k)]
+    group.detector.settings = group.detector.settings.model_copy(update={"pose_nms": None})
+    (b_group, *_), _ = group.detector.detect(image)
+    found = group.predict_all(image)
+    assert len(found) == 2 and b_group.tolist() not in [list(p.box) for p in found] and [p.person for p in found] == [0, 1]
+    assert group.predict(image).box == found[0].box
+    group.detector.settings = group.detector.settings.model_copy(update={"group_cover": None})
+    assert len(group.predict_all(image)) == 3  # off: the group's box is posed as a person too
     with pytest.raises(PosekitError, match="needs a person detector"):
         from posekit.evaluate import evaluate
 
