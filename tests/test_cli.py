@@ -437,3 +437,26 @@ def test_a_file_in_the_way_of_an_output_folder_is_named(tmp_path):
     with pytest.raises(NotADirectoryError) as e:
         atomic_write_text(tmp_path / "afile" / "sub" / "x.json", "{}")
     assert e.value.filename == str(tmp_path / "afile") and e.value.strerror == "is a file, not a folder"
+
+
+def test_hidden_files_in_a_folder_are_skipped_and_useless_options_refused(tmp_path, capsys):
+    """macOS leaves ``._photo.jpg`` resource forks beside the photos it copies: they are no
+    images, and a folder of photos failed because of them. An option that would change nothing
+    is refused rather than ignored."""
+    from posekit.cli import main
+    from posekit.cli.predict import collect_inputs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".cache").mkdir()
+    for name in ("a.jpg", "._a.jpg", "sub/b.png", ".cache/c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    found, missing = collect_inputs([str(tmp_path)])
+    assert [n for _, n in found] == ["a", "sub/b"] and missing == []
+    hidden = tmp_path / "._a.jpg"
+    assert [n for _, n in collect_inputs([str(hidden)])[0]] == ["._a"]  # named directly: read as asked
+    assert main(["predict", str(tmp_path / "a.jpg"), str(tmp_path / "sub" / "b.png")]) == 2
+    assert capsys.readouterr().err.strip().endswith("2 of 2 inputs failed (reported above)")
+    assert main(["predict", str(tmp_path / "a.jpg"), "--refine", "off", "--refine-weight", "0.5"]) == 2
+    assert "give refine (--refine M[,M...]) too" in capsys.readouterr().err
+    assert main(["export", "--model", "posekit-lsp", "--onnx", str(tmp_path / "m.onnx"), "--calib", str(tmp_path)]) == 2
+    assert "--calib calibrates --int8 quantisation" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

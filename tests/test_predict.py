@@ -298,7 +298,8 @@ def test_refine_weight_mixes_the_first_pass_in(which, heatmap_ckpt, ckpt, synth_
     mine = np.stack([p.keypoints for p in fused.predict_batch(extras["images"])])
     np.testing.assert_allclose(extras["res"]["pred"], mine, atol=1e-3)
     assert Predictor(model).refine_weight == 0.0  # no refinement pass, nothing to mix into
-    assert Predictor(model, refine_weight=0.5).refine_weight == 0.0
+    with pytest.raises(PosekitError, match="weighs the first pass against refinement crops"):  # it was ignored
+        Predictor(model, refine_weight=0.5)
     with pytest.raises(PosekitError, match="Predictor: 'refine_weight': Input should be less than 1"):
         Predictor(model, refine=0.1, refine_weight=1.0)
     with pytest.raises(PosekitError, match="unknown Predictor option.*fuse"):

@@ -115,8 +115,8 @@ def cmd_predict(args) -> int:
            "draw": args.draw, "max_frames": args.max_frames}
     failures, total = run_predict(args.inputs, predictor_args(args), job, fmt=fmt, webcam=args.webcam)
     if failures and total > 1:
-        print(f"posekit: error: {failures} of {total} inputs failed (reported above); the others were processed",
-              file=sys.stderr)
+        rest = "; the others were processed" if failures < total else ""
+        print(f"posekit: error: {failures} of {total} inputs failed (reported above){rest}", file=sys.stderr)
     return 0 if failures == 0 else 2
 
 
@@ -169,6 +169,8 @@ def cmd_export(args) -> int:
     from posekit.utils import check_output_file
 
     check_output_file(args.onnx, "--onnx")
+    if args.calib and not args.int8:
+        raise PosekitError("--calib calibrates --int8 quantisation: give --int8 too, or leave --calib out")
 
     if args.int8:
         from posekit.cli.predict import collect_inputs

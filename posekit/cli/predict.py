@@ -23,7 +23,8 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 
 def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
     """(path, output name) for the image and video files given directly or found in folders
-    (recursively, in a stable order), and a problem line for each input that does not exist.
+    (recursively, in a stable order; hidden files and folders, such as macOS's ``._photo.jpg``
+    resource forks, are skipped there), and a problem line for each input that does not exist.
     Output names keep a folder's sub-paths; a name that would repeat (``a/x.jpg`` and
     ``b/x.jpg`` given directly, or ``x.jpg`` beside ``x.png``) gets its extension, then a number."""
     exts = IMAGE_EXTS if images_only else IMAGE_EXTS + VIDEO_EXTS
@@ -32,7 +33,8 @@ def collect_inputs(inputs: list[str], images_only: bool = False) -> tuple[list[t
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file())
+            files = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file()
+                           and not any(part.startswith(".") for part in q.relative_to(p).parts))  # hidden: ._x.jpg
             found += [(q, q.relative_to(p).with_suffix("").as_posix()) for q in files]
         elif p.exists():
             found.append((p, p.stem))
