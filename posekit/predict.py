@@ -128,6 +128,9 @@ class Predictor:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise PosekitError(f"threads must be a positive integer or None, got {threads!r}")
         model = DEFAULT_MODEL if model is None else model
+        if not isinstance(model, (str, os.PathLike)):
+            raise PosekitError(f"model must be a shipped name or a path (checkpoint, run folder, .onnx); "
+                               f"got a {type(model).__name__}")
         self.backend, self.name, self.threads = backend, str(model), threads
         self._load(model, device, threads)
         if self.codec.kind == "center":
@@ -154,6 +157,9 @@ class Predictor:
             return None
         if isinstance(detector, PersonDetector):
             return detector
+        if not (detector is None or isinstance(detector, (str, os.PathLike))):
+            raise PosekitError(f"detector must be a shipped name, a checkpoint path, a PersonDetector, None or False; "
+                               f"got a {type(detector).__name__}")
         return PersonDetector(detector or self.config.detect.model, device, settings=self.config.detect)
 
     @property
@@ -199,7 +205,9 @@ class Predictor:
         return self.predict_batch([image], [box], color)[0]
 
     def predict_batch(self, images: list, boxes: list | None = None, color: str = "RGB") -> list[Pose]:
-        """One pose per image (and box, as :meth:`predict`), run as one batch."""
+        """One pose per image (and box, as :meth:`predict`), run as one batch. ``images`` and
+        ``boxes``: any iterables (lists, tuples, generators)."""
+        images = list(images)
         if len(images) == 0:
             return []
         boxes = [None] * len(images) if boxes is None else [parse_box(b) for b in boxes]

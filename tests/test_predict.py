@@ -426,3 +426,15 @@ def test_refine_margins_benchmark_chooses_on_framed_val(heatmap_ckpt, synth_root
     best = max(d["results"], key=lambda r: r["val"]["pck"])
     assert d["chosen"] == {"refine": best["refine"], "refine_weight": best["refine_weight"]} and "framed" in d["chosen_on"]
     assert all(r["val"]["n"] == len(images) for r in d["results"])
+
+
+def test_wrong_kinds_of_arguments_are_one_line_errors():
+    """Not a TypeError from deep inside: a model or detector of the wrong type is named; any
+    iterable of images is a batch."""
+    with pytest.raises(PosekitError, match="model must be a shipped name or a path.*got a int"):
+        Predictor(model=123)
+    pred = Predictor("posekit-lsp-fast")
+    with pytest.raises(PosekitError, match="detector must be .*got a Predictor"):
+        Predictor("posekit-lsp-fast", detector=pred)
+    frames = (np.zeros((64, 48, 3), np.uint8) for _ in range(2))
+    assert len(pred.predict_batch(frames)) == 2
