@@ -173,7 +173,8 @@ class DetectConfig(Section):
     # this is the same person posed twice (two boxes on one person, or a box across two): dropped; null: off
     pose_nms: Fraction | None = 0.3  # chosen on val-multi (benchmarks/pose_nms.py)
     # predict_all: a person whose box holds two or more other people found (each at least this
-    # much inside it) is a group's box, posed as a figure made of several people: dropped; null: off
+    # much inside it, and a sizeable part of it: metrics.group_boxes) is a group's box, posed as a
+    # figure made of several people: dropped; null: off
     group_cover: Fraction | None = 0.5
     max_people: int = Field(20, ge=1, le=100)
     box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop

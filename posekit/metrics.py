@@ -274,13 +274,19 @@ def box_cover(a, b) -> np.ndarray:
     return np.where(area > 0, iw * ih / np.where(area > 0, area, 1), 0.0)
 
 
-def group_boxes(boxes, cover: float) -> list[int]:
+GROUP_MEMBER_AREA = 0.15  # a group's members are each at least this share of its box's area
+
+
+def group_boxes(boxes, cover: float, member_area: float = GROUP_MEMBER_AREA) -> list[int]:
     """The boxes (P, 4) that hold two or more of the others, each at least ``cover`` of its area
-    inside: a box around a group, not a person (posed, it is a figure made of several people).
-    Returns their indices, in order."""
-    c = box_cover(boxes, boxes)
-    np.fill_diagonal(c, 0.0)
-    return [i for i in range(len(c)) if int((c[i] >= cover).sum()) >= 2]
+    inside and at least ``member_area`` of the holding box's area: a box around a group, not a
+    person (posed, it is a figure made of several people). Small people far behind a near one,
+    inside its box, are not its group. Returns their indices, in order."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    area = b[:, 2] * b[:, 3]
+    member = (box_cover(b, b) >= cover) & (area[None, :] >= member_area * area[:, None])
+    np.fill_diagonal(member, False)
+    return [i for i in range(len(b)) if int(member[i].sum()) >= 2]
 
 
 def keypoint_similarity(a, b, area) -> np.ndarray:

@@ -61,6 +61,8 @@ def test_group_boxes_hold_two_people_or_more():
     assert group_boxes(boxes, 0.5) == [0] and group_boxes(boxes, 1.0) == [0]
     assert group_boxes(boxes[:2] + boxes[3:], 0.5) == []  # one person inside: an occluder, not a group
     assert group_boxes([[0, 0, 10, 10]], 0.5) == [] and box_cover([[0, 0, 1, 1]], [[0, 0, 0, 0]]).tolist() == [[0.0]]
+    near = [[0, 0, 200, 400], [20, 20, 30, 60], [150, 30, 30, 60]]  # two small people far behind a near one
+    assert group_boxes(near, 0.5) == [] and group_boxes(near, 0.5, member_area=0.02) == [0]
 
 
 def test_box_metrics():
