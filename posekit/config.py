@@ -172,8 +172,8 @@ class DetectConfig(Section):
     # predict_all: a pose whose object keypoint similarity (OKS) with a person already kept is above
     # this is the same person posed twice (two boxes on one person, or a box across two): dropped; null: off
     pose_nms: Fraction | None = 0.3  # chosen on val-multi (benchmarks/pose_nms.py)
-    # predict_all: a person whose box holds two or more other people found (each at least this
-    # much inside it, and a sizeable part of it: metrics.group_boxes) is a group's box, posed as a
+    # predict_all: a weak detection whose box holds two or more people found (each at least this
+    # much inside it, and 15-60 % of its area: metrics.group_boxes) is a group's box, posed as a
     # figure made of several people: dropped; null: off
     group_cover: Fraction | None = 0.5
     max_people: int = Field(20, ge=1, le=100)

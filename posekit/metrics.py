@@ -274,17 +274,19 @@ def box_cover(a, b) -> np.ndarray:
     return np.where(area > 0, iw * ih / np.where(area > 0, area, 1), 0.0)
 
 
-GROUP_MEMBER_AREA = 0.15  # a group's members are each at least this share of its box's area
+GROUP_MEMBER_AREA = (0.15, 0.6)  # a group's members: each this share of its box's area, at least and at most
 
 
-def group_boxes(boxes, cover: float, member_area: float = GROUP_MEMBER_AREA) -> list[int]:
+def group_boxes(boxes, cover: float, member_area: tuple[float, float] = GROUP_MEMBER_AREA) -> list[int]:
     """The boxes (P, 4) that hold two or more of the others, each at least ``cover`` of its area
-    inside and at least ``member_area`` of the holding box's area: a box around a group, not a
-    person (posed, it is a figure made of several people). Small people far behind a near one,
-    inside its box, are not its group. Returns their indices, in order."""
+    inside and between ``member_area`` shares of the holding box's area: a box around a group, not
+    a person (posed, it is a figure made of several people). Members must be clearly smaller than
+    the box (people side by side or in a row, of one size, never hold each other) and not tiny
+    (small people far behind a near one are not its group). Returns their indices, in order."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     area = b[:, 2] * b[:, 3]
-    member = (box_cover(b, b) >= cover) & (area[None, :] >= member_area * area[:, None])
+    share = area[None, :] / np.maximum(area[:, None], 1e-9)
+    member = (box_cover(b, b) >= cover) & (share >= member_area[0]) & (share <= member_area[1])
     np.fill_diagonal(member, False)
     return [i for i in range(len(b)) if int(member[i].sum()) >= 2]
 

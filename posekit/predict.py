@@ -96,6 +96,18 @@ def drop_duplicate_poses(people: list[Pose], threshold: float) -> list[Pose]:
     return kept
 
 
+def _drop_group_boxes(people: list[Pose], settings) -> list[Pose]:
+    """``people`` without the weak detections (under ``detect.score_threshold``, posed only
+    because somebody else was found) whose box is a group's (:func:`posekit.metrics.group_boxes`
+    at ``detect.group_cover``): a figure made of several people. A strong detection is left to
+    pose NMS. The members are kept, so the list never empties."""
+    from posekit.metrics import group_boxes
+
+    groups = set(group_boxes([p.box for p in people], settings.group_cover))
+    drop = {k for k in groups if people[k].box_score < settings.score_threshold}
+    return [p for k, p in enumerate(people) if k not in drop]
+
+
 class Predictor:
     """A pose model ready to run on images.
 
@@ -300,10 +312,7 @@ class Predictor:
             if settings.pose_nms is not None:
                 people = drop_duplicate_poses(people, settings.pose_nms)
             if settings.group_cover is not None and len(people) > 2:
-                from posekit.metrics import group_boxes
-
-                drop = set(group_boxes([p.box for p in people], settings.group_cover))
-                people = [p for k, p in enumerate(people) if k not in drop]
+                people = _drop_group_boxes(people, settings)
             for k, p in enumerate(people):
                 p.person = k
             out.append((people, people[0] if people else self._nobody(rgbs[i], detections[i], posed[i])))

@@ -62,7 +62,10 @@ def test_group_boxes_hold_two_people_or_more():
     assert group_boxes(boxes[:2] + boxes[3:], 0.5) == []  # one person inside: an occluder, not a group
     assert group_boxes([[0, 0, 10, 10]], 0.5) == [] and box_cover([[0, 0, 1, 1]], [[0, 0, 0, 0]]).tolist() == [[0.0]]
     near = [[0, 0, 200, 400], [20, 20, 30, 60], [150, 30, 30, 60]]  # two small people far behind a near one
-    assert group_boxes(near, 0.5) == [] and group_boxes(near, 0.5, member_area=0.02) == [0]
+    assert group_boxes(near, 0.5) == [] and group_boxes(near, 0.5, member_area=(0.02, 0.6)) == [0]
+    row = [[i * 50, 0, 100, 300] for i in range(5)]  # people of one size in a row never hold each other
+    cluster = [[0, 0, 100, 300], [30, 0, 100, 300], [0, 90, 100, 300], [30, 90, 100, 300]]
+    assert group_boxes(row, 0.5) == [] and group_boxes(cluster, 0.5) == []
 
 
 def test_box_metrics():
@@ -454,17 +457,23 @@ def test_predict_all_poses_each_detected_box(tmp_path, synth_root):
     everyone, one = across.predict_all(image), across.predict(image)
     assert b_mix.tolist() not in [list(p.box) for p in everyone] and len(everyone) == 2
     assert one.box == everyone[0].box, "predict() answered a pose that predict_all drops"
-    # a strong box around two people (a group), the people inside it weaker: the group's "person"
-    # (a figure made of both) is dropped, whatever its pose looks like; predict() answers a person
-    group = Predictor(str(run), detector=_stub_detector([[4.0, 10.0, 56.0, 40.0], [4.0, 20.0, 20.0, 30.0],
-                                                         [40.0, 22.0, 16.0, 24.0]], [0.6, 0.5, 0.5]))
-    plain_estimate = group.estimate
-    group.estimate = lambda prepared, *a, **k: [dataclasses.replace(p, found=True) for p in plain_estimate(prepared, *a, **k)]
-    group.detector.settings = group.detector.settings.model_copy(update={"pose_nms": None})
-    (b_group, *_), _ = group.detector.detect(image)
+    # a weak box around two people found (a group: people stacked one above the other), posed only
+    # because they were found: its "person", a figure made of both, is dropped whatever its pose looks
+    # like; a strong box is left to pose NMS
+    def grouped(group_score):
+        pred = Predictor(str(run), detector=_stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0],
+                                                            [4.0, 10.0, 56.0, 40.0]], [0.5, 0.45, group_score]))
+        plain_estimate = pred.estimate
+        pred.estimate = lambda prepared, *a, **k: [dataclasses.replace(p, found=True)
+                                                   for p in plain_estimate(prepared, *a, **k)]
+        pred.detector.settings = pred.detector.settings.model_copy(update={"pose_nms": None})
+        return pred
+
+    group = grouped(0.2)
     found = group.predict_all(image)
-    assert len(found) == 2 and b_group.tolist() not in [list(p.box) for p in found] and [p.person for p in found] == [0, 1]
+    assert [p.box_score for p in found] == pytest.approx([0.5, 0.45], abs=1e-3) and [p.person for p in found] == [0, 1]
     assert group.predict(image).box == found[0].box
+    assert len(grouped(0.6).predict_all(image)) == 3  # strong: not this rule's
     group.detector.settings = group.detector.settings.model_copy(update={"group_cover": None})
     assert len(group.predict_all(image)) == 3  # off: the group's box is posed as a person too
     with pytest.raises(PosekitError, match="needs a person detector"):
