@@ -64,7 +64,9 @@ def infer_settings(cfg: Recipe, overrides: dict, cascade: bool = False) -> Infer
         infer = InferConfig.model_validate({**cfg.infer.model_dump(), **given})
     except ValidationError as e:
         raise PosekitError(str(config_error(e, "Predictor"))) from None
-    if "refine_weight" in given and (cascade or not infer.refine):  # it would change nothing
+    if "refine_weight" in given and cascade:  # it would change nothing
+        raise PosekitError("a cascade checkpoint refines with its own stages; refine_weight does not apply to it")
+    if "refine_weight" in given and not infer.refine:
         raise PosekitError("refine_weight (--refine-weight) weighs the first pass against refinement crops, and "
                            "this runs without them: give refine (--refine M[,M...]) too")
     return infer.model_copy(update={"refine": None}) if cascade else infer

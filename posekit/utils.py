@@ -247,8 +247,10 @@ def check_writable_folder(path: str | os.PathLike, what: str = "output folder") 
     if p.exists() and not p.is_dir():
         raise PosekitError(f"{p}: {what} must be a folder, and this is a file")
     probe = p
-    while not probe.exists():
+    while not os.path.lexists(probe):
         probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        raise PosekitError(f"{p}: {what} cannot be created: {probe} is a broken link")
     if not probe.is_dir():
         raise PosekitError(f"{p}: {what} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -265,8 +267,10 @@ def check_output_file(path: str | os.PathLike, what: str) -> None:
     if p.is_dir():
         raise PosekitError(f"{p}: {what} must be a file, and this is a folder")
     probe = p.parent
-    while not probe.exists() and probe != probe.parent:
+    while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        raise PosekitError(f"{p}: {what} cannot be written: {probe} is a broken link")
     if probe.exists() and not probe.is_dir():
         raise PosekitError(f"{p}: {what} cannot be written: {probe} is a file")
     check_writable_folder(p.parent, f"the folder of {what}")

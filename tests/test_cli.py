@@ -460,3 +460,14 @@ def test_hidden_files_in_a_folder_are_skipped_and_useless_options_refused(tmp_pa
     assert "give refine (--refine M[,M...]) too" in capsys.readouterr().err
     assert main(["export", "--model", "posekit-lsp", "--onnx", str(tmp_path / "m.onnx"), "--calib", str(tmp_path)]) == 2
     assert "--calib calibrates --int8 quantisation" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_broken_link_in_an_output_path_is_named(tmp_path):
+    from posekit.errors import PosekitError
+    from posekit.utils import check_output_file, check_writable_folder
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(PosekitError, match=r"dangling/q\.npz: --out cannot be written: .*dangling is a broken link"):
+        check_output_file(tmp_path / "dangling" / "q.npz", "--out")
+    with pytest.raises(PosekitError, match=r"--out cannot be created: .*dangling is a broken link"):
+        check_writable_folder(tmp_path / "dangling" / "sub", "--out")
