@@ -248,30 +248,28 @@ def evaluate_keypoints(pred, gt, sizes, mask=None) -> dict:
 # ---------------------------------------------------------------------------- people and boxes
 # Boxes are (x, y, w, h) in pixels: (x, y) the top-left corner.
 
-def box_iou(a, b) -> np.ndarray:
-    """Intersection over union of every box of ``a`` (M, 4) with every box of ``b`` (P, 4): (M, P)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    ax1, ay1, ax2, ay2 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None]), 0, None)
-    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def box_cover(a, b) -> np.ndarray:
-    """The share of each box of ``b`` (P, 4, x y w h) that lies inside each box of ``a`` (M, 4):
-    (M, P) in [0, 1] (0 for an empty box of ``b``)."""
+def _intersections(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intersection areas (M, P), areas of ``a`` (M,), areas of ``b`` (P,)) of boxes (x, y, w, h)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     iw = np.clip(np.minimum((a[:, 0] + a[:, 2])[:, None], (b[:, 0] + b[:, 2])[None])
                  - np.maximum(a[:, 0][:, None], b[:, 0][None]), 0, None)
     ih = np.clip(np.minimum((a[:, 1] + a[:, 3])[:, None], (b[:, 1] + b[:, 3])[None])
                  - np.maximum(a[:, 1][:, None], b[:, 1][None]), 0, None)
-    area = (b[:, 2] * b[:, 3])[None]
-    return np.where(area > 0, iw * ih / np.where(area > 0, area, 1), 0.0)
+    return iw * ih, a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+
+
+def box_iou(a, b) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (M, 4) with every box of ``b`` (P, 4): (M, P)."""
+    inter, area_a, area_b = _intersections(a, b)
+    return np.nan_to_num(_ratio(inter, area_a[:, None] + area_b[None] - inter))  # 0 for two empty boxes
+
+
+def box_cover(a, b) -> np.ndarray:
+    """The share of each box of ``b`` (P, 4, x y w h) that lies inside each box of ``a`` (M, 4):
+    (M, P) in [0, 1] (0 for an empty box of ``b``)."""
+    inter, _, area_b = _intersections(a, b)
+    return np.nan_to_num(_ratio(inter, area_b[None]))
 
 
 GROUP_MEMBER_AREA = (0.15, 0.6)  # a group's members: each this share of its box's area, at least and at most

@@ -88,17 +88,33 @@ def atomic_write_files(files: dict) -> None:
     replace_together(written)
 
 
+def named_error(e: OSError, target: str | os.PathLike) -> OSError:
+    """``e`` again, its ``filename`` the file the user asked for (not a temporary name)."""
+    return OSError(e.errno, e.strerror or str(e), str(target))
+
+
+def in_the_way(folder: str | os.PathLike) -> tuple[Path, str] | None:
+    """What keeps ``folder`` from being created, if anything: (its nearest existing ancestor,
+    "a file" or "a broken link") when that is not a folder; else None."""
+    probe = Path(folder)
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        return probe, "a broken link"
+    if os.path.lexists(probe) and not probe.is_dir():
+        return probe, "a file"
+    return None
+
+
 def _make_folder(folder: Path) -> None:
-    """Create ``folder`` and its parents; a file in the way is named as such (not "File exists")."""
+    """Create ``folder`` and its parents; what is in the way is named (not "File exists")."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        probe = folder
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if probe.exists() and not probe.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(probe)) from None
-        raise OSError(e.errno, e.strerror, str(folder)) from None
+        blocked = in_the_way(folder)
+        if blocked is not None:
+            raise NotADirectoryError(errno.ENOTDIR, f"is {blocked[1]}, not a folder", str(blocked[0])) from None
+        raise named_error(e, folder) from None
 
 
 def _write_new(tmp: Path, target: Path, data: bytes) -> None:
@@ -111,7 +127,7 @@ def _write_new(tmp: Path, target: Path, data: bytes) -> None:
         finally:
             os.close(fd)
     except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+        raise named_error(e, target) from None
 
 
 def replace_together(pairs: list) -> None:
@@ -143,7 +159,7 @@ def replace_together(pairs: list) -> None:
         for tmp, _ in pairs:
             _unlink_quietly(tmp)
         if isinstance(e, OSError) and target is not None:
-            raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+            raise named_error(e, target) from None
         raise
     for kept, _ in moved:
         if kept is not None:
@@ -246,13 +262,12 @@ def check_writable_folder(path: str | os.PathLike, what: str = "output folder") 
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise PosekitError(f"{p}: {what} must be a folder, and this is a file")
+    blocked = in_the_way(p)
+    if blocked is not None:
+        raise PosekitError(f"{p}: {what} cannot be created: {blocked[0]} is {blocked[1]}")
     probe = p
-    while not os.path.lexists(probe):
+    while not probe.exists():
         probe = probe.parent
-    if probe.is_symlink() and not probe.exists():
-        raise PosekitError(f"{p}: {what} cannot be created: {probe} is a broken link")
-    if not probe.is_dir():
-        raise PosekitError(f"{p}: {what} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PosekitError(f"{p}: {what} cannot be written (no write permission in {probe})")
 
@@ -266,13 +281,9 @@ def check_output_file(path: str | os.PathLike, what: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise PosekitError(f"{p}: {what} must be a file, and this is a folder")
-    probe = p.parent
-    while not os.path.lexists(probe) and probe != probe.parent:
-        probe = probe.parent
-    if probe.is_symlink() and not probe.exists():
-        raise PosekitError(f"{p}: {what} cannot be written: {probe} is a broken link")
-    if probe.exists() and not probe.is_dir():
-        raise PosekitError(f"{p}: {what} cannot be written: {probe} is a file")
+    blocked = in_the_way(p.parent)
+    if blocked is not None:
+        raise PosekitError(f"{p}: {what} cannot be written: {blocked[0]} is {blocked[1]}")
     check_writable_folder(p.parent, f"the folder of {what}")
 
 

@@ -25,6 +25,7 @@ was.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ import numpy as np
 from posekit.errors import PosekitError
 from posekit.inference import pose_records, reported_poses
 from posekit.tracking import appearance
-from posekit.utils import replace_together, temp_path
+from posekit.utils import named_error, replace_together, temp_path
 
 DEFAULT_FPS = 30.0
 MAX_CAMERA_INDEX = 63
@@ -348,7 +349,7 @@ class StreamOutput:
         try:
             self.jsonl.writelines(json.dumps(rec) + "\n" for rec in recs)
         except OSError as e:  # named by the records' file, not its temporary name
-            raise OSError(e.errno, e.strerror or str(e), str(self.base.with_name(self.base.name + ".jsonl"))) from None
+            raise named_error(e, self.base.with_name(self.base.name + ".jsonl")) from None
         if self.draw:
             if self.writer is None:
                 self.writer = VideoOut(self.base.with_name(self.base.name + "_pose.mp4"), (frame.shape[1], frame.shape[0]),
@@ -367,7 +368,7 @@ class StreamOutput:
                 try:
                     jsonl.close()
                 except OSError as e:
-                    raise OSError(e.errno, e.strerror or str(e), str(records)) from None
+                    raise named_error(e, records) from None
             if self.writer is not None:
                 writer, self.writer = self.writer, None
                 done.insert(0, writer.finish())  # the video first, the records last
@@ -413,48 +414,51 @@ def declared_duration(path) -> float | None:
         return None
 
 
+def _key_frame_sizes(path, until: float | None, every: float):
+    """(time in seconds, (width, height)) of a video file's key frames, read with PyAV, one per
+    ``every`` seconds, up to ``until`` seconds (None: the whole file)."""
+    import av
+
+    with av.open(str(path)) as c:
+        if not c.streams.video:
+            return
+        stream = c.streams.video[0]
+        codec, tb, start = stream.codec_context, stream.time_base, stream.start_time or 0
+        codec.skip_frame = "NONKEY"
+        due = -math.inf
+        for packet in c.demux(stream):
+            t = float((packet.pts - start) * tb) if packet.pts is not None and tb else None
+            if not packet.is_keyframe or (t is not None and t < due):
+                continue
+            if until is not None and t is not None and t > until:
+                return
+            due = -math.inf if t is None else t + every
+            for frame in codec.decode(packet):
+                yield (t if frame.pts is None else float(frame.pts * frame.time_base - start * tb)), (frame.width, frame.height)
+
+
 def check_one_frame_size(path, label: str, until: float | None = None, every: float = 1.0) -> None:
     """Raise PosekitError when a video file's frame size changes part way (streams joined end to
     end, as MPEG-TS segments can be): OpenCV would scale every frame to the first one's size, and
     the joints would be placed in the wrong pixels. A new frame size starts at a key frame, so
-    key frames alone are decoded (with PyAV), one per ``every`` seconds (for intra-only video,
-    where every frame is one, a sample), up to ``until`` seconds (None: the whole file); a size
-    held for less than that between two samples can be missed. A file PyAV cannot read is let
-    through (OpenCV read it)."""
-    import av
-
-    first = size = None
-    at = float("nan")
+    key frames alone are decoded, one per ``every`` seconds (for intra-only video, where every
+    frame is one, a sample), up to ``until`` seconds (None: the whole file); a size held for less
+    than that between two samples can be missed. A file PyAV cannot read is let through (OpenCV
+    read it)."""
+    first = None
     try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return
-            stream = c.streams.video[0]
-            codec, tb, start = stream.codec_context, stream.time_base, stream.start_time or 0
-            codec.skip_frame = "NONKEY"
-            due = -math.inf
-            for packet in c.demux(stream):
-                t = float((packet.pts - start) * tb) if packet.pts is not None and tb else None
-                if not packet.is_keyframe or (t is not None and t < due):
-                    continue
-                if until is not None and t is not None and t > until:
-                    break
-                due = -math.inf if t is None else t + every
-                for frame in codec.decode(packet):
-                    size = (frame.width, frame.height)
-                    first = first or size
-                    if size != first:
-                        at = float(frame.pts * frame.time_base - start * tb) if frame.pts is not None else t
-                        break
-                if first and size != first:
+        with contextlib.closing(_key_frame_sizes(path, until, every)) as sizes:
+            for at, size in sizes:
+                first = first or size
+                if size != first:
                     break
             else:
                 return
     except Exception:
         return
-    if first and size != first:
-        raise PosekitError(f"{label}: the frame size changes by {at:.2f} s ({first[0]}x{first[1]}, then "
-                           f"{size[0]}x{size[1]}); re-encode the video at one size to pose it")
+    when = "part way" if at is None else f"by {at:.2f} s"
+    raise PosekitError(f"{label}: the frame size changes {when} ({first[0]}x{first[1]}, then {size[0]}x{size[1]}); "
+                       "re-encode the video at one size to pose it")
 
 
 def check_complete(path, first: float, last: float, fps: float) -> None:

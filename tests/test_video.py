@@ -330,6 +330,11 @@ def test_a_frame_size_change_is_refused_and_ts_is_a_video(tmp_path, capsys, monk
     assert cap.out == "" and not list(out.glob("*"))
     assert main(["predict", str(tmp_path / "a.ts"), "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 10
+    video.check_one_frame_size(joined, "joined.ts", until=0.5)  # --max-frames ending before the change: read
+    with pytest.raises(PosekitError, match=r"changes by 1\.\d\d s \(320x240, then 480x360\)"):
+        video.check_one_frame_size(joined, "joined.ts", every=0.3)
+    video.check_one_frame_size(tmp_path / "a.ts", "a.ts")
+    video.check_one_frame_size(tmp_path / "out", "no video")  # PyAV cannot read it: let through (OpenCV decides)
 
 
 def test_a_full_disk_at_the_end_leaves_nothing_and_names_the_output(vfr_clip, tmp_path, monkeypatch):
