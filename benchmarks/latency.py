@@ -21,8 +21,9 @@ on the model as trained (``gflops_per_image`` adds every pass and the person det
 
 A checkpoint's settings can be changed per entry as ``NAME:key=value,...``, so several ways of
 running one model are timed side by side in one run: ``detector=off`` (the whole image) or a
-detector name, ``refine=off`` or margins ``refine=0.05;0.13``, ``flip_test=on``, ``backend=onnx``
-(NAME an .onnx file). ``--image`` takes several images, run in turn:
+detector name, ``refine=off`` or margins ``refine=0.05;0.13`` (``refine_weight=0.1``), ``flip_test=on``, ``backend=onnx``
+(NAME an .onnx file), ``precision=fp32`` or ``bf16`` (default: the model's own, auto).
+``--image`` takes several images, run in turn:
 
     python benchmarks/latency.py --model posekit-lsp:detector=off posekit-lsp posekit-lsp:refine=off \
         --image $POSEKIT_DATA/lsp/images/im1[0-9][0-9][0-9].jpg --runs 200 --json reports/latency_topdown_cpu.json"""
@@ -70,7 +71,8 @@ def _first_pass(model, codec, cfg):
 
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (model, Predictor options): ``detector=off|NAME``,
-    ``refine=off|M[;M...]``, ``flip_test=on|off``, ``backend=torch|onnx``."""
+    ``refine=off|M[;M...]``, ``refine_weight=W``, ``flip_test=on|off``, ``backend=torch|onnx``,
+    ``precision=auto|fp32|bf16``."""
     name, _, opts = spec.partition(":")
     out = {}
     for kv in filter(None, opts.split(",")):
@@ -81,8 +83,10 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             out[k] = False if v == "off" else [float(m) for m in v.split(";")]
         elif k == "flip_test":
             out[k] = v == "on"
-        elif k == "backend":
+        elif k in ("backend", "precision"):
             out[k] = v
+        elif k == "refine_weight":
+            out[k] = float(v)
         else:
             raise SystemExit(f"latency.py: unknown option {k!r} in {spec!r}")
     return name, out
@@ -94,7 +98,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
     n_threads = threads or default_threads(1)
     name, opts = parse_spec(spec)
     model, codec, cfg = _load(name) if opts.get("backend", "torch") == "torch" else (None, None, None)
-    detector = None
+    detector, precision = None, "fp32"
     if name in MODELS:
         s = cfg.data.input_size
         params, gflops = count_parameters(model), model_flops(model, s)  # as trained (before BN folding)
@@ -108,7 +112,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         params, gflops = count_parameters(m), model_flops(m, s)
         crops = len(pred.refine or [])
         run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
-        flip = pred.flip_test  # the model's own, or the entry's
+        flip, precision = pred.flip_test, pred.precision  # the model's own, or the entry's
         if pred.detector is not None:
             d = pred.detector
             detector = {"name": d.name, "input_size": d.input_size,
@@ -122,7 +126,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
                 times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
     return {"model": spec, "arch": cfg.model.name, "input_size": s, "params": params,
-            "gflops": round(gflops, 3), "looks": looks, "passes": passes,
+            "gflops": round(gflops, 3), "looks": looks, "passes": passes, "precision": precision,
             "gflops_per_image": round(gflops * looks * (2 if flip else 1)
                                       + (detector["gflops"] if detector else 0), 3), "detector": detector,
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs,

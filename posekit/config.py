@@ -146,6 +146,9 @@ class InferConfig(Section):
     crop_touch: Fraction | None = None  # ... on the sides a joint comes this close to (x the pose's size)
     person_threshold: Fraction | None = None  # person score under which no person is reported
     flip_test: bool = False  # average with the mirrored image (SimpleBaselines' flip test; one batch of two)
+    # the networks' arithmetic: auto = bf16 on a CPU that multiplies bfloat16 natively (AVX512-BF16,
+    # AMX), else fp32 (posekit.models.precision; reports/precision_cpu.json)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     @field_validator("refine", mode="before")
     @classmethod

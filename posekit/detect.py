@@ -17,6 +17,7 @@ from posekit.data.images import MIN_SIDE, as_rgb
 from posekit.data.transforms import PoseTransform, invert_affine, transform_boxes
 from posekit.errors import PosekitError
 from posekit.models import inference_ready
+from posekit.models.precision import in_precision, resolve_precision
 from posekit.utils import select_device
 
 DEFAULT_DETECTOR = "posekit-person"
@@ -27,17 +28,23 @@ class PersonDetector:
     settings=None)``: ``settings`` (a :class:`~posekit.config.DetectConfig`; None: the detector
     recipe's own) sets the score threshold, the NMS overlap, the most people per image and the
     input side the whole image is letterboxed to (``input_size``; None: the size it was trained
-    at; the network is fully convolutional, so a smaller side trades small people for speed).
+    at; the network is fully convolutional, so a smaller side trades small people for speed);
+    ``precision`` the network's arithmetic (``auto``, ``fp32``, ``bf16``:
+    :func:`posekit.models.precision.resolve_precision`).
 
     Raises PosekitError for a checkpoint that is not a person detector."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_DETECTOR, device: str | None = None,
-                 settings: DetectConfig | None = None):
+                 settings: DetectConfig | None = None, precision: str = "auto"):
         self.device = select_device(device)
+        try:
+            self.precision = resolve_precision(precision, self.device)
+        except ValueError as e:
+            raise PosekitError(str(e)) from None
         self.model, self.codec, ck = load_model(model, self.device)
         if getattr(self.codec, "kind", None) != "center":
             raise PosekitError(f"{ck['path']}: not a person detector (its codec is {ck['recipe'].codec.name!r})")
-        inference_ready(self.model)
+        self.network = in_precision(inference_ready(self.model), self.precision)
         self.name, self.config = str(model), ck["recipe"]
         self.settings = settings or self.config.detect
         self.input_size = self.settings.input_size or self.config.data.input_size
@@ -57,7 +64,7 @@ class PersonDetector:
         x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
         s = self.settings
         threshold = s.score_threshold if score_threshold is None else score_threshold
-        found = self.codec.decode(self.model(x), s.max_people, threshold, s.nms_iou)
+        found = self.codec.decode(self.network(x), s.max_people, threshold, s.nms_iou)
         return [inside_image(to_edges(transform_boxes(b, invert_affine(m))), sc, im.shape[1], im.shape[0])
                 for (b, sc), m, im in zip(found, ms, rgbs)]
 

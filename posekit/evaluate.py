@@ -159,7 +159,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     settings = dict(split=split_name, checkpoint=ckpt["path"], epoch=int(ckpt["epoch"]) + 1 if "epoch" in ckpt else None,
                     model=cfg.model.name + (f" + {len(pred.stages)} cascade stage(s)" if pred.stages else ""),
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
-                    refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None)
+                    refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None,
+                    infer_precision=pred.precision)  # not "precision": the multi-person splits' detection precision
     if split_name in MULTI_SPLITS:
         n = MULTI_SCENES if limit is None else min(MULTI_SCENES, limit)
         metrics, extras = multi_person_metrics(pred, images, kps, masks, n)

@@ -19,6 +19,7 @@ from posekit.data.images import as_rgb
 from posekit.errors import PosekitError
 from posekit.inference import Pose, Prepared, parse_box, prepare
 from posekit.models import inference_ready
+from posekit.models.precision import in_precision, resolve_precision
 from posekit.tta import TOUCH, FirstPass, Refinement, refine, refinement_box, region_side, run_network, to_original
 from posekit.utils import select_device
 
@@ -123,7 +124,9 @@ class Predictor:
     :class:`~posekit.config.InferConfig`): ``refine`` margins of the refinement crops around the
     first estimate (False: one pass), ``refine_weight`` the first pass's weight in the fused
     heatmaps, ``crop_border`` edge pixels repeated where a crop leaves the image,
-    ``person_threshold`` the person score under which ``Pose.found`` is False; ``flip_test``
+    ``person_threshold`` the person score under which ``Pose.found`` is False, ``precision``
+    the networks' arithmetic (``auto``: bfloat16 on a CPU that has it natively, else float32;
+    :mod:`posekit.models.precision`); ``flip_test``
     (None: the model's own ``infer.flip_test``) averages with the mirrored image. ``threads``: torch
     intra-op threads (default :func:`default_threads`). The ``onnx`` backend runs the network with
     onnxruntime on the CPU.
@@ -160,8 +163,20 @@ class Predictor:
         default = 0.0 if cfg.codec.name == "regression" else DEFAULT_PERSON_THRESHOLD
         self.threshold = default if self.infer.person_threshold is None else self.infer.person_threshold
         self.input_size, self.resize_mode = cfg.data.input_size, cfg.data.resize_mode
+        self.precision = self._precision()
         self.detector = self._detector(detector, device)
         self.box_margin = cfg.detect.box_margin
+
+    def _precision(self) -> str:
+        """The networks' arithmetic in force (``fp32`` or ``bf16``), the pose network cast to it."""
+        if self.backend == "onnx":
+            if self.infer.precision == "bf16":
+                raise PosekitError("precision bf16 runs on the torch backend; the onnx backend runs the "
+                                   "exported float32 (or int8) network")
+            return "fp32"
+        precision = resolve_precision(self.infer.precision, self.device)
+        self.network = in_precision(self.network, precision)
+        return precision
 
     def _detector(self, detector, device):
         """The person detector in force (None: the whole image is the person's box)."""
@@ -174,7 +189,8 @@ class Predictor:
         if not (detector is None or isinstance(detector, (str, os.PathLike))):
             raise PosekitError(f"detector must be a shipped name, a checkpoint path, a PersonDetector, None or False; "
                                f"got a {type(detector).__name__}")
-        return PersonDetector(detector or self.config.detect.model, device, settings=self.config.detect)
+        return PersonDetector(detector or self.config.detect.model, device, settings=self.config.detect,
+                              precision=self.precision)
 
     @property
     def refinement(self) -> Refinement | None:

@@ -41,7 +41,10 @@ def _inference_line(cfg: Recipe) -> str:
              f"scoring at least {d.score_threshold}, and down to {d.region_threshold} (`detect.region_threshold`) "
              f"every one beside a person found (with nobody found, the best one is the candidate posed)")
     v = cfg.video
-    return (f"{first}; {_infer_line(cfg)}; person threshold {cfg.infer.person_threshold}; in videos each joint is "
+    arithmetic = {"auto": "bfloat16 on a CPU with native bfloat16 (AVX512-BF16, AMX), else float32",
+                  "fp32": "float32", "bf16": "bfloat16"}[cfg.infer.precision]
+    return (f"{first}; {_infer_line(cfg)}; the networks in {arithmetic} (`infer.precision` {cfg.infer.precision}); "
+            f"person threshold {cfg.infer.person_threshold}; in videos each joint is "
             f"smoothed by a One-Euro filter (`video.min_cutoff` {v.min_cutoff} Hz, `video.beta` {v.beta}) and one "
             f"person's box by another (`video.box_min_cutoff` {v.box_min_cutoff} Hz, `video.box_beta` {v.box_beta})"
             + ("" if v.roi_margin is None else f"; one person, once found, is followed in the square around the last "

@@ -26,6 +26,7 @@ from posekit import distributed as ddp
 from posekit.checkpoint import load_weights, model_from_config, read_checkpoint
 from posekit.config import Recipe, complete_config, dump_config
 from posekit.errors import ConfigError, PosekitError
+from posekit.models.precision import native_bf16
 from posekit.run_folder import RunFolder
 from posekit.utils import derive_seed, select_device
 
@@ -126,20 +127,12 @@ def lr_at(cfg: Recipe, epoch: float) -> float:
     return base
 
 
-def cpu_has_bf16() -> bool:
-    """Does this CPU run bfloat16 natively (AVX512-BF16 or AMX, as oneDNN reports)?"""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def amp_enabled(device: torch.device, amp: bool, log=None) -> bool:
     """Whether ``train.amp`` turns on bfloat16 autocast on ``device``: always on CUDA, on a CPU
     only with native bf16 (else fp32, and ``log`` says why)."""
     if not amp:
         return False
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+    if device.type == "cuda" or (device.type == "cpu" and native_bf16()):
         return True
     if log is not None:
         log(f"train.amp: bfloat16 off on this {device.type} (no native bf16 support); training in fp32")

@@ -53,6 +53,9 @@ def test_train_evaluate_smoke(trained, synth_root, capsys, tmp_path):
     assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--flip-test", "--json"]) == 0
     f = json.loads(capsys.readouterr().out)
     assert f["flip_test"] is True and f["n"] == m["n"] and f["pck"] is not None
+    for p in ("fp32", "bf16"):  # the networks' arithmetic is the caller's to choose, and reported
+        assert main(["evaluate", "--model", str(trained), "--data", str(synth_root), "--precision", p, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["infer_precision"] == p
 
 
 def test_paper_test_split_and_overlap_warning(synth_root, tmp_path, capsys):

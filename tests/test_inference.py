@@ -138,7 +138,7 @@ def test_onnx_export_and_parity(tmp_path, capsys):
     onnx_path = tmp_path / "posekit-lsp.onnx"
     assert main(["export", "--model", "posekit-lsp", "--onnx", str(onnx_path)]) == 0
     assert "dynamic batch" in capsys.readouterr().out
-    torch_p = Predictor("posekit-lsp")
+    torch_p = Predictor("posekit-lsp", precision="fp32")  # the exported network is float32
     onnx_p = Predictor(str(onnx_path), backend="onnx")
     a = torch_p.predict_batch(EXAMPLES)  # a batch of 4 through the dynamic batch axis
     b = onnx_p.predict_batch(EXAMPLES)
@@ -266,12 +266,12 @@ def test_flip_test_predict_both_backends(tmp_path, capsys):
     from posekit.export import export_onnx
 
     onnx_path = export_onnx("posekit-lsp", tmp_path / "m.onnx")
-    t = Predictor("posekit-lsp", flip_test=True).predict_batch(EXAMPLES)
+    t = Predictor("posekit-lsp", flip_test=True, precision="fp32").predict_batch(EXAMPLES)  # as exported
     o = Predictor(str(onnx_path), backend="onnx", flip_test=True).predict_batch(EXAMPLES)
     plain = Predictor("posekit-lsp", flip_test=False).predict_batch(EXAMPLES)
     assert max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(t, o)) < 0.5
     assert any(np.abs(x.keypoints - y.keypoints).max() > 0.1 for x, y in zip(t, plain))  # it does something
-    assert main(["predict", EXAMPLES[0], "--flip-test", "--json"]) == 0
+    assert main(["predict", EXAMPLES[0], "--flip-test", "--precision", "fp32", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["joints"][0]["x"] == pytest.approx(t[0].keypoints[0, 0], abs=0.01)
 

@@ -299,7 +299,7 @@ def _stub_detector(boxes, scores, input_size=64):
     heat = np.max([codec.encode(np.asarray([b]))["heat"][0] * s for b, s in zip(boxes, scores)], axis=0)
     out[0, 0] = torch.logit(torch.from_numpy(heat).float().clamp(1e-4, 1 - 1e-4))  # each peak at its own score
     det.device, det.codec, det.name, det.settings = torch.device("cpu"), codec, "stub", DetectConfig()
-    det.model = lambda x: out.expand(len(x), -1, -1, -1)
+    det.network = det.model = lambda x: out.expand(len(x), -1, -1, -1)
     det.transform = PoseTransform(input_size, "letterbox")
     return det
 

@@ -12,6 +12,7 @@ from posekit.data.transforms import (
     person_box,
     resize_matrix,
     to_image,
+    to_tensor,
 )
 from posekit.skeleton import FLIP_PERM, NUM_JOINTS, idx
 
@@ -180,3 +181,17 @@ def test_degradations_are_off_by_default_and_bounded():
         == ["Downscale", "OneOf", "OneOf", "CoarseDropout"]
     with pytest.raises(ConfigError, match="'augment.blur'"):
         load_config("configs/poster.yaml", ["augment.blur=1.5"])
+
+
+def test_to_tensor_normalises_channel_first_and_inverts():
+    """(pixel / 255 - mean) / std per channel, (3, H, W) contiguous float32, and to_image undoes it."""
+    from posekit.data.transforms import MEAN, STD
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    x = to_tensor(img)
+    assert x.shape == (3, 7, 5) and x.dtype.is_floating_point and x.is_contiguous()
+    want = (img.astype(np.float64) / 255 - MEAN) / STD
+    np.testing.assert_allclose(x.numpy(), want.transpose(2, 0, 1), atol=1e-5)
+    assert np.array_equal(to_image(x), img)
+    assert np.array_equal(to_tensor(img[:, ::-1]).numpy(), x.numpy()[:, :, ::-1])  # a strided view is read as it looks

@@ -77,7 +77,7 @@ def cmd_evaluate(args) -> int:
     metrics, extras = evaluate(args.model, args.data, args.split, limit=args.limit, batch_size=args.batch_size,
                                per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
                                refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
-                               detector={"off": False}.get(args.detector, args.detector))
+                               detector={"off": False}.get(args.detector, args.detector), precision=args.precision)
     if metrics.get("train_overlap"):
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -93,6 +93,7 @@ def predictor_args(args) -> dict:
     return {"model": args.model, "backend": args.backend, "refine": args.refine,
             "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
             "flip_test": getattr(args, "flip_test", None),
+            "precision": getattr(args, "precision", None),
             "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
 
 
@@ -142,7 +143,8 @@ def cmd_serve(args) -> int:
     p = predictor_args(args)
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
-        person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"])
+        person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"],
+        precision=p["precision"])
     return 0
 
 

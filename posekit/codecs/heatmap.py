@@ -88,20 +88,19 @@ class HeatmapCodec:
         # space). The expansion point is the arg-max moved one cell inwards at the border, so every
         # neighbour used is a real cell. (DARK also blurs the heatmap first; a blur biases the
         # border cells, and heatmaps trained against Gaussians are smooth already.)
-        lg = torch.log(hm.clamp_min(1e-10))
         xc, yc = x.long().clamp(1, max(1, w - 2)), y.long().clamp(1, max(1, h - 2))
-        bi = torch.arange(b, device=hm.device)[:, None].expand(b, j)
-        ji = torch.arange(j, device=hm.device)[None, :].expand(b, j)
-
-        def at(dy, dx):
-            return lg[bi, ji, (yc + dy).clamp(0, h - 1), (xc + dx).clamp(0, w - 1)]
-
-        c = at(0, 0)
-        dx = 0.5 * (at(0, 1) - at(0, -1))
-        dy = 0.5 * (at(1, 0) - at(-1, 0))
-        dxx = at(0, 1) - 2 * c + at(0, -1)
-        dyy = at(1, 0) - 2 * c + at(-1, 0)
-        dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+        # the 3x3 neighbourhood of every expansion point, gathered at once: (N, K, 3 rows, 3 columns)
+        step = torch.arange(-1, 2, device=hm.device)
+        rows = (yc[..., None] + step).clamp(0, h - 1)
+        cols = (xc[..., None] + step).clamp(0, w - 1)
+        idx = (rows[..., :, None] * w + cols[..., None, :]).flatten(2)
+        p = torch.log(flat.gather(-1, idx).clamp_min(1e-10)).view(b, j, 3, 3)
+        c = p[..., 1, 1]
+        dx = 0.5 * (p[..., 1, 2] - p[..., 1, 0])
+        dy = 0.5 * (p[..., 2, 1] - p[..., 0, 1])
+        dxx = p[..., 1, 2] - 2 * c + p[..., 1, 0]
+        dyy = p[..., 2, 1] - 2 * c + p[..., 0, 1]
+        dxy = 0.25 * (p[..., 2, 2] - p[..., 2, 0] - p[..., 0, 2] + p[..., 0, 0])
         det = dxx * dyy - dxy**2
         ok = (det > 1e-12) & (dxx < 0) & (dyy < 0) & (w >= 3) & (h >= 3)
         safe = torch.where(ok, det, torch.ones_like(det))

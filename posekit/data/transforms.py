@@ -126,10 +126,14 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, border=0) -> np.ndarray:
     return out
 
 
+_MEAN_255 = torch.tensor(MEAN * 255.0, dtype=torch.float32).view(3, 1, 1)
+_STD_255 = torch.tensor(STD * 255.0, dtype=torch.float32).view(3, 1, 1)
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> normalised float tensor (3, H, W)."""
-    x = (image.astype(np.float32) / 255.0 - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    """RGB uint8 (H, W, 3) -> normalised float tensor (3, H, W): (pixel / 255 - MEAN) / STD."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return x.sub_(_MEAN_255).div_(_STD_255).contiguous()
 
 
 def to_image(tensor: torch.Tensor) -> np.ndarray:
