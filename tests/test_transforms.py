@@ -195,3 +195,30 @@ def test_to_tensor_normalises_channel_first_and_inverts():
     np.testing.assert_allclose(x.numpy(), want.transpose(2, 0, 1), atol=1e-5)
     assert np.array_equal(to_image(x), img)
     assert np.array_equal(to_tensor(img[:, ::-1]).numpy(), x.numpy()[:, :, ::-1])  # a strided view is read as it looks
+
+
+@pytest.mark.parametrize("angle", [0, 20])
+def test_warp_border_repeats_the_edge_only_within_the_strip(angle):
+    """Outside the image the output repeats the edge pixels within ``border`` original pixels of
+    each side and is black beyond, for axis-aligned crops (the per-row/column path) and rotated
+    ones, against a per-pixel reference."""
+    from posekit.data.transforms import box_matrix, warp
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(1, 255, (90, 60, 3), dtype=np.uint8)
+    for _ in range(20):
+        x, y = rng.uniform(-40, 30, 2)
+        m = box_matrix((x, y, 80.0, 80.0), 48)  # a scale of 0.6: no area pre-shrink
+        if angle:
+            r = cv2.getRotationMatrix2D((24, 24), angle, 1.0)
+            m = np.vstack([r, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
+            m = m[:2]
+        border = tuple(int(v) for v in rng.integers(0, 12, 4))
+        out = warp(img, m, 48, border)
+        src = apply_affine(np.stack(np.meshgrid(np.arange(48), np.arange(48)), -1).astype(np.float64), invert_affine(m))
+        left, top, right, bottom = border
+        far = ((src[..., 0] < -0.5 - left) | (src[..., 0] > 59.5 + right) | (src[..., 1] < -0.5 - top)
+               | (src[..., 1] > 89.5 + bottom))
+        assert (out[far] == 0).all()
+        replicated = cv2.warpAffine(img, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        assert np.array_equal(out[~far], replicated[~far])

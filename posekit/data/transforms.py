@@ -118,11 +118,16 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, border=0) -> np.ndarray:
     mode = cv2.BORDER_REPLICATE if max(left, top, right, bottom) > 0 else cv2.BORDER_CONSTANT
     out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=(0, 0, 0))
     if mode == cv2.BORDER_REPLICATE:  # black beyond the repeated strip of each side
-        grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).astype(np.float64)
-        src = apply_affine(grid, invert_affine(m0))
-        far = ((src[..., 0] < -0.5 - left) | (src[..., 0] > w0 - 0.5 + right)
-               | (src[..., 1] < -0.5 - top) | (src[..., 1] > h0 - 0.5 + bottom))
-        out[far] = 0
+        inv = invert_affine(m0)
+        outside = lambda sx, sy: (sx < -0.5 - left) | (sx > w0 - 0.5 + right) | (sy < -0.5 - top) | (sy > h0 - 0.5 + bottom)  # noqa: E731
+        if inv[0, 1] == 0 and inv[1, 0] == 0:  # axis-aligned (every crop of a box): per column and per row
+            r = np.arange(size, dtype=np.float64)
+            out[:, outside(inv[0, 0] * r + inv[0, 2], 0.0)] = 0
+            out[outside(0.0, inv[1, 1] * r + inv[1, 2]), :] = 0
+        else:
+            grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).astype(np.float64)
+            src = apply_affine(grid, inv)
+            out[outside(src[..., 0], src[..., 1])] = 0
     return out
 
 
