@@ -1,7 +1,8 @@
 """float32 against bfloat16 inference (``infer.precision``): the networks alone at batch 1 on
 posekit's batch-1 thread count (the pose network on one input and on the flip test's two, the
-person detector on one), end-to-end ``Predictor.predict`` on images, and accuracy on evaluation
-splits run exactly as ``posekit evaluate --precision P`` runs them, all in one run.
+person detector on one), end-to-end ``Predictor.predict`` on images, accuracy on evaluation
+splits run exactly as ``posekit evaluate --precision P`` runs them, and how far the same images'
+joints move between the two (``fp32_vs_bf16``), all in one run.
 
     python benchmarks/precision.py --model posekit-lsp --data $POSEKIT_DATA --splits lsp-test val lsp-multi \
         --image $POSEKIT_DATA/lsp/images/im1[0-9][0-9][1-9].jpg --json reports/precision_cpu.json
@@ -63,6 +64,21 @@ def predict_times(pred, images: list[str], runs: int) -> dict:
     return {"predict_p50_ms": round(float(np.median(ms)), 2), "predict_p90_ms": round(float(np.percentile(ms, 90)), 2)}
 
 
+SHIFT_PX = 5.0
+
+
+def joint_shift(kp_a, sc_a, kp_b, sc_b) -> dict:
+    """How far the same images' joints (N, K, 2, pixels) and joint scores (N, K) move between two
+    runs: percentiles of the joint shift, the images with any joint moved over ``SHIFT_PX``, and
+    percentiles of the absolute score change."""
+    d = np.linalg.norm(np.asarray(kp_a) - np.asarray(kp_b), axis=-1)
+    ds = np.abs(np.asarray(sc_a) - np.asarray(sc_b))
+    q = (50, 90, 95, 99)
+    return {"images": len(d), "joint_shift_px": {str(p): round(float(v), 3) for p, v in zip(q, np.percentile(d, q))},
+            "joint_shift_max_px": round(float(d.max()), 2), "images_over_5px": int((d.max(1) > SHIFT_PX).sum()),
+            "joint_score_change": {str(p): round(float(v), 4) for p, v in zip(q, np.percentile(ds, q))}}
+
+
 def main(argv=None) -> int:
     from posekit.evaluate import evaluate
     from posekit.models.precision import native_bf16
@@ -78,22 +94,28 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.splits and not a.data:
         raise SystemExit("precision.py: --splits needs --data or POSEKIT_DATA")
-    rows = []
+    rows, preds = [], {}
     for precision in ("fp32", "bf16"):
         pred = Predictor(a.model, precision=precision)
         row = {"precision": precision, **network_times(pred, a.runs)}
         if a.image:
             row.update(predict_times(pred, a.image, a.runs))
         for split in a.splits:
-            m, _ = evaluate(a.model, a.data, split, precision=precision)
+            m, extras = evaluate(a.model, a.data, split, precision=precision)
             keys = ("pck", "pcp", "mse", "multi_pck", "ap50", "recall")
             row[split] = {k: round(m[k], 4) for k in keys if isinstance(m.get(k), float)}
+            if "res" in extras:  # single-person splits: the joints, to compare the two arithmetics
+                preds.setdefault(split, {})[precision] = (extras["res"]["pred"], extras["res"]["scores"])
         rows.append(row)
         print(json.dumps(row), flush=True)
     speedup = {k: round(rows[0][k] / rows[1][k], 2) for k in rows[0] if k.endswith("_ms")}
+    shifts = {split: joint_shift(*p["fp32"], *p["bf16"]) for split, p in preds.items()}
+    for split, sh in shifts.items():
+        print(f"{split}: fp32 -> bf16 joint shift (px) {sh['joint_shift_px']}, images with a joint moved over "
+              f"{SHIFT_PX:g} px: {sh['images_over_5px']} of {sh['images']}")
     print(f"bf16 speed-up (fp32 time / bf16 time): {speedup}")
     out = {"model": a.model, "native_bf16": native_bf16(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-           "runs": a.runs, "images": len(a.image), "results": rows, "bf16_speedup": speedup}
+           "runs": a.runs, "images": len(a.image), "results": rows, "bf16_speedup": speedup, "fp32_vs_bf16": shifts}
     if a.json:
         from posekit.utils import atomic_write_text
 

@@ -60,7 +60,7 @@ def teacher_cache(pred, root, out: str | os.PathLike, split: str = "lsp-standard
         if bar is not None:
             bar.update(len(chunk))
     meta = {"format": TEACHER_FORMAT, "model": pred.name, "flip_test": pred.flip_test, "refine": pred.refine,
-            "refine_weight": pred.refine_weight, "frame": frame, "split": split}
+            "refine_weight": pred.refine_weight, "precision": pred.precision, "frame": frame, "split": split}
     import io
 
     buf = io.BytesIO()

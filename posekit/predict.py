@@ -5,6 +5,7 @@
 Legend: N images, K joints (14)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,7 +127,8 @@ class Predictor:
     heatmaps, ``crop_border`` edge pixels repeated where a crop leaves the image,
     ``person_threshold`` the person score under which ``Pose.found`` is False, ``precision``
     the networks' arithmetic (``auto``: bfloat16 on a CPU that has it natively, else float32;
-    :mod:`posekit.models.precision`); ``flip_test``
+    :mod:`posekit.models.precision`; a :class:`~posekit.detect.PersonDetector` given as
+    ``detector`` keeps its own); ``flip_test``
     (None: the model's own ``infer.flip_test``) averages with the mirrored image. ``threads``: torch
     intra-op threads (default :func:`default_threads`). The ``onnx`` backend runs the network with
     onnxruntime on the CPU.
@@ -163,19 +165,22 @@ class Predictor:
         default = 0.0 if cfg.codec.name == "regression" else DEFAULT_PERSON_THRESHOLD
         self.threshold = default if self.infer.person_threshold is None else self.infer.person_threshold
         self.input_size, self.resize_mode = cfg.data.input_size, cfg.data.resize_mode
-        self.precision = self._precision()
+        self.precision = self._precision(asked=infer.get("precision"))
         self.detector = self._detector(detector, device)
         self.box_margin = cfg.detect.box_margin
 
-    def _precision(self) -> str:
-        """The networks' arithmetic in force (``fp32`` or ``bf16``), the pose network cast to it."""
+    def _precision(self, asked: str | None) -> str:
+        """The networks' arithmetic in force (``fp32`` or ``bf16``): the pose network and a
+        cascade's stages are cast to it. The onnx backend runs its exported network as it is: a
+        caller's ``bf16`` (``asked``) is refused there, a model's own setting does not apply."""
         if self.backend == "onnx":
-            if self.infer.precision == "bf16":
+            if asked == "bf16":
                 raise PosekitError("precision bf16 runs on the torch backend; the onnx backend runs the "
-                                   "exported float32 (or int8) network")
+                                   "exported float32 (or int8) network: use --precision auto or fp32")
             return "fp32"
         precision = resolve_precision(self.infer.precision, self.device)
         self.network = in_precision(self.network, precision)
+        self.stages = [dataclasses.replace(st, net=in_precision(st.net, precision)) for st in self.stages]
         return precision
 
     def _detector(self, detector, device):

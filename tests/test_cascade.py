@@ -200,6 +200,10 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys, mo
 
     p = Predictor(str(out))
     assert len(p.stages) == 1
+    from posekit.models.precision import Bf16Network
+
+    assert isinstance(Predictor(str(out), precision="bf16").stages[0].net, Bf16Network)  # the stages too
+    assert not isinstance(Predictor(str(out), precision="fp32").stages[0].net, Bf16Network)
     from posekit.data.lsp import load_sets
     from posekit.metrics import pck
 

@@ -40,8 +40,10 @@ def test_teacher_cache_and_a_student_run(synth_root, tmp_path, capsys):
                  "--no-progress", *over, *net]) == 0
     cache = tmp_path / "teacher.npz"
     assert main(["data", "teacher", "--model", str(tmp_path / "t"), "--data", str(synth_root), "--out", str(cache),
-                 "--refine", "0.1", "--refine-weight", "0.2", "--no-progress"]) == 0
+                 "--refine", "0.1", "--refine-weight", "0.2", "--precision", "fp32", "--no-progress"]) == 0
     assert "training and validation images" in capsys.readouterr().out
+    meta = __import__("json").loads(str(np.load(cache)["meta"]))
+    assert meta["precision"] == "fp32" and meta["refine"] == [0.1]  # the teacher's arithmetic is the caller's, and recorded
     got = load_teacher(cache)
     split = __import__("json").loads((tmp_path / "t" / "split.json").read_text())
     assert set(got) == set(split["train"]) | set(split["val"])

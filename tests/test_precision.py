@@ -93,3 +93,32 @@ def test_precision_reaches_the_cli_and_the_server(capsys):
     assert 0 < err.max() and np.median(err) < 2.0  # two arithmetics, one answer
     assert create_app(precision="fp32").state.predictor.precision == "fp32"
     assert create_app(precision="bf16").state.predictor.precision == "bf16"
+
+
+def test_onnx_backend_ignores_a_models_own_bf16(tmp_path):
+    """A recipe whose infer.precision is bf16 still runs exported to ONNX (float32): only a
+    caller's bf16 is refused there."""
+    from posekit.checkpoint import read_checkpoint, save_checkpoint
+    from posekit.export import export_onnx
+    from posekit.predict import Predictor
+
+    ck = read_checkpoint("posekit-lsp")
+    cfg = ck["config"]
+    cfg["infer"] = {**cfg.get("infer", {}), "precision": "bf16"}
+    path = tmp_path / "bf16.pt"
+    save_checkpoint(path, config=cfg, split=ck["split"], epoch=ck["epoch"], history=ck["history"], model=ck["model"])
+    assert Predictor(str(path), detector=False).precision == "bf16"
+    onnx = export_onnx(str(path), tmp_path / "m.onnx")
+    p = Predictor(str(onnx), backend="onnx", detector=False)
+    assert p.precision == "fp32" and p.predict(EXAMPLES[0]).keypoints.shape == (14, 2)
+    with pytest.raises(PosekitError, match="use --precision auto or fp32"):
+        Predictor(str(onnx), backend="onnx", detector=False, precision="bf16")
+
+
+def test_a_given_detector_keeps_its_own_precision():
+    from posekit.detect import PersonDetector
+    from posekit.predict import Predictor
+
+    det = PersonDetector("posekit-person", precision="fp32")
+    p = Predictor("posekit-lsp", precision="bf16", detector=det)
+    assert p.detector is det and det.precision == "fp32" and p.precision == "bf16"

@@ -76,6 +76,7 @@ def test_service_endpoints(client):
     pred = client.app.state.predictor  # the model's own settings, as shipped: the flip test, no refinement crop
     assert m["loaded"]["refine"] == pred.refine and m["loaded"]["flip_test"] == pred.flip_test and m["loaded"]["flip_test"]
     assert m["loaded"]["threshold"] == client.app.state.predictor.threshold
+    assert m["loaded"]["precision"] == pred.precision in ("fp32", "bf16")
     sk = client.get("/v1/skeleton").json()
     assert len(sk["joints"]) == 14 and len(sk["sides"]) == 14 and sk["limbs"]
     assert "/v1/pose" in client.get("/openapi.json").json()["paths"]

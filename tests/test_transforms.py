@@ -1,4 +1,6 @@
 """Augmentation keeps keypoints on the same image content; flips swap left and right."""
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -195,6 +197,13 @@ def test_to_tensor_normalises_channel_first_and_inverts():
     np.testing.assert_allclose(x.numpy(), want.transpose(2, 0, 1), atol=1e-5)
     assert np.array_equal(to_image(x), img)
     assert np.array_equal(to_tensor(img[:, ::-1]).numpy(), x.numpy()[:, :, ::-1])  # a strided view is read as it looks
+    floats = img.astype(np.float32)
+    before = floats.copy()
+    assert np.allclose(to_tensor(floats).numpy(), x.numpy(), atol=1e-5) and np.array_equal(floats, before)  # not in place
+    img.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a read-only array (a decoded file's buffer) without torch's warning
+        assert np.array_equal(to_tensor(img).numpy(), x.numpy())
 
 
 @pytest.mark.parametrize("angle", [0, 20])

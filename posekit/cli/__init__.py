@@ -225,6 +225,7 @@ def _add_data(sub) -> None:
     te.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                     help="the teacher also looks at the mirrored image (default: the teacher's own infer.flip_test)")
     _add_refinement(te)
+    _add_precision(te)
     te.add_argument("--no-progress", action="store_true")
     te.set_defaults(func=commands.cmd_data_teacher)
     s = dsub.add_parser("show", help="draw a sample with its joints")

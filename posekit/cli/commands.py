@@ -271,8 +271,8 @@ def cmd_data_teacher(args) -> int:
     from posekit.predict import Predictor
 
     pred = Predictor(args.model, flip_test=args.flip_test, detector=False, refine=args.refine,
-                     refine_weight=args.refine_weight)  # the framed image is the person's box
+                     refine_weight=args.refine_weight, precision=args.precision)  # the framed image is the person's box
     r = teacher_cache(pred, args.data, args.out, progress=not args.no_progress)
     print(f"wrote {r['path']}: the joints of {r['images']} training and validation images by {r['model']}"
-          f"{' with the flip test' if r['flip_test'] else ''}")
+          f"{' with the flip test' if r['flip_test'] else ''}, in {r['precision']}")
     return 0

@@ -136,8 +136,12 @@ _STD_255 = torch.tensor(STD * 255.0, dtype=torch.float32).view(3, 1, 1)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> normalised float tensor (3, H, W): (pixel / 255 - MEAN) / STD."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    """RGB uint8 (H, W, 3) -> normalised float tensor (3, H, W): (pixel / 255 - MEAN) / STD. The
+    image is never written to (a float image is copied, not normalised in place)."""
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # torch only wraps writable memory without a warning; nothing is written
+        image = image.copy()
+    x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32, copy=True)
     return x.sub_(_MEAN_255).div_(_STD_255).contiguous()
 
 

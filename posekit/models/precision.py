@@ -8,6 +8,7 @@ it, as OpenVINO's CPU plugin does by default. Speed and accuracy: reports/precis
 from __future__ import annotations
 
 import copy
+import platform
 
 import torch
 from torch import nn
@@ -16,14 +17,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX tiles) and torch's
-    oneDNN convolutions can use it."""
-    cpu = getattr(torch, "cpu", None)
-    try:
-        hardware = bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without these queries: assume not
+    """Whether this CPU multiplies bfloat16 in hardware and torch's oneDNN convolutions can use it:
+    AVX512-BF16 or AMX tiles on x86; elsewhere (e.g. Arm) as oneDNN reports it."""
+    if not torch.backends.mkldnn.is_available():
         return False
-    return hardware and torch.backends.mkldnn.is_available()
+    try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without these queries: assume not
+        return False
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:

@@ -161,7 +161,8 @@ def _info_routes(app: FastAPI, svc: Service) -> None:
         from posekit.checkpoint import shipped_models
 
         return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
-                           "flip_test": pred.flip_test, "refine": pred.refine, "threshold": pred.threshold},
+                           "flip_test": pred.flip_test, "refine": pred.refine, "threshold": pred.threshold,
+                           "precision": pred.precision},
                 "shipped": shipped_models()}
 
     app.get("/v1/skeleton", tags=["pose"])(skeleton_answer)
