@@ -1,6 +1,7 @@
 """The choice rules of benchmarks/no_person.py (person threshold), benchmarks/topdown_settings.py
 (how the pose model uses the detector's box) and benchmarks/pose_nms.py (pose NMS): what each
-picks, and a clear refusal when nothing fits."""
+picks, and a clear refusal when nothing fits; and the measures of benchmarks/precision.py (joint
+shift between two arithmetics) and benchmarks/box_errors.py (detector crops against training crops)."""
 import runpy
 
 import pytest
@@ -48,3 +49,34 @@ def test_pose_nms_choice_keeps_pck_and_takes_the_least_suppression():
     assert choose(rows, 0.001) is None  # every threshold loses too much PCK: off
     assert choose([row(None, 0.6, 0.99), row(0.3, 0.6, 0.99)], 0.005) is None  # no gain: off
     assert runpy.run_path("benchmarks/pose_nms.py")["main"](["--thresholds", "1.5"]) == 2
+
+
+def test_precision_benchmark_joint_shift_counts_what_moved():
+    import numpy as np
+
+    shift = runpy.run_path("benchmarks/precision.py")["joint_shift"]
+    a = np.zeros((4, 14, 2))
+    b = a.copy()
+    b[1, 3] = (3.0, 4.0)  # 5 px: not over the 5 px mark
+    b[2, 0] = (0.0, 6.0)  # 6 px: over it
+    sa, sb = np.zeros((4, 14)), np.zeros((4, 14))
+    sb[3, 5] = 0.2
+    r = shift(a, sa, b, sb)
+    assert r["images"] == 4 and r["images_over_5px"] == 1 and r["joint_shift_max_px"] == 6.0
+    assert r["joint_shift_px"]["50"] == 0.0 and r["joint_score_change"]["99"] > 0
+
+
+def test_box_errors_measure_the_detector_square_against_the_training_crop():
+    import numpy as np
+
+    box_errors = runpy.run_path("benchmarks/box_errors.py")["box_errors"]
+    kp = np.array([[10.0, 20.0], [50.0, 100.0]] + [[30.0, 60.0]] * 12)  # joints' box 40 x 80 around (30, 60)
+    mask = np.ones(14)
+    # a detector box equal to the joints' box: with margin 0.1 its longer side is 96; the training
+    # crop (margin 0.25) is the square of side 80 * 1.5 = 120 around the same centre
+    found = [(np.array([[10.0, 20.0, 40.0, 80.0]]), np.array([0.9])), (np.zeros((0, 4)), np.zeros(0))]
+    e = box_errors(found, [(kp, mask), (kp, mask)], box_margin=0.1, crop_margin=0.25)
+    assert e["ratios"] == pytest.approx([96 / 120]) and len(e["offsets"]) == 1  # nobody found: left out
+    # person_box puts its square half a pixel down and right (pixel centres at integers): the same
+    # centre otherwise
+    assert e["offsets"][0] == pytest.approx([-0.5 / 120, -0.5 / 120])
