@@ -14,22 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _median_ms(fn, x, runs: int, warmup: int = 5) -> float:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1000, 2)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from network_speed import median_ms  # noqa: E402  (the network alone, timed as network_speed.py times it)
 
 
 def network_times(pred, runs: int) -> dict:
@@ -41,11 +34,11 @@ def network_times(pred, runs: int) -> dict:
     with torch_threads(default_threads(1)):
         for b in (1, 2):
             x = torch.randn(b, 3, s, s).contiguous(memory_format=torch.channels_last)
-            out[f"pose_batch{b}_ms"] = _median_ms(pred.network, x, runs)
+            out[f"pose_batch{b}_ms"] = median_ms(pred.network, x, runs)
         if pred.detector is not None:
             d = pred.detector.input_size
             x = torch.randn(1, 3, d, d).contiguous(memory_format=torch.channels_last)
-            out["detector_batch1_ms"] = _median_ms(pred.detector.network, x, runs)
+            out["detector_batch1_ms"] = median_ms(pred.detector.network, x, runs)
     return out
 
 

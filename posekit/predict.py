@@ -165,13 +165,13 @@ class Predictor:
         default = 0.0 if cfg.codec.name == "regression" else DEFAULT_PERSON_THRESHOLD
         self.threshold = default if self.infer.person_threshold is None else self.infer.person_threshold
         self.input_size, self.resize_mode = cfg.data.input_size, cfg.data.resize_mode
-        self.precision = self._precision(asked=infer.get("precision"))
+        self.precision = self._cast_networks(asked=infer.get("precision"))
         self.detector = self._detector(detector, device)
         self.box_margin = cfg.detect.box_margin
 
-    def _precision(self, asked: str | None) -> str:
-        """The networks' arithmetic in force (``fp32`` or ``bf16``): the pose network and a
-        cascade's stages are cast to it. The onnx backend runs its exported network as it is: a
+    def _cast_networks(self, asked: str | None) -> str:
+        """Cast the pose network and a cascade's stages to the arithmetic in force, and return it
+        (``fp32`` or ``bf16``). The onnx backend runs its exported network as it is: a
         caller's ``bf16`` (``asked``) is refused there, a model's own setting does not apply."""
         if self.backend == "onnx":
             if asked == "bf16":

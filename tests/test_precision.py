@@ -122,3 +122,10 @@ def test_a_given_detector_keeps_its_own_precision():
     det = PersonDetector("posekit-person", precision="fp32")
     p = Predictor("posekit-lsp", precision="bf16", detector=det)
     assert p.detector is det and det.precision == "fp32" and p.precision == "bf16"
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_off_x86_native_bf16_is_onednns_answer(monkeypatch, onednn):
+    monkeypatch.setattr(prec.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(prec.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
+    assert prec.native_bf16() is onednn

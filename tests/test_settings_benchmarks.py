@@ -80,3 +80,12 @@ def test_box_errors_measure_the_detector_square_against_the_training_crop():
     # person_box puts its square half a pixel down and right (pixel centres at integers): the same
     # centre otherwise
     assert e["offsets"][0] == pytest.approx([-0.5 / 120, -0.5 / 120])
+
+
+def test_latency_entries_take_precision_and_refine_weight():
+    parse = runpy.run_path("benchmarks/latency.py")["parse_spec"]
+    name, opts = parse("posekit-lsp:refine=0.05;0.22,refine_weight=0.1,precision=fp32,flip_test=on")
+    assert name == "posekit-lsp"
+    assert opts == {"refine": [0.05, 0.22], "refine_weight": 0.1, "precision": "fp32", "flip_test": True}
+    with pytest.raises(SystemExit, match="unknown option 'half'"):
+        parse("posekit-lsp:half=1")
