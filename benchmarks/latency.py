@@ -10,18 +10,19 @@ stop when the measurement ends, and after ``--busy-seconds`` at the latest), and
 p50 over the idle p50. ``--threads`` lists torch intra-op thread counts to compare (0: posekit's
 own policy, :func:`posekit.predict.default_threads`).
 
-A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights,
-with the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint
-runs through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with
-refinement crops (``infer.refine``) is timed with all of them (``looks`` in the JSON: network
-inputs per image, the whole image plus one per crop; ``passes``: network calls, the crops running
-as one batch), on ``Predictor(threads=...)``. Registry models run as ``Predictor`` runs a network
-(BN folded, channels-last: ``posekit.models.inference_ready``); parameters and GFLOPs are counted
-on the model as trained (``gflops_per_image`` adds every pass and the person detector).
+A --model is a shipped model name, a checkpoint/run folder, or a registry name (random weights, with
+the input size and codec of configs/paper.yaml / poster.yaml / release.yaml). A checkpoint runs
+through ``Predictor.predict`` exactly as ``posekit predict`` does, so a model with refinement crops
+(``infer.refine``) is timed with all of them (``looks`` in the JSON: network inputs per image, the
+first pass's (one, or one per ``infer.box_margins``) plus one per crop; ``passes``: network calls,
+the crops running as one batch), on ``Predictor(threads=...)``. Registry models run as ``Predictor``
+runs a network (BN folded, channels-last: ``posekit.models.inference_ready``); parameters and GFLOPs
+are counted on the model as trained (``gflops_per_image`` adds every pass and the person detector).
 
 A checkpoint's settings can be changed per entry as ``NAME:key=value,...``, so several ways of
 running one model are timed side by side in one run: ``detector=off`` (the whole image) or a
-detector name, ``refine=off`` or margins ``refine=0.05;0.13`` (``refine_weight=0.1``), ``flip_test=on``, ``backend=onnx``
+detector name, ``refine=off`` or margins ``refine=0.05;0.13`` (``refine_weight=0.1``), the multi-scale test
+``box_margins=0.05;0.2``, ``flip_test=on``, ``backend=onnx``
 (NAME an .onnx file), ``precision=fp32`` or ``bf16`` (default: the model's own, auto).
 ``--image`` takes several images, run in turn:
 
@@ -71,15 +72,15 @@ def _first_pass(model, codec, cfg):
 
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (model, Predictor options): ``detector=off|NAME``,
-    ``refine=off|M[;M...]``, ``refine_weight=W``, ``flip_test=on|off``, ``backend=torch|onnx``,
-    ``precision=auto|fp32|bf16``."""
+    ``refine=off|M[;M...]``, ``refine_weight=W``, ``box_margins=off|M[;M...]``, ``flip_test=on|off``,
+    ``backend=torch|onnx``, ``precision=auto|fp32|bf16``."""
     name, _, opts = spec.partition(":")
     out = {}
     for kv in filter(None, opts.split(",")):
         k, _, v = kv.partition("=")
         if k == "detector":
             out[k] = False if v == "off" else v
-        elif k == "refine":
+        elif k in ("refine", "box_margins"):
             out[k] = False if v == "off" else [float(m) for m in v.split(";")]
         elif k == "flip_test":
             out[k] = v == "on"
@@ -111,7 +112,8 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         m = model_from_config(cfg).eval()
         params, gflops = count_parameters(m), model_flops(m, s)
         crops = len(pred.refine or [])
-        run, looks, passes = (lambda path: pred.predict(str(path))), 1 + crops, 1 + (crops > 0)
+        first = len(pred.box_margins or [1]) if pred.detector is not None else 1  # the multi-scale test's crops
+        run, looks, passes = (lambda path: pred.predict(str(path))), first + crops, 1 + (crops > 0)
         flip, precision = pred.flip_test, pred.precision  # the model's own, or the entry's
         if pred.detector is not None:
             d = pred.detector

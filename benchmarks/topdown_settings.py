@@ -12,7 +12,8 @@ each margin around the detected box (``detect.box_margin``) and each refinement 
 validation images, as ``posekit evaluate --split val-multi``: every person found by
 ``Predictor.predict_all`` and posed on its box) and chooses by the mean of the two PCKs, so that
 one person and several weigh the same. ``--max-looks N`` leaves out of the choice the settings that
-run the network on more than N inputs per person (1 + one per refinement crop, twice that with
+run the network on more than N inputs per person (one per crop of the box, list
+``--box-margins 0.05,0.2`` for the multi-scale test, plus one per refinement crop, twice that with
 the flip test): they are reported, but cost more than the budget.
 
 The validation images are whole photographs (mostly LSP-extended: people at many sizes and places,
@@ -65,13 +66,36 @@ def choose(rows: list[dict], multi: bool, max_looks: int | None) -> dict:
     return max(ok, key=lambda r: (r["val"]["pck"] + r["val-multi"]["pck"]) / 2 if multi else r["val"]["pck"])
 
 
-def multi_pck(pred, det, margin: float, region_threshold: float, source: tuple) -> dict:
-    """Multi-person PCK@0.2 on val-multi with ``pred`` run top-down on ``det`` at these settings."""
+def set_margins(pred, margins: list[float]) -> None:
+    """``pred`` crops a detected box with this one margin, or (several) once per margin: the
+    multi-scale test (``infer.box_margins``)."""
+    pred.box_margin, pred.box_margins = (margins[0], None) if len(margins) == 1 else (margins[0], sorted(margins))
+
+
+def run_detected(pred, images: list, found: list, region_threshold: float, batch: int = 32) -> np.ndarray:
+    """Keypoints (N, K, 2) of each image's pose on its best detection (down to
+    ``region_threshold``; ``found``: (boxes, scores) per image), as ``Predictor.estimate_detected``
+    crops it; on the whole image where there is none."""
+    kp = np.zeros((len(images), 14, 2))
+    picked = [i for i, (_, s) in enumerate(found) if len(s) and s[0] >= region_threshold]
+    for k in range(0, len(picked), batch):
+        part = picked[k:k + batch]
+        for i, p in zip(part, pred.estimate_detected([(images[i], found[i][0][0]) for i in part])):
+            kp[i] = p.keypoints
+    rest = sorted(set(range(len(images))) - set(picked))
+    if rest:
+        kp[rest] = run(pred, [images[i] for i in rest], [None] * len(rest))
+    return kp
+
+
+def multi_pck(pred, det, margins: list[float], region_threshold: float, source: tuple) -> dict:
+    """Multi-person PCK@0.2 on val-multi with ``pred`` run top-down on ``det`` at these settings
+    (``margins``: one crop's margin, or several for the multi-scale test)."""
     from posekit.evaluate import MULTI_SCENES, multi_person_metrics
 
     pred.detector = det
     det.settings = pred.config.detect.model_copy(update={"region_threshold": region_threshold})  # the pose model's own
-    pred.box_margin = margin
+    set_margins(pred, margins)
     try:
         m, _ = multi_person_metrics(pred, *source, MULTI_SCENES)
     finally:
@@ -80,14 +104,16 @@ def multi_pck(pred, det, margin: float, region_threshold: float, source: tuple) 
 
 
 def main(argv=None) -> int:
-    from posekit.detect import PersonDetector, pose_box
+    from posekit.detect import PersonDetector
     from posekit.predict import Predictor
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="posekit-lsp")
     ap.add_argument("--detector", default="posekit-person")
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
-    ap.add_argument("--box-margins", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2])
+    ap.add_argument("--box-margins", nargs="+", default=["0", "0.05", "0.1", "0.15", "0.2"],
+                    help="margins around the detected box: M, or M,M[,...] for the multi-scale test (one crop per "
+                    "margin, fused)")
     ap.add_argument("--region-thresholds", type=float, nargs="+", default=[0.1, 0.3],
                     help="lowest scores of the best detection still used as the region")
     ap.add_argument("--refine", nargs="+", default=["off"], help="refinement settings: off or margins M[,M...]")
@@ -115,20 +141,22 @@ def main(argv=None) -> int:
         refine = False if r == "off" else [float(v) for v in r.split(",")]
         pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None,
                          flip_test=flip == "on")
-        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test,
-                   "looks": (1 + len(pred.refine or [])) * (2 if pred.flip_test else 1)}
-        row = {"box_margin": None, **setting}  # the whole image, no detector
+        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test}
+        flips = 2 if pred.flip_test else 1
+        row = {"box_margin": None, **setting, "looks": (1 + len(pred.refine or [])) * flips}  # the whole image
         row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
         rows.append(row)
         print(json.dumps(row), flush=True)
         for th in a.region_thresholds:
-            for m in a.box_margins:
-                row = {"box_margin": m, "region_threshold": th, **setting}
+            for text in a.box_margins:
+                ms = sorted(float(v) for v in text.split(","))
+                set_margins(pred, ms)
+                row = {"box_margin": ms[0] if len(ms) == 1 else ms, "region_threshold": th, **setting,
+                       "looks": (len(ms) + len(pred.refine or [])) * flips}
                 for name, t in splits.items():
-                    boxes = [pose_box(b[0], m) if len(s) and s[0] >= th else None for b, s in found[name]]
-                    row[name] = score(run(pred, t[0], boxes), t)
+                    row[name] = score(run_detected(pred, t[0], found[name], th), t)
                 if multi is not None:
-                    row["val-multi"] = multi_pck(pred, det, m, th, multi)
+                    row["val-multi"] = multi_pck(pred, det, ms, th, multi)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     best = choose(rows, a.multi, a.max_looks)

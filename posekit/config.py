@@ -146,16 +146,21 @@ class InferConfig(Section):
     crop_touch: Fraction | None = None  # ... on the sides a joint comes this close to (x the pose's size)
     person_threshold: Fraction | None = None  # person score under which no person is reported
     flip_test: bool = False  # average with the mirrored image (SimpleBaselines' flip test; one batch of two)
+    # multi-scale test on a detected person: one crop of the detector's box per margin (per side,
+    # in place of detect.box_margin), all in the network's one batch, their heatmaps fused in the
+    # tightest crop's frame (tta.fuse_crops); null: the one crop at detect.box_margin. A given box
+    # (--box) is cropped as given.
+    box_margins: list[Margin] | None = Field(None, min_length=1, max_length=MAX_REFINE_CROPS)
     # the networks' arithmetic: auto = bf16 on a CPU that multiplies bfloat16 natively (AVX512-BF16,
     # AMX), else fp32 (posekit.models.precision; reports/precision_cpu.json)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
-    @field_validator("refine", mode="before")
+    @field_validator("refine", "box_margins", mode="before")
     @classmethod
     def _listed(cls, v):
         return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
-    @field_validator("refine")
+    @field_validator("refine", "box_margins")
     @classmethod
     def _sorted(cls, v):
         return None if v is None else sorted(v)

@@ -73,9 +73,7 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
     pose = predictor.predict(img, box)  # validates the image and box
     region = box
     if box is None and pose.box is not None:  # the person answered (maybe not the detector's best): their box
-        from posekit.detect import pose_box
-
-        region = pose_box(pose.box, predictor.box_margin)
+        region = predictor.detected_region(pose.box)
     prepared = predictor.prepare(img, predictor.refinement_box(img, region))
     x0, matrix, w, h = prepared.input, prepared.matrix, prepared.width, prepared.height
     model = predictor.model

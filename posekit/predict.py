@@ -21,7 +21,7 @@ from posekit.errors import PosekitError
 from posekit.inference import Pose, Prepared, parse_box, prepare
 from posekit.models import inference_ready
 from posekit.models.precision import in_precision, resolve_precision
-from posekit.tta import TOUCH, FirstPass, Refinement, refine, refinement_box, region_side, run_network, to_original
+from posekit.tta import TOUCH, FirstPass, Refinement, fuse_crops, refine, refinement_box, region_side, run_network, to_original
 from posekit.utils import select_device
 
 BACKENDS = ("torch", "onnx")
@@ -58,8 +58,9 @@ def infer_settings(cfg: Recipe, overrides: dict, cascade: bool = False) -> Infer
     if bad:
         raise PosekitError(f"unknown Predictor option(s) {', '.join(bad)}; valid: {', '.join(InferConfig.model_fields)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    if given.get("refine") is False:
-        given["refine"] = None
+    for key in ("refine", "box_margins"):  # False: off
+        if given.get(key) is False:
+            given[key] = None
     if cascade and given.get("refine"):
         raise PosekitError("a cascade checkpoint refines with its own stages; refinement crops do not apply to it")
     try:
@@ -125,7 +126,9 @@ class Predictor:
     :class:`~posekit.config.InferConfig`): ``refine`` margins of the refinement crops around the
     first estimate (False: one pass), ``refine_weight`` the first pass's weight in the fused
     heatmaps, ``crop_border`` edge pixels repeated where a crop leaves the image,
-    ``person_threshold`` the person score under which ``Pose.found`` is False, ``precision``
+    ``person_threshold`` the person score under which ``Pose.found`` is False, ``box_margins``
+    the margins of the crops of a detected box for the multi-scale test (one batch, heatmaps fused;
+    None: one crop at ``detect.box_margin``), ``precision``
     the networks' arithmetic (``auto``: bfloat16 on a CPU that has it natively, else float32;
     :mod:`posekit.models.precision`; a :class:`~posekit.detect.PersonDetector` given as
     ``detector`` keeps its own); ``flip_test``
@@ -168,6 +171,7 @@ class Predictor:
         self.precision = self._cast_networks(asked=infer.get("precision"))
         self.detector = self._detector(detector, device)
         self.box_margin = cfg.detect.box_margin
+        self.box_margins = self.infer.box_margins
 
     def _cast_networks(self, asked: str | None) -> str:
         """Cast the pose network and a cascade's stages to the arithmetic in force, and return it
@@ -284,12 +288,17 @@ class Predictor:
         return [_best(d) for d in self._detections(rgbs, boxes)]
 
     def _crop(self, box, found):
-        """The region to pose: the caller's box, else the detected box with its margin, else all."""
-        from posekit.detect import pose_box
-
+        """The region to pose: the caller's box, else the detected box's region, else all."""
         if box is not None:
             return box
-        return None if found[0] is None else pose_box(found[0], self.box_margin)
+        return None if found[0] is None else self.detected_region(found[0])
+
+    def detected_region(self, box) -> tuple[float, float, float, float]:
+        """The region a detected box (x, y, w, h) is posed in: the box with ``detect.box_margin``,
+        or under the multi-scale test its tightest crop (the frame its crops are fused in)."""
+        from posekit.detect import pose_box
+
+        return pose_box(box, (self.box_margins or [self.box_margin])[0])
 
     def predict_all(self, image, color: str = "RGB") -> list[Pose]:
         """Every person the detector finds whose pose reaches the person threshold, in the
@@ -344,11 +353,9 @@ class Predictor:
     def _pose_detections(self, rgbs: list, detections: list, picks: list) -> list[dict[int, Pose]]:
         """The poses of the picked detections (``picks[i]``: indices into image i's detections),
         as one batch: for each image {index: Pose with ``box`` and ``box_score``}."""
-        from posekit.detect import pose_box
 
         pairs = [(i, int(j)) for i, js in enumerate(picks) for j in js]
-        poses = self.estimate([self.prepare(rgbs[i], pose_box(detections[i][0][j], self.box_margin), "RGB")
-                               for i, j in pairs]) if pairs else []
+        poses = self.estimate_detected([(rgbs[i], detections[i][0][j]) for i, j in pairs])
         out: list[dict[int, Pose]] = [{} for _ in rgbs]
         for (i, j), p in zip(pairs, poses):
             p.box, p.box_score = tuple(float(v) for v in detections[i][0][j]), float(detections[i][1][j])
@@ -367,18 +374,33 @@ class Predictor:
         pose.found = False
         return pose
 
-    def estimate(self, prepared: list[Prepared], refined: bool = True) -> list[Pose]:
+    def estimate_detected(self, found: list[tuple]) -> list[Pose]:
+        """The poses of detected people, ``found``: (RGB image, detected box (x, y, w, h)) pairs,
+        as one batch. Each box is cropped with ``detect.box_margin``, or once per ``box_margins``
+        (the multi-scale test: the crops in the same batch, their heatmaps fused)."""
+        from posekit.detect import pose_box
+
+        margins = self.box_margins or [self.box_margin]
+        prepared = [self.prepare(rgb, pose_box(box, m), "RGB") for rgb, box in found for m in margins]
+        return self.estimate(prepared, crops=len(margins)) if prepared else []
+
+    def estimate(self, prepared: list[Prepared], refined: bool = True, crops: int = 1) -> list[Pose]:
         """Network, decoding and original pixels for prepared inputs, on this predictor's
         threads; ``refined=False`` stops after the first pass (no refinement crops or cascade
-        stages)."""
-        with torch_threads(self.threads or default_threads(len(prepared))):
-            return self._estimate(prepared, refined)
+        stages). ``crops`` > 1: the inputs come in groups of that many crops of one person (the
+        multi-scale test, :func:`posekit.tta.fuse_crops`), one pose per group."""
+        if crops < 1 or len(prepared) % crops:
+            raise PosekitError(f"{len(prepared)} inputs do not make groups of {crops} crops")
+        with torch_threads(self.threads or default_threads(len(prepared) // crops)):
+            return self._estimate(prepared, refined, crops)
 
     @torch.inference_mode()
-    def _estimate(self, prepared: list[Prepared], refined: bool) -> list[Pose]:
+    def _estimate(self, prepared: list[Prepared], refined: bool, crops: int = 1) -> list[Pose]:
         x = torch.stack([p.input for p in prepared]).to(self.device)
         m = torch.stack([p.matrix for p in prepared])
-        first = run_network(self.network, self.codec, x, self.flip_test)
+        first = fuse_crops(self.codec, run_network(self.network, self.codec, x, self.flip_test), m.numpy(), crops,
+                           self.input_size)
+        prepared, m = prepared[::crops], m[::crops]
         kp = to_original(first.keypoints.cpu(), m).numpy()
         if not np.isfinite(kp).all():
             raise PosekitError("the prediction is not finite (a box of absurd size?)")

@@ -1,7 +1,8 @@
-"""Test-time augmentation: the flip test, and refinement crops around a first estimate whose
-heatmaps are warped into one frame and fused (test-time scale augmentation with the pose model
-as its own person detector). Pure functions on arrays and tensors, no I/O: evaluation and
-:class:`posekit.Predictor` both run them, so they score what users get.
+"""Test-time augmentation: the flip test, crops of a detected box at several margins (multi-scale
+test), and refinement crops around a first estimate, whose heatmaps are warped into one frame and
+fused (test-time scale augmentation; refinement with the pose model as its own person detector).
+Pure functions on arrays and tensors, no I/O: evaluation and :class:`posekit.Predictor` both run
+them, so they score what users get.
 
 Legend: N images, C crops per image, K joints, S the network's input side (pixels), H x W heatmap
 cells. "Original" coordinates are pixels of the image as given (0-based, pixel centres at
@@ -167,6 +168,39 @@ class Refinement:
         self.margins = sorted(float(m) for m in self.margins)
 
 
+def mean_in_frame(maps: torch.Tensor, matrices: np.ndarray, input_size: int) -> torch.Tensor:
+    """The mean of each image's C crops' heatmaps (N, C, K, H, W), made on inputs warped by
+    ``matrices`` (N, C, 2, 3), in the first crop's frame: (N, K, H, W) float32."""
+    frame = matrices[:, 0]
+    total = maps[:, 0].float().clone()
+    for k in range(1, maps.shape[1]):
+        total += warp_heatmaps(maps[:, k].float(), matrices[:, k], frame, input_size)
+    return total / maps.shape[1]
+
+
+def fuse_crops(codec, p: Pass, matrices: np.ndarray, crops: int, input_size: int) -> Pass:
+    """Multi-scale test: one pass per person from its ``crops`` crops run in one batch, ``p``
+    (N*C inputs, person by person, crop by crop) with their affines ``matrices`` (N*C, 2, 3),
+    the first crop of each person the frame of the answer. Heatmap codecs: the maps are warped
+    into that frame, averaged and decoded there (as :func:`fuse_heatmaps`); coordinate codecs:
+    the keypoints are mapped into it and averaged, and so are the scores. Returns a
+    :class:`Pass` of N people in their first crops' input pixels (affines ``matrices[::crops]``).
+    The test-time scale augmentation of multi-scale testing (as HRNet's), on the detector's box
+    instead of the model's own estimate."""
+    if crops == 1:
+        return p
+    m = np.asarray(matrices, np.float64).reshape(-1, crops, 2, 3)
+    n = len(m)
+    if p.maps is not None:
+        maps = mean_in_frame(p.maps.reshape(n, crops, *p.maps.shape[1:]), m, input_size)
+        kp, sc = codec.decode(maps)
+        return Pass(maps, kp, sc)
+    original = to_original(p.keypoints.cpu(), torch.from_numpy(m.reshape(n * crops, 2, 3))).reshape(n, crops, -1, 2)
+    frame = torch.from_numpy(m[:, 0])
+    in_frame = torch.einsum("nij,nckj->ncki", frame[:, :, :2], original) + frame[:, None, None, :, 2]
+    return Pass(None, in_frame.mean(1).float(), p.scores.float().reshape(n, crops, -1).mean(1))
+
+
 def fuse_heatmaps(codec, maps: torch.Tensor | None, keypoints: np.ndarray, scores: np.ndarray, matrices: np.ndarray,
                   input_size: int, first: FirstPass | None = None, first_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One pose per image from its C refinement crops (and the first pass).
@@ -183,10 +217,7 @@ def fuse_heatmaps(codec, maps: torch.Tensor | None, keypoints: np.ndarray, score
             kp = (1 - first_weight) * kp + first_weight * first.keypoints
         return kp, sc
     frame = matrices[:, 0]
-    total = maps[:, 0].float().clone()
-    for k in range(1, maps.shape[1]):
-        total += warp_heatmaps(maps[:, k].float(), matrices[:, k], frame, input_size)
-    total /= maps.shape[1]
+    total = mean_in_frame(maps, matrices, input_size)
     if first_weight > 0 and first is not None and first.maps is not None:
         warped = warp_heatmaps(torch.as_tensor(first.maps, device=total.device).float(), np.asarray(first.matrices),
                                frame, input_size)

@@ -36,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posekit.data.images import as_rgb
 from posekit.errors import PosekitError
 from posekit.inference import pose_records, reported_poses
 from posekit.tracking import appearance
@@ -316,14 +317,12 @@ class FramePoser:
     def _one_steady(self, frame: np.ndarray, t: float):
         """The person :meth:`Predictor.predict` answers, posed again on its box smoothed over time
         (a steady crop: the detector's frame-to-frame wobble does not reach the joints)."""
-        from posekit.detect import pose_box
-
         _, one = self.pred.predict_people(frame)  # the person predict() answers for this frame as an image
         if not one.found:  # nobody: its best candidate's pose, not found
             self.box_smoother.reset()
             return one
         steady = self.box_smoother(one.box, t)
-        pose = self.pred.predict(frame, tuple(pose_box(steady, self.pred.box_margin)))
+        pose = self.pred.estimate_detected([(as_rgb(frame), steady)])[0]  # posed as a detected box is
         pose.box, pose.box_score, pose.found = tuple(float(v) for v in steady), one.box_score, True
         return pose
 

@@ -136,6 +136,7 @@ def test_unknown_config_key_and_model(tmp_path, synth_root, capsys):
     ("infer.refine=[]", "'infer.refine': List should have at least 1 item"),
     ("infer.refine=[0,0,0,0,0,0,0,0,0]", "'infer.refine': List should have at most 8 items"),
     ("infer.refine=false", "'infer.refine': Input should be a valid list, got False"),
+    ("infer.box_margins=[0.1,3]", "'infer.box_margins[1]': Input should be less than or equal to 2, got 3"),
     ("infer.recrop=0.1", "config key 'infer.recrop' was renamed to 'infer.refine'"),
     ("train.optimizer=sdg", "'train.optimizer': Input should be 'sgd', 'adam' or 'adamw', got 'sdg'"),
     ("data.input_size=100000", "'data.input_size': Input should be less than or equal to 1024, got 100000"),
@@ -245,8 +246,8 @@ def test_real_data_end_to_end(real_root, tmp_path, capsys):
 
 
 def test_refinement_and_threshold_flags():
-    """--refine takes margins (comma-separated) or off, --refine-weight a weight in [0, 1),
-    --person-threshold a number in [0, 1]; evaluate also takes --crop-border."""
+    """--refine and --box-margins take margins (comma-separated) or off, --refine-weight a weight
+    in [0, 1), --person-threshold a number in [0, 1]; evaluate also takes --crop-border."""
     import argparse
 
     from posekit.cli import build_parser, refine_arg, unit_arg, weight_arg
@@ -271,6 +272,16 @@ def test_refinement_and_threshold_flags():
     assert (a.refine, a.person_threshold) == ([0.1], 0.0) and not hasattr(a, "refine_weight")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--recrop", "0.1"])  # the old flag is gone
+    # --box-margins (the multi-scale test on detected boxes) parses as --refine does
+    assert build_parser().parse_args(["evaluate", "--box-margins", "0.2,0.05"]).box_margins == [0.2, 0.05]
+    assert build_parser().parse_args(["predict", "x.jpg", "--box-margins", "off"]).box_margins is False
+    assert build_parser().parse_args(["serve", "--box-margins", "0.1"]).box_margins == [0.1]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--box-margins", "0.1,-1"])
+    from posekit.cli.commands import predictor_args
+
+    assert predictor_args(build_parser().parse_args(["predict", "x.jpg", "--box-margins", "0.2,0.05"]))[
+        "box_margins"] == [0.2, 0.05]
 
 
 def test_follow_on_is_refused_where_nobody_single_is_followed(capsys, tmp_path):

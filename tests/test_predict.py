@@ -263,6 +263,35 @@ def test_fuse_heatmaps_averages_the_crops_in_the_first_crops_frame():
     np.testing.assert_allclose(alone, same)
 
 
+def test_fuse_crops_gives_one_pose_per_person_in_the_first_crops_frame():
+    """The multi-scale test's fusion: inputs come person by person, crop by crop; heatmaps of one
+    original point in two frames decode to it, each person to their own point; coordinates are
+    averaged as original points; one crop is the pass as it is."""
+    from posekit.codecs import build_codec
+    from posekit.data.transforms import box_matrix
+    from posekit.tta import Pass, fuse_crops, to_original
+
+    size, codec = 64, build_codec({"name": "heatmap", "stride": 4, "sigma": 2.0}, 64)
+    frames = [box_matrix((10.0, 0.0, 100.0, 100.0), size), box_matrix((0.0, -10.0, 130.0, 130.0), size)]
+    p, q = np.array([60.0, 50.0]), np.array([40.0, 70.0])
+    ms = np.stack(frames * 2)  # person A's two crops, then person B's
+    inputs = np.stack([np.array([pt] * 14) @ m[:, :2].T + m[:, 2] for pt, m in zip([p, p, q, q], ms)])
+    maps = codec.encode(torch.from_numpy(inputs).float(), torch.ones(4, 14))[0].reshape(4, 14, 16, 16)
+    kp, sc = codec.decode(maps)
+    fused = fuse_crops(codec, Pass(maps, kp, sc), ms, 2, size)
+    assert fused.maps.shape == (2, 14, 16, 16) and fused.scores.shape == (2, 14)
+    back = to_original(fused.keypoints, torch.from_numpy(ms[::2])).numpy()
+    assert np.abs(back[0] - p).max() < 0.3 and np.abs(back[1] - q).max() < 0.3  # cells are 6-8 px
+    one = Pass(maps, kp, sc)
+    assert fuse_crops(codec, one, ms, 1, size) is one
+    # coordinates: person A seen at p in one crop and at q in the other -> their mean, in crop 1's frame
+    coords = torch.from_numpy(np.stack([inputs[0], np.array([q] * 14) @ frames[1][:, :2].T + frames[1][:, 2]])).float()
+    mean = fuse_crops(None, Pass(None, coords, torch.tensor([[0.2] * 14, [0.6] * 14])), ms[:2], 2, size)
+    back = to_original(mean.keypoints, torch.from_numpy(ms[:1])).numpy()
+    np.testing.assert_allclose(back[0], np.tile((p + q) / 2, (14, 1)), atol=1e-3)
+    np.testing.assert_allclose(mean.scores.numpy(), [[0.4] * 14], atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def heatmap_ckpt(tmp_path_factory, synth_root):
     from conftest import tiny_overrides

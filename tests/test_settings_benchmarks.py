@@ -82,10 +82,12 @@ def test_box_errors_measure_the_detector_square_against_the_training_crop():
     assert e["offsets"][0] == pytest.approx([-0.5 / 120, -0.5 / 120])
 
 
-def test_latency_entries_take_precision_and_refine_weight():
+def test_latency_entries_take_precision_refine_weight_and_box_margins():
     parse = runpy.run_path("benchmarks/latency.py")["parse_spec"]
     name, opts = parse("posekit-lsp:refine=0.05;0.22,refine_weight=0.1,precision=fp32,flip_test=on")
     assert name == "posekit-lsp"
     assert opts == {"refine": [0.05, 0.22], "refine_weight": 0.1, "precision": "fp32", "flip_test": True}
+    assert parse("posekit-lsp:box_margins=0.05;0.2")[1] == {"box_margins": [0.05, 0.2]}
+    assert parse("posekit-lsp:box_margins=off")[1] == {"box_margins": False}
     with pytest.raises(SystemExit, match="unknown option 'half'"):
         parse("posekit-lsp:half=1")

@@ -537,6 +537,9 @@ class _FollowPred:
     def predict(self, frame, box=None):
         return self._pose(True)
 
+    def estimate_detected(self, found):  # detected boxes posed, as predict() poses a given one
+        return [self._pose(True) for _ in found]
+
     def prepare(self, frame, box=None):
         self.regions.append(box)
         return box
@@ -596,3 +599,57 @@ def test_crowd_scene_puts_the_person_first_beside_others():
     assert crowd_scene((person[0], person[1], np.zeros(14, bool)), others, bg, rng) is None
     with pytest.raises(ValueError, match="too small"):
         crowd_scene(person, others, bg, rng, height=10)
+
+
+@pytest.mark.parametrize("recipe", ["poster", "release"])
+def test_multi_scale_test_fuses_each_detected_boxs_crops(recipe, tmp_path, synth_root):
+    """``infer.box_margins``: each detected box cropped once per margin, the crops of every person
+    in one batch, fused person by person. One margin is that crop alone; the same crop twice is
+    that crop's pose; each person's pose is theirs alone (the groups do not mix people);
+    coordinates are the crops' mean; predict, predict_all and a video's one person agree; a
+    caller's box is cropped as given."""
+    from conftest import tiny_overrides
+
+    from posekit.cli import main
+    from posekit.errors import PosekitError
+    from posekit.predict import Predictor
+    from posekit.video import FramePoser
+
+    run = tmp_path / "pose"
+    over = tiny_overrides(synth_root, **{"data.resize_mode": "letterbox"})
+    if recipe == "release":  # a heatmap model
+        over = [o for o in over if not o.startswith("model.")] + ["model.width=8", "model.depths=[1,1,1,1]",
+                                                                  "model.neck=16"]
+    assert main(["train", "--config", f"configs/{recipe}.yaml", "--out", str(run), "--epochs", "1", "--no-progress",
+                 *over]) == 0
+    image = np.random.default_rng(0).integers(0, 255, (100, 160, 3), dtype=np.uint8)
+    det = _stub_detector([[4.0, 20.0, 20.0, 30.0], [40.0, 22.0, 16.0, 24.0]], [0.9, 0.6])
+
+    def pred(**infer):
+        return Predictor(str(run), detector=det, precision="fp32", person_threshold=0.0, **infer)
+
+    def joints(people):
+        return np.stack([p.keypoints for p in people])
+
+    base = pred().predict_all(image)
+    assert len(base) == 2
+    np.testing.assert_allclose(joints(pred(box_margins=0.1).predict_all(image)), joints(base), atol=1e-4)
+    np.testing.assert_allclose(joints(pred(box_margins=[0.1, 0.1]).predict_all(image)), joints(base), atol=1e-3)
+    multi = pred(box_margins=[0.2, 0.05])
+    assert multi.box_margins == [0.05, 0.2] and pred(box_margins=False).box_margins is None  # False: off
+    people = multi.predict_all(image)
+    assert [p.box for p in people] == [p.box for p in base]
+    for p in people:  # each person alone gives the same pose
+        np.testing.assert_allclose(p.keypoints, multi.estimate_detected([(image, p.box)])[0].keypoints, atol=1e-4)
+    if recipe == "poster":  # coordinates: the mean of the two crops' poses
+        tight, wide = (joints(pred(box_margins=m).predict_all(image)) for m in (0.05, 0.2))
+        np.testing.assert_allclose(joints(people), (tight + wide) / 2, atol=1e-4)
+    np.testing.assert_allclose(multi.predict(image).keypoints, people[0].keypoints, atol=1e-4)
+    first = FramePoser(multi, "one")(image, 0.0, 0)[0]
+    np.testing.assert_allclose(first.keypoints, people[0].keypoints, atol=1e-4)
+    np.testing.assert_allclose(multi.predict(image, box=(10, 10, 60, 80)).keypoints,
+                               pred().predict(image, box=(10, 10, 60, 80)).keypoints, atol=1e-4)
+    with pytest.raises(PosekitError, match="box_margins"):
+        pred(box_margins=[-0.1])
+    with pytest.raises(PosekitError, match="groups of 2"):
+        multi.estimate([multi.prepare(image)] * 3, crops=2)

@@ -89,6 +89,12 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     from posekit.ship import _select_line
 
     assert "(the default)" in _select_line("posekit-lsp", cfg) and "(the default)" not in _select_line("tiny2", cfg)
+    from posekit.ship import _inference_line  # a model card names how detected boxes are cropped
+
+    top_down = cfg.model_copy(update={"detect": cfg.detect.model_copy(update={"model": "posekit-person"})})
+    assert "enlarged by 0.1 per side (`detect.box_margin`" in _inference_line(top_down)
+    multi = top_down.model_copy(update={"infer": cfg.infer.model_copy(update={"box_margins": [0.05, 0.15]})})
+    assert "cropped once per margin 0.05, 0.15 per side" in _inference_line(multi)
 
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, synth_root):

@@ -15,6 +15,9 @@ from posekit.errors import PosekitError
 REFINE_HELP = ("after the first pass, run refinement crops around its estimate, one per margin (per side; "
                "several: comma-separated, e.g. 0.05,0.13,0.22, their heatmaps fused); off: one pass "
                "(default: the model's own infer.refine)")
+BOX_MARGINS_HELP = ("multi-scale test: crop each detected person box once per margin (per side, comma-separated, "
+                    "e.g. 0.05,0.2), the crops in one batch and their heatmaps fused; off: one crop at the "
+                    "model's detect.box_margin (default: the model's own infer.box_margins)")
 REFINE_WEIGHT_HELP = "the first pass's weight in [0, 1) in the fused heatmaps (default: the model's own)"
 THRESHOLD_HELP = ("person score in [0, 1] under which the answer is 'no person found' "
                   "(default: the model's own infer.person_threshold)")
@@ -22,7 +25,8 @@ MODEL_HELP = "shipped model name, checkpoint file, run folder or (with --backend
 
 
 def refine_arg(text: str) -> list[float] | bool:
-    """``--refine``: a margin in [0, 2], comma-separated margins (at most 8), or off."""
+    """``--refine`` and ``--box-margins``: a margin in [0, 2], comma-separated margins (at most 8),
+    or off."""
     if text.strip().lower() in ("off", "none", "no", "false"):
         return False
     from posekit.config import MAX_REFINE_CROPS
@@ -71,7 +75,9 @@ def _add_train(sub) -> None:
     t.set_defaults(func=commands.cmd_train)
 
 
-def _add_refinement(p, weight: bool = True) -> None:
+def _add_refinement(p, weight: bool = True, box_margins: bool = True) -> None:
+    if box_margins:
+        p.add_argument("--box-margins", type=refine_arg, metavar="MARGIN[,MARGIN...]|off", help=BOX_MARGINS_HELP)
     p.add_argument("--refine", type=refine_arg, metavar="MARGIN[,MARGIN...]|off", help=REFINE_HELP)
     if weight:
         p.add_argument("--refine-weight", type=weight_arg, metavar="W", help=REFINE_WEIGHT_HELP)
@@ -224,7 +230,7 @@ def _add_data(sub) -> None:
     te.add_argument("--out", required=True, help="output .npz")
     te.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                     help="the teacher also looks at the mirrored image (default: the teacher's own infer.flip_test)")
-    _add_refinement(te)
+    _add_refinement(te, box_margins=False)
     _add_precision(te)
     te.add_argument("--no-progress", action="store_true")
     te.set_defaults(func=commands.cmd_data_teacher)

@@ -77,6 +77,7 @@ def cmd_evaluate(args) -> int:
     metrics, extras = evaluate(args.model, args.data, args.split, limit=args.limit, batch_size=args.batch_size,
                                per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
                                refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
+                               box_margins=args.box_margins,
                                detector={"off": False}.get(args.detector, args.detector), precision=args.precision)
     if metrics.get("train_overlap"):
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
@@ -92,6 +93,7 @@ def predictor_args(args) -> dict:
     """The :class:`posekit.Predictor` settings of ``predict`` / ``serve``."""
     return {"model": args.model, "backend": args.backend, "refine": args.refine,
             "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
+            "box_margins": getattr(args, "box_margins", None),
             "flip_test": getattr(args, "flip_test", None),
             "precision": getattr(args, "precision", None),
             "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
@@ -144,7 +146,7 @@ def cmd_serve(args) -> int:
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
         person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"],
-        precision=p["precision"])
+        precision=p["precision"], box_margins=p["box_margins"])
     return 0
 
 
