@@ -73,7 +73,6 @@ def candidates(pred, images: list[np.ndarray]) -> list[np.ndarray]:
     down to ``detect.region_threshold``; without a detector one row (1.0, the whole image's pose
     score)."""
     from posekit.data.images import as_rgb
-    from posekit.detect import pose_box
 
     if pred.detector is None:
         return [np.array([[1.0, p.score]]) for i in range(0, len(images), 16) for p in pred.predict_batch(images[i:i + 16])]
@@ -82,7 +81,7 @@ def candidates(pred, images: list[np.ndarray]) -> list[np.ndarray]:
     for img in images:
         rgb = as_rgb(img)
         boxes, det = pred.detect([rgb], min(settings.region_threshold, settings.score_threshold))[0]
-        poses = pred.estimate([pred.prepare(rgb, pose_box(b, pred.box_margin)) for b in boxes]) if len(boxes) else []
+        poses = pred.estimate_detected([(rgb, b) for b in boxes])  # as predict_all crops them
         out.append(np.array([[d, p.score] for d, p in zip(det, poses)]).reshape(-1, 2))
     return out
 
