@@ -108,6 +108,8 @@ def choose_threshold(curve: list[dict], max_fpr: float | None = None) -> float |
 
 
 def main(argv=None) -> int:
+    from posekit.cli import refine_arg  # a margin list, as --box-margins
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="posekit-lsp")
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
                     help="choose the lowest threshold with at most this false-positive rate (default: Youden's J)")
     ap.add_argument("--detector-thresholds", type=float, nargs="+", default=None,
                     help="also choose detect.score_threshold among these (default: the model's own)")
+    ap.add_argument("--box-margins", type=refine_arg, default=None, metavar="M[,M...]",
+                    help="the multi-scale test on the detected boxes (default: the model's own infer.box_margins)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
     sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
     test_ids = lsp_test_ids(sets)[:args.limit]
     paths = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
-    pred = Predictor(args.model)
+    pred = Predictor(args.model, box_margins=args.box_margins)
     if pred.detector is not None:
         floor = min(pred.detector.settings.region_threshold, pred.detector.settings.score_threshold)
         if any(st < floor for st in args.detector_thresholds or []):
@@ -191,6 +195,7 @@ def main(argv=None) -> int:
         "as_shipped": as_shipped,
         "rule": "Youden's J" if args.max_fpr is None else f"the lowest with a false-positive rate of at most {args.max_fpr}",
         "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
+        "box_margins": pred.box_margins,
         "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
                       "negatives": {k: len(v) for k, v in neg_choose.items()}},
         "choose": rates(pos_choose, all_choose, best),

@@ -104,6 +104,7 @@ def multi_pck(pred, det, margins: list[float], region_threshold: float, source: 
 
 
 def main(argv=None) -> int:
+    from posekit.cli import refine_arg
     from posekit.detect import PersonDetector
     from posekit.predict import Predictor
 
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="posekit-lsp")
     ap.add_argument("--detector", default="posekit-person")
     ap.add_argument("--data", default=os.environ.get("POSEKIT_DATA"))
-    ap.add_argument("--box-margins", nargs="+", default=["0", "0.05", "0.1", "0.15", "0.2"],
+    ap.add_argument("--box-margins", nargs="+", type=refine_arg, default=[[0.0], [0.05], [0.1], [0.15], [0.2]],
                     help="margins around the detected box: M, or M,M[,...] for the multi-scale test (one crop per "
                     "margin, fused)")
     ap.add_argument("--region-thresholds", type=float, nargs="+", default=[0.1, 0.3],
@@ -126,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
+    if any(m is False for m in a.box_margins):
+        ap.error("--box-margins: margins M or M,M[,...], not off")
     splits = {"val": load_split(a.model, a.data, "val", a.limit)}
     if a.test:
         splits["lsp-test"] = load_split(a.model, a.data, "lsp-test", a.limit)
@@ -148,8 +151,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
         for th in a.region_thresholds:
-            for text in a.box_margins:
-                ms = sorted(float(v) for v in text.split(","))
+            for given in a.box_margins:
+                ms = sorted(given)
                 set_margins(pred, ms)
                 row = {"box_margin": ms[0] if len(ms) == 1 else ms, "region_threshold": th, **setting,
                        "looks": (len(ms) + len(pred.refine or [])) * flips}

@@ -61,7 +61,8 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
     whole image or a person ``box`` (x, y, w, h) as in ``predict``. The map explains one plain
     forward pass (no flip test, even when the predictor uses one for ``pose``): the pass that made
     the pose, on the person box (given, or the detected box of the person ``pose`` answers, with
-    its margin), or with refinement crops on the first crop around the first estimate
+    its margin; under the multi-scale test its tightest crop, the frame the crops are fused in), or
+    with refinement crops on the first crop around the first estimate
     (:meth:`posekit.Predictor.refinement_box`).
 
     Returns ``{"image": RGB uint8 (H, W, 3), "saliency": float32 (H, W) in [0, 1],
@@ -71,10 +72,11 @@ def saliency(predictor, image, joint: str | None = None, box=None, smooth: float
         raise PosekitError("saliency needs the torch backend (gradients); an ONNX model cannot be explained")
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
     pose = predictor.predict(img, box)  # validates the image and box
-    region = box
     if box is None and pose.box is not None:  # the person answered (maybe not the detector's best): their box
-        region = predictor.detected_region(pose.box)
-    prepared = predictor.prepare(img, predictor.refinement_box(img, region))
+        region = predictor.refinement_box(img, detected=pose.box)
+    else:
+        region = predictor.refinement_box(img, box)
+    prepared = predictor.prepare(img, region)
     x0, matrix, w, h = prepared.input, prepared.matrix, prepared.width, prepared.height
     model = predictor.model
     was_training = model.training

@@ -171,7 +171,10 @@ class Predictor:
         self.precision = self._cast_networks(asked=infer.get("precision"))
         self.detector = self._detector(detector, device)
         self.box_margin = cfg.detect.box_margin
-        self.box_margins = self.infer.box_margins
+        if infer.get("box_margins") and self.detector is None:
+            raise PosekitError("box_margins (--box-margins) crops the boxes a person detector finds, and this runs "
+                               "without one: give a detector (--detector) or drop box_margins")
+        self.box_margins = self.infer.box_margins if self.detector is not None else None
 
     def _cast_networks(self, asked: str | None) -> str:
         """Cast the pose network and a cascade's stages to the arithmetic in force, and return it
@@ -374,15 +377,16 @@ class Predictor:
         pose.found = False
         return pose
 
-    def estimate_detected(self, found: list[tuple]) -> list[Pose]:
+    def estimate_detected(self, found: list[tuple], refined: bool = True) -> list[Pose]:
         """The poses of detected people, ``found``: (RGB image, detected box (x, y, w, h)) pairs,
         as one batch. Each box is cropped with ``detect.box_margin``, or once per ``box_margins``
-        (the multi-scale test: the crops in the same batch, their heatmaps fused)."""
+        (the multi-scale test: the crops in the same batch, their heatmaps fused);
+        ``refined`` as :meth:`estimate`."""
         from posekit.detect import pose_box
 
         margins = self.box_margins or [self.box_margin]
         prepared = [self.prepare(rgb, pose_box(box, m), "RGB") for rgb, box in found for m in margins]
-        return self.estimate(prepared, crops=len(margins)) if prepared else []
+        return self.estimate(prepared, refined, crops=len(margins)) if prepared else []
 
     def estimate(self, prepared: list[Prepared], refined: bool = True, crops: int = 1) -> list[Pose]:
         """Network, decoding and original pixels for prepared inputs, on this predictor's
@@ -419,15 +423,22 @@ class Predictor:
             poses.append(Pose(kp[i], sc[i], p.width, p.height, score=score, found=score >= self.threshold, box=p.box))
         return poses
 
-    def refinement_box(self, image, box=None, color: str = "RGB"):
+    def refinement_box(self, image, box=None, color: str = "RGB", detected=None):
         """The region of the pass that made the pose (for explaining that pass): without
-        refinement the person box (``box``, else the detector's best with its margin; None: the
-        whole image), else the first refinement crop's square around the first estimate."""
+        refinement the person box (``box``; else the detected box ``detected`` (x, y, w, h), by
+        default the detector's best, with its margin, or under the multi-scale test its tightest
+        crop, :meth:`detected_region`; None: the whole image), else the first refinement crop's
+        square around the first estimate (for a detected box, the estimate of its fused crops)."""
         rgb = as_rgb(image, color)
-        region = self._crop(box, self.best_people([rgb], [box])[0])
+        if box is None and detected is None:
+            detected = self.best_people([rgb], [box])[0][0]
+        region = self._crop(box, (detected,))
         if not self.refine:
             return region
         prepared = self.prepare(rgb, region)
-        first = self.estimate([prepared], refined=False)[0]
+        if box is None and detected is not None:  # posed as estimate_detected poses it
+            first = self.estimate_detected([(rgb, detected)], refined=False)[0]
+        else:
+            first = self.estimate([prepared], refined=False)[0]
         region = region_side(prepared.matrix.numpy()[None], self.input_size, 1)[0]
         return refinement_box(first.keypoints, self.refine[0], first.width, first.height, region)

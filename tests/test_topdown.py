@@ -649,7 +649,30 @@ def test_multi_scale_test_fuses_each_detected_boxs_crops(recipe, tmp_path, synth
     np.testing.assert_allclose(first.keypoints, people[0].keypoints, atol=1e-4)
     np.testing.assert_allclose(multi.predict(image, box=(10, 10, 60, 80)).keypoints,
                                pred().predict(image, box=(10, 10, 60, 80)).keypoints, atol=1e-4)
+    calls, network = [], multi.network  # every person's crops in one network call
+    multi.network = lambda x: calls.append(len(x)) or network(x)
+    multi.predict_all(image)
+    assert calls == [2 * 2 * (2 if multi.flip_test else 1)]
+    multi.network = network
+    # refinement crops start from the fused crops' estimate
+    from posekit.tta import FirstPass, refine
+
+    both = pred(box_margins=[0.05, 0.2], refine=[0.1])
+    for p, f in zip(both.predict_all(image), people):
+        m0 = both.prepare(image, both.detected_region(f.box)).matrix.numpy()[None]
+        kp, _ = refine(both.network, both.codec, [image], FirstPass(f.keypoints[None], None, m0), both.refinement,
+                       both.input_size, both.device)
+        np.testing.assert_allclose(p.keypoints, kp[0], atol=1e-3)
+    square = both.refinement_box(image, detected=people[0].box)  # explain's region: around the fused estimate
+    m0 = both.prepare(image, both.detected_region(people[0].box)).matrix.numpy()[None]
+    from posekit.tta import refinement_box, region_side
+
+    assert square == pytest.approx(refinement_box(people[0].keypoints, 0.1, 160, 100,
+                                                  region_side(m0, both.input_size, 1)[0]))
     with pytest.raises(PosekitError, match="box_margins"):
         pred(box_margins=[-0.1])
+    with pytest.raises(PosekitError, match="without one"):  # nothing to crop without a detector
+        Predictor(str(run), detector=False, box_margins=[0.05, 0.2])
+    assert Predictor(str(run), detector=False).box_margins is None
     with pytest.raises(PosekitError, match="groups of 2"):
         multi.estimate([multi.prepare(image)] * 3, crops=2)
