@@ -15,7 +15,6 @@ detector (no detector: the refinement crops are what reach outside the image).""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -103,10 +102,9 @@ def main(argv=None) -> int:
               "chosen": {"crop_border": best["crop_border"], "crop_touch": best["crop_touch"]},
               "rule": f"the best tight-crop validation PCK among settings losing at most {args.max_loss} framed-validation PCK",
               "metric": "PCK@0.2"}
-    if args.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -62,10 +62,9 @@ def main(argv=None) -> int:
            "abs_offset_y": pct(np.abs(e["offsets"][:, 1])), "side_ratio": pct(e["ratios"]),
            "augment": {"shift": cfg.augment.shift, "scale": list(cfg.augment.scale)}}
     print(json.dumps(out, indent=1))
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+    write_json(a.json, out)
     return 0
 
 

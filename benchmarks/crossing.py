@@ -59,10 +59,9 @@ def main(argv=None) -> int:
                           "person_frames": sum(r["frames"] * r["people"] for r in runs)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps({"model": a.model, "results": rows}, indent=1) + "\n")
+    write_json(a.json, {"model": a.model, "results": rows})
     return 0
 
 

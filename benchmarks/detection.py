@@ -118,10 +118,9 @@ def main(argv=None) -> int:
             print(f"hog {name}: {result['hog'][name]}", flush=True)
     else:
         print(f"HOG baseline skipped: {a.hog_python} not found (make hog-venv)", file=sys.stderr)
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    write_json(a.json, result)
     return 0
 
 

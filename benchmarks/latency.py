@@ -31,7 +31,6 @@ detector name, ``refine=off`` or margins ``refine=0.05;0.13`` (``refine_weight=0
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -112,7 +111,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         m = model_from_config(cfg).eval()
         params, gflops = count_parameters(m), model_flops(m, s)
         crops = len(pred.refine or [])
-        first = len(pred.box_margins or [1]) if pred.detector is not None else 1  # the multi-scale test's crops
+        first = len(pred.box_margins) if pred.box_margins else 1  # the multi-scale test's crops
         run, looks, passes = (lambda path: pred.predict(str(path))), first + crops, 1 + (crops > 0)
         flip, precision = pred.flip_test, pred.precision  # the model's own, or the entry's
         if pred.detector is not None:
@@ -198,12 +197,12 @@ def main() -> None:
                   f"p50 {r['p50_ms']:>8} ms  p90 {r['p90_ms']:>8} ms"
                   + (f"  busy/idle {r['busy_over_idle_p50']}" if "busy_over_idle_p50" in r else ""))
     if a.json:
-        from posekit.utils import atomic_write_text
+        from posekit.utils import write_json
 
         out = {"device": "cpu", "cpu_count": os.cpu_count(), "images": [str(p) for p in images], "results": rows}
         if a.busy:
             out.update(busy_processes=a.busy, busy_results=busy_rows)
-        atomic_write_text(a.json, json.dumps(out, indent=1))
+        write_json(a.json, out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ found under that); the report gives both rates on the test sets, and both curves
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -213,10 +212,9 @@ def main(argv=None) -> int:
           f"{result['test']['fpr']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in result["test"]["fpr_by_kind"].items())
           + f"); as shipped (detect.score_threshold {own:.2f}, threshold {pred.threshold:.2f}): LSP test true-positive "
           f"rate {as_shipped['test']['tpr']:.3f}, no-person false-positive rate {as_shipped['test']['fpr']:.3f}")
-    if args.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

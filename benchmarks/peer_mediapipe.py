@@ -123,10 +123,9 @@ def main(argv=None) -> int:
         r = result["posekit"][model]
         r["over_mediapipe"] = round(r["p50_ms"] / result["mediapipe"]["p50_ms"], 3)
         print(f"{model}  p50 {r['p50_ms']} ms ({r['over_mediapipe']}x mediapipe)", flush=True)
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    write_json(a.json, result)
     return 0
 
 

@@ -90,11 +90,11 @@ def main(argv=None) -> int:
     chosen = choose(rows["val-multi"], a.max_pck_loss)
     print(f"chosen on val-multi: pose_nms={chosen}")
     if a.json:
-        from posekit.utils import atomic_write_text
+        from posekit.utils import write_json
 
         out = {"model": a.model, "chosen_on": "val-multi", "max_pck_loss": a.max_pck_loss, "chosen": chosen,
                "results": rows}
-        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+        write_json(a.json, out)
     return 0
 
 

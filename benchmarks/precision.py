@@ -109,10 +109,9 @@ def main(argv=None) -> int:
     print(f"bf16 speed-up (fp32 time / bf16 time): {speedup}")
     out = {"model": a.model, "native_bf16": native_bf16(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
            "runs": a.runs, "images": len(a.image), "results": rows, "bf16_speedup": speedup, "fp32_vs_bf16": shifts}
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+    write_json(a.json, out)
     return 0
 
 

@@ -12,7 +12,6 @@ x0.35 +60), and an occluding grey patch over a random annotated joint (a square 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import cv2
@@ -108,10 +107,9 @@ def main(argv=None) -> int:
         result["models"][name] = {"clean": clean, "corrupted": rows, "mean_corrupted": mean,
                                   "relative_to_clean": mean / clean if clean else None}
         print(f"{name}: clean {clean:.3f}, mean under corruption {mean:.3f} ({mean / clean:.1%} of clean)", flush=True)
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    write_json(a.json, result)
     return 0
 
 

@@ -168,14 +168,14 @@ def main(argv=None) -> int:
           f"(val PCK@0.2 {best['val']['pck']}" + (f", val-multi {best['val-multi']['pck']}" if a.multi else "") + ")"
           + (f"; its lsp-test PCK@0.2 {best['lsp-test']['pck']}" if a.test else ""))
     if a.json:
-        from posekit.utils import atomic_write_text
+        from posekit.utils import write_json
 
         out = {"model": a.model, "detector": a.detector, "found_rate": found_rate,
                "chosen_on": "mean of val (whole images) and val-multi PCK@0.2" if a.multi else "val (whole images)",
                "max_looks": a.max_looks,
                "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "refine", "refine_weight", "flip_test")},
                "results": rows}
-        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+        write_json(a.json, out)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 
 import cv2
@@ -250,10 +249,9 @@ def main(argv=None) -> int:
         print(f"crossing clip: {result['crossing']}")
     else:
         print("crossing clip skipped: it needs a person detector (--detector)")
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    write_json(a.json, result)
     return 0
 
 

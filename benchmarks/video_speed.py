@@ -62,10 +62,9 @@ def main(argv=None) -> int:
     result = {"model": a.model, "image": str(s.image_paths[i].name), "clip_frames": len(frames), **summary,
               "followed_over_detected_p50": ratio}
     print(json.dumps(result, indent=1))
-    if a.json:
-        from posekit.utils import atomic_write_text
+    from posekit.utils import write_json
 
-        atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    write_json(a.json, result)
     return 0
 
 

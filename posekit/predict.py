@@ -290,12 +290,6 @@ class Predictor:
         (whether it is a person is then the pose's score)."""
         return [_best(d) for d in self._detections(rgbs, boxes)]
 
-    def _crop(self, box, found):
-        """The region to pose: the caller's box, else the detected box's region, else all."""
-        if box is not None:
-            return box
-        return None if found[0] is None else self.detected_region(found[0])
-
     def detected_region(self, box) -> tuple[float, float, float, float]:
         """The region a detected box (x, y, w, h) is posed in: the box with ``detect.box_margin``,
         or under the multi-scale test its tightest crop (the frame its crops are fused in)."""
@@ -356,7 +350,6 @@ class Predictor:
     def _pose_detections(self, rgbs: list, detections: list, picks: list) -> list[dict[int, Pose]]:
         """The poses of the picked detections (``picks[i]``: indices into image i's detections),
         as one batch: for each image {index: Pose with ``box`` and ``box_score``}."""
-
         pairs = [(i, int(j)) for i, js in enumerate(picks) for j in js]
         poses = self.estimate_detected([(rgbs[i], detections[i][0][j]) for i, j in pairs])
         out: list[dict[int, Pose]] = [{} for _ in rgbs]
@@ -431,8 +424,8 @@ class Predictor:
         square around the first estimate (for a detected box, the estimate of its fused crops)."""
         rgb = as_rgb(image, color)
         if box is None and detected is None:
-            detected = self.best_people([rgb], [box])[0][0]
-        region = self._crop(box, (detected,))
+            detected = self.best_people([rgb])[0][0]
+        region = box if box is not None else None if detected is None else self.detected_region(detected)
         if not self.refine:
             return region
         prepared = self.prepare(rgb, region)

@@ -212,6 +212,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_json(path: str | os.PathLike | None, obj) -> None:
+    """A JSON report (indent 1, one line at the end) written atomically to ``path``; None: nothing
+    (a benchmark run without ``--json``)."""
+    if path:
+        import json
+
+        atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write_bytes`."""
     import io

@@ -36,7 +36,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posekit.data.images import as_rgb
 from posekit.errors import PosekitError
 from posekit.inference import pose_records, reported_poses
 from posekit.tracking import appearance
@@ -322,7 +321,7 @@ class FramePoser:
             self.box_smoother.reset()
             return one
         steady = self.box_smoother(one.box, t)
-        pose = self.pred.estimate_detected([(as_rgb(frame), steady)])[0]  # posed as a detected box is
+        pose = self.pred.estimate_detected([(frame, steady)])[0]  # posed as a detected box is
         pose.box, pose.box_score, pose.found = tuple(float(v) for v in steady), one.box_score, True
         return pose
 

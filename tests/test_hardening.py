@@ -676,3 +676,18 @@ def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path):
     with pytest.raises(PosekitError, match=r"a person detector; ONNX export is for pose models"):
         export_onnx("posekit-person", tmp_path / "det.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "photo.jpg"]
+
+
+def test_write_json_writes_a_whole_report_or_nothing(tmp_path):
+    """Benchmarks' ``--json``: the object written atomically, indent 1, a newline at the end; no
+    path writes nothing."""
+    import json
+
+    from posekit.utils import write_json
+
+    out = tmp_path / "r.json"
+    write_json(out, {"pck": 0.5, "rows": [1, 2]})
+    text = out.read_text()
+    assert text.endswith("}\n") and json.loads(text) == {"pck": 0.5, "rows": [1, 2]} and '\n "pck"' in text
+    write_json(None, {"x": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
