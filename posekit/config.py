@@ -255,6 +255,10 @@ class TrainConfig(Section):
     sync_bn: bool = False  # DDP (torchrun): batch-norm statistics over the global batch
 
 
+#: the augmentations a detector recipe (``task: detect``) applies to its training scenes
+DETECT_AUGMENTS = ("flip", "color", "rotate")
+
+
 class Recipe(Section):
     """A whole recipe. ``model``/``codec``: registry name + options."""
 
@@ -271,6 +275,18 @@ class Recipe(Section):
     video: VideoConfig = VideoConfig()
     distill: DistillConfig = DistillConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _detector_augments(self):
+        # a detector recipe's scenes are turned, mirrored and colour-jittered (posekit.detect_task);
+        # any other augmentation set there would be silently ignored: refused instead
+        if self.task == "detect":
+            unused = [k for k in AugmentConfig.model_fields if k not in DETECT_AUGMENTS
+                      and getattr(self.augment, k) != AugmentConfig.model_fields[k].default]
+            if unused:
+                raise ValueError(f"'augment.{unused[0]}': a detector recipe (task: detect) does not use it; its "
+                                 f"scenes take {', '.join('augment.' + k for k in DETECT_AUGMENTS)}")
+        return self
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples): what checkpoints and ``config.yaml`` hold."""
@@ -328,6 +344,8 @@ def config_error(e: ValidationError, where: str) -> ConfigError:
         hint = f" (did you mean '{m[0]}'?)" if m else f" (known: {', '.join(options)})"
         return ConfigError(f"{where}: unknown config key '{key}'{hint}")
     msg = err["msg"].replace("Value error, ", "")
+    if not key:  # a check across sections: its message names the key
+        return ConfigError(f"{where}: {msg}")
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f", got {got!r}"
     return ConfigError(f"{where}: '{key}': {msg}{shown}")

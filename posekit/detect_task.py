@@ -12,7 +12,9 @@ Each training scene is, at random (seeded by epoch and index):
 - with ``detect.negatives`` > 0, that fraction of scenes has nobody in it (:func:`nobody`):
   background crops, blurred canvases and noise, so that an empty picture is answered with no box;
 
-mirrored (``augment.flip``), colour-jittered (``augment.color``), letterboxed to the input.
+turned by up to ``augment.rotate`` degrees (on a canvas grown to hold it; boxes made again from the
+turned joints, so leaning and upside-down people get whole boxes), mirrored (``augment.flip``),
+colour-jittered (``augment.color``), letterboxed to the input.
 Validation scores the loss and AP@0.5 on fixed composites of the validation images (and, with
 ``detect.negatives``, on as large a share of fixed empty scenes)."""
 from __future__ import annotations
@@ -31,6 +33,7 @@ from posekit.data.scenes import (
     compose,
     multi_person_set,
     noise_image,
+    rotate_scene,
 )
 from posekit.data.splits import split_ids
 from posekit.data.transforms import PoseTransform, apply_affine, to_tensor, transform_boxes, warp
@@ -113,6 +116,8 @@ class SceneDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, "scene", self.epoch, idx))
         sc = self.scene(idx, rng)
+        if self.cfg.augment.rotate > 0:  # (no draw without it: older runs replay)
+            sc = rotate_scene(sc, rng.uniform(-self.cfg.augment.rotate, self.cfg.augment.rotate), expand=False)
         image = _jitter(sc.image, self.cfg.augment.color, rng)
         return encode_scene(sc, image, self.tf, self.codec, flip=rng.random() < self.cfg.augment.flip)
 

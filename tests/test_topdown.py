@@ -238,6 +238,50 @@ def test_one_euro_filter_smooths_noise_and_follows_motion():
 
 
 @pytest.mark.slow
+def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():
+    from posekit.data.scenes import Scene, rotate_scene
+
+    rng = np.random.default_rng(3)
+    people = [_person_image(rng) for _ in range(2)]
+    sc = compose(np.zeros((300, 400, 3), np.uint8), people, np.random.default_rng(1), heights=(0.3, 0.5), flip=0.0)
+    assert len(sc.boxes) == 2
+    for degrees in (90.0, -30.0, 180.0):
+        turned = rotate_scene(sc, degrees)
+        h, w = turned.image.shape[:2]
+        if degrees == 90.0:
+            assert (h, w) == (400, 300)  # the canvas grows to hold the whole turned image
+        assert h >= 300 and w >= 300 and len(turned.boxes) == 2
+        for box, kp, m in zip(turned.boxes, turned.keypoints, turned.masks):
+            for x, y in kp:  # each joint is still a red dot of its person
+                r, g, b = turned.image[int(round(y)), int(round(x))].astype(int)
+                assert r > 120 and g < 120 and b < 120, (degrees, x, y)
+            assert np.allclose(box, box_from_joints(kp, m, w, h))  # upright, around the turned joints
+    # a quarter turn moves a joint at the top-left corner to the bottom-left (counter-clockwise)
+    one = Scene(np.zeros((20, 40, 3), np.uint8), np.array([[0.0, 0.0, 2.0, 2.0]]), np.zeros((1, 14, 2)),
+                np.ones((1, 14), bool))
+    one.keypoints[0, 1] = (1.0, 1.0)
+    q = rotate_scene(one, 90.0)
+    assert q.image.shape[:2] == (40, 20)
+    assert np.allclose(q.keypoints[0, 0], (0.0, 39.0), atol=1e-6) and np.allclose(q.keypoints[0, 1], (1.0, 38.0), atol=1e-6)
+    assert len(rotate_scene(Scene(np.zeros((10, 10, 3), np.uint8)), 45.0).boxes) == 0  # nobody stays nobody
+    same = rotate_scene(sc, -20.0, expand=False)  # the canvas keeps its size (and its people their scale)
+    assert same.image.shape == sc.image.shape and len(same.boxes) >= 1
+    for kp in same.keypoints:
+        for x, y in kp:
+            if 0 <= x <= 399 and 0 <= y <= 299:
+                assert same.image[int(round(y)), int(round(x)), 0] > 120
+
+
+def test_a_detector_recipe_refuses_augmentations_its_scenes_do_not_take():
+    from posekit.config import load_config
+    from posekit.errors import ConfigError
+
+    assert load_config("configs/detector.yaml", ["augment.rotate=20"]).augment.rotate == 20
+    for key, value in (("scale", "[0.5,1.5]"), ("blur", "0.2"), ("person_crop", "0.2")):
+        with pytest.raises(ConfigError, match=rf"'augment.{key}': a detector recipe \(task: detect\) does not use it"):
+            load_config("configs/detector.yaml", [f"augment.{key}={value}"])
+
+
 def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     from conftest import tiny_overrides
 

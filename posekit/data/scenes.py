@@ -45,6 +45,38 @@ class Scene:
     masks: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_JOINTS), bool))
 
 
+def rotate_scene(scene: Scene, degrees: float, expand: bool = True, fill: tuple[int, int, int] = (0, 0, 0)) -> Scene:
+    """``scene`` turned ``degrees`` counter-clockwise about its centre, corners ``fill``ed: on a
+    canvas grown to hold the whole turned image (``expand``, nobody is cut), or on one of the same
+    size (people keep their scale; what leaves the canvas is cut). Joints turn with it and each box
+    is made again from its person's turned joints (:func:`box_from_joints`, clipped to the canvas):
+    an upright box around a leaning or upside-down person, as a detector should give."""
+    h, w = scene.image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(degrees), 1.0)
+    nw, nh = w, h
+    if expand:
+        c, s = abs(m[0, 0]), abs(m[0, 1])
+        nw, nh = int(np.ceil(w * c + h * s - 1e-6)), int(np.ceil(w * s + h * c - 1e-6))  # (cos 90 degrees is 6e-17)
+        m[0, 2] += (nw - w) / 2.0
+        m[1, 2] += (nh - h) / 2.0
+    image = cv2.warpAffine(scene.image, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=tuple(int(v) for v in fill))
+    if not len(scene.boxes):
+        return Scene(image)
+    boxes, kps, masks = [], [], []
+    for k, mask in zip(scene.keypoints, scene.masks):
+        kk = apply_affine(k, m)
+        box = box_from_joints(kk, mask, nw, nh)
+        if box is None:
+            continue
+        boxes.append(box)
+        kps.append(kk)
+        masks.append(mask)
+    if not boxes:
+        return Scene(image)
+    return Scene(image, np.array(boxes), np.stack(kps), np.stack(masks))
+
+
 def blurred_background(image: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A canvas from ``image`` with no recognisable person: stretched to width x height, blurred
     hard, its colours shifted, a little noise added."""
