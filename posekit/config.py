@@ -257,6 +257,15 @@ class TrainConfig(Section):
 
 #: the augmentations a detector recipe (``task: detect``) applies to its training scenes
 DETECT_AUGMENTS = ("flip", "color", "rotate")
+#: the detect keys only a detector recipe reads (how its training scenes are made)
+DETECT_TRAINING = ("composite", "negatives", "heights", "zoom_out", "val_scenes")
+
+
+def _changed(section: BaseModel, key: str) -> bool:
+    """Whether ``section.key`` differs from its default."""
+    field = type(section).model_fields[key]
+    default = field.default_factory() if field.default_factory is not None else field.default
+    return getattr(section, key) != default
 
 
 class Recipe(Section):
@@ -277,15 +286,22 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
-    def _detector_augments(self):
-        # a detector recipe's scenes are turned, mirrored and colour-jittered (posekit.detect_task);
-        # any other augmentation set there would be silently ignored: refused instead
-        if self.task == "detect":
-            unused = [k for k in AugmentConfig.model_fields if k not in DETECT_AUGMENTS
-                      and getattr(self.augment, k) != AugmentConfig.model_fields[k].default]
+    def _keys_of_the_other_task(self):
+        # a key that this recipe's task never reads would be silently ignored: refused instead
+        if self.task == "detect":  # scenes turned, mirrored and colour-jittered (posekit.detect_task)
+            unused = [f"augment.{k}" for k in AugmentConfig.model_fields
+                      if k not in DETECT_AUGMENTS and _changed(self.augment, k)]
+            unused += [f"{section}.{k}" for section, keys in (("distill", ("teacher",)), ("cascade", ("stage1", "stages")))
+                       for k in keys if _changed(getattr(self, section), k)]
             if unused:
-                raise ValueError(f"'augment.{unused[0]}': a detector recipe (task: detect) does not use it; its "
-                                 f"scenes take {', '.join('augment.' + k for k in DETECT_AUGMENTS)}")
+                scenes = ", ".join("augment." + k for k in DETECT_AUGMENTS)
+                raise ValueError(f"'{unused[0]}': a detector recipe (task: detect) does not use it"
+                                 + (f"; its scenes take {scenes}" if unused[0].startswith("augment.") else ""))
+        else:
+            unused = [f"detect.{k}" for k in DETECT_TRAINING if _changed(self.detect, k)]
+            if unused:
+                raise ValueError(f"'{unused[0]}': only a detector recipe (task: detect) trains on scenes; a pose "
+                                 f"recipe's detect section says which detector runs first and how")
         return self
 
     def to_dict(self) -> dict:

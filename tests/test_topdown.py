@@ -272,14 +272,19 @@ def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():
                 assert same.image[int(round(y)), int(round(x)), 0] > 120
 
 
-def test_a_detector_recipe_refuses_augmentations_its_scenes_do_not_take():
+def test_a_recipe_refuses_the_keys_only_the_other_task_reads():
     from posekit.config import load_config
     from posekit.errors import ConfigError
 
     assert load_config("configs/detector.yaml", ["augment.rotate=20"]).augment.rotate == 20
-    for key, value in (("scale", "[0.5,1.5]"), ("blur", "0.2"), ("person_crop", "0.2")):
-        with pytest.raises(ConfigError, match=rf"'augment.{key}': a detector recipe \(task: detect\) does not use it"):
-            load_config("configs/detector.yaml", [f"augment.{key}={value}"])
+    for key, value in (("augment.scale", "[0.5,1.5]"), ("augment.blur", "0.2"), ("augment.person_crop", "0.2"),
+                       ("distill.teacher", "t.npz"), ("cascade.stage1", "posekit-lsp")):
+        with pytest.raises(ConfigError, match=rf"'{key}': a detector recipe \(task: detect\) does not use it"):
+            load_config("configs/detector.yaml", [f"{key}={value}"])
+    # and a pose recipe does not make scenes: the detector's training keys are refused there
+    assert load_config("configs/release.yaml", ["detect.box_margin=0.2"]).detect.box_margin == 0.2
+    with pytest.raises(ConfigError, match=r"'detect.negatives': only a detector recipe \(task: detect\) trains on scenes"):
+        load_config("configs/release.yaml", ["detect.negatives=0.2"])
 
 
 def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
