@@ -72,7 +72,7 @@ def _first_pass(model, codec, cfg):
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (model, Predictor options): ``detector=off|NAME``,
     ``refine=off|M[;M...]``, ``refine_weight=W``, ``box_margins=off|M[;M...]``, ``flip_test=on|off``,
-    ``backend=torch|onnx``, ``precision=auto|fp32|bf16``."""
+    ``detector_flip_test=on|off``, ``backend=torch|onnx``, ``precision=auto|fp32|bf16``."""
     name, _, opts = spec.partition(":")
     out = {}
     for kv in filter(None, opts.split(",")):
@@ -81,7 +81,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             out[k] = False if v == "off" else v
         elif k in ("refine", "box_margins"):
             out[k] = False if v == "off" else [float(m) for m in v.split(";")]
-        elif k == "flip_test":
+        elif k in ("flip_test", "detector_flip_test"):
             out[k] = v == "on"
         elif k in ("backend", "precision"):
             out[k] = v
@@ -116,7 +116,7 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
         flip, precision = pred.flip_test, pred.precision  # the model's own, or the entry's
         if pred.detector is not None:
             d = pred.detector
-            detector = {"name": d.name, "input_size": d.input_size,
+            detector = {"name": d.name, "input_size": d.input_size, "flip_test": d.settings.flip_test,
                         "gflops": round(model_flops(d.model, d.input_size), 3)}
     times = []
     with torch.inference_mode():
@@ -129,7 +129,8 @@ def measure(spec: str, images: list[Path], runs: int, threads: int = 0, warmup: 
     return {"model": spec, "arch": cfg.model.name, "input_size": s, "params": params,
             "gflops": round(gflops, 3), "looks": looks, "passes": passes, "precision": precision,
             "gflops_per_image": round(gflops * looks * (2 if flip else 1)
-                                      + (detector["gflops"] if detector else 0), 3), "detector": detector,
+                                      + (detector["gflops"] * (1 + detector["flip_test"]) if detector else 0), 3),
+            "detector": detector,
             "p50_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2), "runs": runs,
             "threads": _threads_label(threads), "torch_threads": n_threads}
 

@@ -120,6 +120,8 @@ def main(argv=None) -> int:
                     help="also choose detect.score_threshold among these (default: the model's own)")
     ap.add_argument("--box-margins", type=refine_arg, default=None, metavar="M[,M...]",
                     help="the multi-scale test on the detected boxes (default: the model's own infer.box_margins)")
+    ap.add_argument("--detector-flip-test", choices=["on", "off"], default=None,
+                    help="the person detector's flip test (default: the model's own detect.flip_test)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
     test_ids = lsp_test_ids(sets)[:args.limit]
     paths = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
-    pred = Predictor(args.model, box_margins=args.box_margins)
+    pred = Predictor(args.model, box_margins=args.box_margins,
+                     detector_flip_test={"on": True, "off": False}.get(args.detector_flip_test))
     if pred.detector is not None:
         floor = min(pred.detector.settings.region_threshold, pred.detector.settings.score_threshold)
         if any(st < floor for st in args.detector_thresholds or []):
@@ -194,7 +197,7 @@ def main(argv=None) -> int:
         "as_shipped": as_shipped,
         "rule": "Youden's J" if args.max_fpr is None else f"the lowest with a false-positive rate of at most {args.max_fpr}",
         "model": args.model, "detector": None if pred.detector is None else pred.detector.name,
-        "box_margins": pred.box_margins,
+        "box_margins": pred.box_margins, "detector_flip_test": pred.detector_flip_test,
         "chosen_on": {"positives": f"validation split, {len(pos_choose)} whole images",
                       "negatives": {k: len(v) for k, v in neg_choose.items()}},
         "choose": rates(pos_choose, all_choose, best),

@@ -1,8 +1,10 @@
 """Choose how a pose model runs on the person detector's boxes, on the validation split: PCK@0.2 for
 each margin around the detected box (``detect.box_margin``) and each refinement setting
 (``--refine``: off, or crops around the first estimate), with and without the flip test
-(``--flip-test off on``), and each lowest score at which the best detection is still the region
-(``detect.region_threshold``), the detector run once per image.
+(``--flip-test off on``), with and without the person detector's own flip test
+(``--detector-flip-test off on``: ``detect.flip_test``), and each lowest score at which the best
+detection is still the region (``detect.region_threshold``), the detector run once per image
+and setting of its flip test.
 
     python benchmarks/topdown_settings.py --model posekit-lsp --detector posekit-person --data $POSEKIT_DATA \
         --box-margins 0.1 0.15 --region-thresholds 0.1 --refine off 0.13 --refine-weight 0.1 \
@@ -88,13 +90,16 @@ def run_detected(pred, images: list, found: list, region_threshold: float, batch
     return kp
 
 
-def multi_pck(pred, det, margins: list[float], region_threshold: float, source: tuple) -> dict:
+def multi_pck(pred, det, margins: list[float], region_threshold: float, source: tuple,
+              detector_flip_test: bool = False) -> dict:
     """Multi-person PCK@0.2 on val-multi with ``pred`` run top-down on ``det`` at these settings
-    (``margins``: one crop's margin, or several for the multi-scale test)."""
+    (``margins``: one crop's margin, or several for the multi-scale test; the detector's flip test
+    or not)."""
     from posekit.evaluate import MULTI_SCENES, multi_person_metrics
 
     pred.detector = det
-    det.settings = pred.config.detect.model_copy(update={"region_threshold": region_threshold})  # the pose model's own
+    det.settings = pred.config.detect.model_copy(update={"region_threshold": region_threshold,  # the pose model's own
+                                                         "flip_test": detector_flip_test})
     set_margins(pred, margins)
     try:
         m, _ = multi_person_metrics(pred, *source, MULTI_SCENES)
@@ -120,6 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refine", nargs="+", default=["off"], help="refinement settings: off or margins M[,M...]")
     ap.add_argument("--refine-weight", type=float, default=None, help="with crops: the first pass's weight")
     ap.add_argument("--flip-test", nargs="+", choices=["off", "on"], default=["off"], help="flip test settings to compare")
+    ap.add_argument("--detector-flip-test", nargs="+", choices=["off", "on"], default=["off"],
+                    help="the person detector's flip test settings to compare (detect.flip_test)")
     ap.add_argument("--multi", action="store_true", help="also score val-multi; choose by the mean of the two PCKs")
     ap.add_argument("--max-looks", type=int, default=None, help="choose among settings of at most this many network "
                     "inputs per person (default: any)")
@@ -134,37 +141,43 @@ def main(argv=None) -> int:
         splits["lsp-test"] = load_split(a.model, a.data, "lsp-test", a.limit)
     det = PersonDetector(a.detector)
     floor = min(a.region_thresholds)
-    found = {name: [det.detect(im, floor) for im in t[0]] for name, t in splits.items()}
-    found_rate = {str(th): {name: round(float(np.mean([len(s) and s[0] >= th for _, s in f])), 4)
-                            for name, f in found.items()} for th in a.region_thresholds}
-    print(f"a person found (best detection's score at least ...) in: {found_rate}", flush=True)
     multi = load_split(a.model, a.data, "val-multi", None)[:3] if a.multi else None  # the scenes' source people
-    rows = []
-    for r, flip in itertools.product(a.refine, a.flip_test):
-        refine = False if r == "off" else [float(v) for v in r.split(",")]
-        pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None,
-                         flip_test=flip == "on")
-        setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test}
-        flips = 2 if pred.flip_test else 1
-        row = {"box_margin": None, **setting, "looks": (1 + len(pred.refine or [])) * flips}  # the whole image
-        row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        for th in a.region_thresholds:
-            for given in a.box_margins:
-                ms = sorted(given)
-                set_margins(pred, ms)
-                row = {"box_margin": ms[0] if len(ms) == 1 else ms, "region_threshold": th, **setting,
-                       "looks": (len(ms) + len(pred.refine or [])) * flips}
-                for name, t in splits.items():
-                    row[name] = score(run_detected(pred, t[0], found[name], th), t)
-                if multi is not None:
-                    row["val-multi"] = multi_pck(pred, det, ms, th, multi)
+    rows, found_rate = [], {}
+    for k, det_flip in enumerate(v == "on" for v in a.detector_flip_test):
+        det.settings = det.settings.model_copy(update={"flip_test": det_flip})
+        found = {name: [det.detect(im, floor) for im in t[0]] for name, t in splits.items()}
+        found_rate[f"detector_flip_test={det_flip}"] = {
+            str(th): {name: round(float(np.mean([len(s) and s[0] >= th for _, s in f])), 4) for name, f in found.items()}
+            for th in a.region_thresholds}
+        print(f"a person found (best detection's score at least ...; detector flip test {det_flip}) in: "
+              f"{found_rate[f'detector_flip_test={det_flip}']}", flush=True)
+        for r, flip in itertools.product(a.refine, a.flip_test):
+            refine = False if r == "off" else [float(v) for v in r.split(",")]
+            pred = Predictor(a.model, detector=False, refine=refine, refine_weight=a.refine_weight if refine else None,
+                             flip_test=flip == "on")
+            setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test}
+            flips = 2 if pred.flip_test else 1
+            if k == 0:  # the whole image, without the detector
+                row = {"box_margin": None, **setting, "looks": (1 + len(pred.refine or [])) * flips}
+                row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            for th in a.region_thresholds:
+                for given in a.box_margins:
+                    ms = sorted(given)
+                    set_margins(pred, ms)
+                    row = {"box_margin": ms[0] if len(ms) == 1 else ms, "region_threshold": th,
+                           "detector_flip_test": det_flip, **setting, "looks": (len(ms) + len(pred.refine or [])) * flips}
+                    for name, t in splits.items():
+                        row[name] = score(run_detected(pred, t[0], found[name], th), t)
+                    if multi is not None:
+                        row["val-multi"] = multi_pck(pred, det, ms, th, multi, det_flip)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     best = choose(rows, a.multi, a.max_looks)
     print(f"chosen on val{' and val-multi' if a.multi else ''}: box_margin={best['box_margin']} "
-          f"region_threshold={best['region_threshold']} refine={best['refine']} flip_test={best['flip_test']} "
+          f"region_threshold={best['region_threshold']} detector_flip_test={best['detector_flip_test']} "
+          f"refine={best['refine']} flip_test={best['flip_test']} "
           f"(val PCK@0.2 {best['val']['pck']}" + (f", val-multi {best['val-multi']['pck']}" if a.multi else "") + ")"
           + (f"; its lsp-test PCK@0.2 {best['lsp-test']['pck']}" if a.test else ""))
     if a.json:
@@ -173,7 +186,8 @@ def main(argv=None) -> int:
         out = {"model": a.model, "detector": a.detector, "found_rate": found_rate,
                "chosen_on": "mean of val (whole images) and val-multi PCK@0.2" if a.multi else "val (whole images)",
                "max_looks": a.max_looks,
-               "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "refine", "refine_weight", "flip_test")},
+               "chosen": {k: best[k] for k in ("box_margin", "region_threshold", "detector_flip_test", "refine",
+                                               "refine_weight", "flip_test")},
                "results": rows}
         write_json(a.json, out)
     return 0

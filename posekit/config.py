@@ -186,6 +186,9 @@ class DetectConfig(Section):
     group_cover: Fraction | None = 0.5
     max_people: int = Field(20, ge=1, le=100)
     box_margin: float = Field(0.1, ge=0, le=1)  # context added around a detected box (per side) for the pose crop
+    # the detector's flip test: the image and its mirror in one batch, their outputs averaged
+    # (CenterCodec.flip_average); a pose model's flip test is infer.flip_test
+    flip_test: bool = False
     input_size: int | None = Field(None, ge=64, le=1024, multiple_of=32)  # the detector's input side; None: its own
     composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
     negatives: Fraction = 0.0  # training: the fraction of scenes with nobody (background crops, blurred canvases, noise)

@@ -29,8 +29,9 @@ class PersonDetector:
     recipe's own) sets the score threshold, the NMS overlap, the most people per image and the
     input side the whole image is letterboxed to (``input_size``; None: the size it was trained
     at; the network is fully convolutional, so a smaller side trades small people for speed);
-    ``precision`` the network's arithmetic (``auto``, ``fp32``, ``bf16``:
-    :func:`posekit.models.precision.resolve_precision`).
+    ``flip_test`` runs the image and its mirror as one batch and averages their outputs
+    (:meth:`~posekit.codecs.center.CenterCodec.flip_average`); ``precision`` the network's
+    arithmetic (``auto``, ``fp32``, ``bf16``: :func:`posekit.models.precision.resolve_precision`).
 
     Raises PosekitError for a checkpoint that is not a person detector."""
 
@@ -64,7 +65,11 @@ class PersonDetector:
         x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
         s = self.settings
         threshold = s.score_threshold if score_threshold is None else score_threshold
-        found = self.codec.decode(self.network(x), s.max_people, threshold, s.nms_iou)
+        if s.flip_test:  # the image and its mirror as one batch: one network call
+            out = self.codec.flip_average(*self.network(torch.cat([x, torch.flip(x, dims=[3])])).float().split(len(x)))
+        else:
+            out = self.network(x)
+        found = self.codec.decode(out, s.max_people, threshold, s.nms_iou)
         return [inside_image(to_edges(transform_boxes(b, invert_affine(m))), sc, im.shape[1], im.shape[0])
                 for (b, sc), m, im in zip(found, ms, rgbs)]
 

@@ -134,8 +134,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
              batch_size: int = 32, per_stage: bool = False, **predictor) -> tuple[dict, dict]:
     """Evaluate a checkpoint (file, run folder or shipped name) on a split, run as
     :class:`posekit.Predictor` runs it with the options ``predictor`` (device, flip_test,
-    detector and the ``infer`` overrides: refine, refine_weight, crop_border, box_margins,
-    precision; None: the model's own). ``per_stage`` (cascades) adds ``stages``: the metrics after every stage.
+    detector, detector_flip_test and the ``infer`` overrides: refine, refine_weight, crop_border,
+    box_margins, precision; None: the model's own). ``per_stage`` (cascades) adds ``stages``: the metrics after every stage.
 
     Returns (metrics: a JSON-ready dict, extras: predictions and samples, for drawing). Raises
     PosekitError for a bad split, model or data, and for non-finite predictions."""
@@ -161,6 +161,7 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
                     refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None,
                     box_margins=pred.box_margins if pred.detector is not None else None,
+                    detector_flip_test=pred.detector_flip_test,
                     infer_precision=pred.precision)  # not "precision": the multi-person splits' detection precision
     if split_name in MULTI_SPLITS:
         n = MULTI_SCENES if limit is None else min(MULTI_SCENES, limit)

@@ -137,14 +137,17 @@ class Predictor:
     onnxruntime on the CPU.
 
     Top-down: ``detector`` (a name, checkpoint or :class:`~posekit.detect.PersonDetector`; None:
-    the model's own ``detect.model``; False: none) finds the people first. :meth:`predict` then
+    the model's own ``detect.model``; False: none) finds the people first, with its flip test
+    when ``detector_flip_test`` (None: the model's own ``detect.flip_test``; set on a given
+    PersonDetector's settings). :meth:`predict` then
     poses the best person, :meth:`predict_all` every person found; without a detector the whole
     image is the person's box. A caller's box always wins.
 
     Raises PosekitError (one line) for a bad model, backend, setting, image or box."""
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str | None = None, backend: str = "torch",
-                 flip_test: bool | None = None, threads: int | None = None, detector=None, **infer):
+                 flip_test: bool | None = None, threads: int | None = None, detector=None,
+                 detector_flip_test: bool | None = None, **infer):
         if backend not in BACKENDS:
             raise PosekitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -175,6 +178,15 @@ class Predictor:
             raise PosekitError("box_margins (--box-margins) crops the boxes a person detector finds, and this runs "
                                "without one: give a detector (--detector) or drop box_margins")
         self.box_margins = self.infer.box_margins if self.detector is not None else None
+        if detector_flip_test is not None and not isinstance(detector_flip_test, bool):
+            raise PosekitError(f"detector_flip_test must be True, False or None, got {detector_flip_test!r}")
+        if detector_flip_test and self.detector is None:
+            raise PosekitError("detector_flip_test (--detector-flip-test) is the person detector's flip test, and this "
+                               "runs without one: give a detector (--detector) or drop it")
+        if detector_flip_test is not None and self.detector is not None:
+            self.detector.settings = self.detector.settings.model_copy(update={"flip_test": detector_flip_test})
+        #: whether the person detector runs its flip test (False without a detector)
+        self.detector_flip_test = bool(self.detector is not None and self.detector.settings.flip_test)
 
     def _cast_networks(self, asked: str | None) -> str:
         """Cast the pose network and a cascade's stages to the arithmetic in force, and return it

@@ -40,7 +40,9 @@ def _inference_line(cfg: Recipe) -> str:
              + (f"enlarged by {d.box_margin} per side (`detect.box_margin`" if not cfg.infer.box_margins else
                 f"cropped once per margin {', '.join(map(str, cfg.infer.box_margins))} per side, the crops in one batch "
                 f"and their heatmaps fused (the multi-scale test, `infer.box_margins`")
-             + "; a given box wins); people are detections "
+             + "; a given box wins); " + ("the detector runs its flip test (the image and its mirror in one batch, "
+                                          "their outputs averaged: `detect.flip_test`); " if d.flip_test else "")
+             + "people are detections "
              f"scoring at least {d.score_threshold}, and down to {d.region_threshold} (`detect.region_threshold`) "
              f"every one beside a person found (with nobody found, the best one is the candidate posed)")
     v = cfg.video
@@ -115,7 +117,8 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
     with ``settings`` ({section: {key: value}} for the ``infer``, ``detect`` and ``video``
     sections; ``detect.model`` names the person detector the pose model runs first) replacing the
     run's own. The metrics must have been
-    scored with the settings shipped (refine, refine_weight, detector, box_margins). Returns the two paths.
+    scored with the settings shipped (refine, refine_weight, detector, box_margins,
+    detector_flip_test). Returns the two paths.
 
     Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
     ck = read_checkpoint(run)
@@ -128,7 +131,8 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
     shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
                if cfg.infer.refine else None, "detector": cfg.detect.model,
-               "box_margins": cfg.infer.box_margins if cfg.detect.model else None}
+               "box_margins": cfg.infer.box_margins if cfg.detect.model else None,
+               "detector_flip_test": bool(cfg.detect.model and cfg.detect.flip_test)}
     for key, value in shipped.items():  # a pose model's metrics come from `posekit evaluate --json`
         if cfg.codec.name != "center" and key in metrics and metrics[key] != value:
             raise PosekitError(f"the metrics were scored with {key}={metrics[key]!r}, but the model ships with "

@@ -39,6 +39,53 @@ def test_center_codec_round_trip():
         build_codec({"name": "center", "strid": 4}, 256)
 
 
+def test_center_codec_flip_test_maps_the_mirror_back_and_is_mirror_symmetric():
+    codec = build_codec({"name": "center", "stride": 4}, 64)
+    box = np.array([[10.3, 6.2, 14.0, 30.0]])
+    mirrored = box.copy()
+    mirrored[:, 0] = 64 - 1 - box[:, 0] - box[:, 2]  # the same box in the mirrored input (pixel centres at integers)
+    fused = codec.flip_average(_output_for(codec, box), _output_for(codec, mirrored))
+    (got, scores), = codec.decode(fused)
+    assert np.allclose(got, box, atol=1e-4) and scores[0] > 0.99  # the mirror's answer lands on the box itself
+    a, b = torch.randn(2, 5, 16, 16), torch.randn(2, 5, 16, 16)  # any outputs: the image's and its mirror's
+    assert torch.allclose(codec.unflip(codec.flip_average(b, a)), codec.flip_average(a, b), atol=1e-5)
+    assert torch.equal(codec.unflip(codec.unflip(a)), a)
+
+
+def test_the_detectors_flip_test_answers_a_mirrored_image_with_mirrored_boxes():
+    import cv2
+
+    from posekit.detect import PersonDetector
+    from posekit.errors import PosekitError
+    from posekit.predict import Predictor
+
+    image = cv2.imread("examples/lsp_im1011.jpg")[..., ::-1]
+    side = min(image.shape[:2])
+    image = np.ascontiguousarray(image[:side, :side])  # square: the letterbox pads nothing, mirroring is exact
+    det = PersonDetector("posekit-person", precision="fp32")
+
+    def gap(flip_test):
+        det.settings = det.settings.model_copy(update={"flip_test": flip_test})
+        (b, s), (bm, sm) = det.detect_batch([image, np.ascontiguousarray(image[:, ::-1])], 0.05)
+        assert len(b) and len(b) == len(bm)
+        bm[:, 0] = side - bm[:, 0] - bm[:, 2]  # back to the image's frame (pixel edges)
+        return np.abs(b - bm).max(), np.abs(s - sm).max()
+
+    on, off = gap(True), gap(False)
+    assert on[0] < 1e-2 and on[1] < 1e-4 and off[0] > 10 * on[0]
+    # the Predictor's switch, the model's own by default, refused without a detector
+    assert Predictor("posekit-lsp").detector_flip_test is False
+    p = Predictor("posekit-lsp", detector_flip_test=True)
+    assert p.detector_flip_test and p.detector.settings.flip_test
+    assert Predictor("posekit-lsp", detector=False).detector_flip_test is False
+    with pytest.raises(PosekitError, match="is the person detector's flip test, and this runs without one"):
+        Predictor("posekit-lsp", detector=False, detector_flip_test=True)
+    from posekit.cli import main
+
+    assert main(["predict", "examples/lsp_im1011.jpg", "--detector-flip-test", "on", "--json"]) == 0
+    assert main(["predict", "examples/lsp_im1011.jpg", "--detector", "off", "--detector-flip-test", "on"]) == 2
+
+
 def test_center_codec_nms_keeps_one_of_two_overlapping_peaks():
     codec = build_codec({"name": "center"}, 128)
     out = _output_for(codec, [[30, 30, 40, 80]])

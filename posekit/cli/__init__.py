@@ -75,6 +75,11 @@ def _add_train(sub) -> None:
     t.set_defaults(func=commands.cmd_train)
 
 
+def _add_detector_flip_test(p) -> None:
+    p.add_argument("--detector-flip-test", choices=["on", "off"], help="the person detector's flip test: the image "
+                   "and its mirror in one batch, their outputs averaged (default: the model's own detect.flip_test)")
+
+
 def _add_refinement(p, weight: bool = True, box_margins: bool = True) -> None:
     if box_margins:
         p.add_argument("--box-margins", type=refine_arg, metavar="MARGIN[,MARGIN...]|off", help=BOX_MARGINS_HELP)
@@ -100,6 +105,7 @@ def _add_evaluate(sub) -> None:
                    "lsp-multi: scenes of 1-4 people made from LSP 1001-2000 (detection AP, multi-person PCK); "
                    "val-multi: the same from the model's validation images (to tune on)")
     e.add_argument("--detector", metavar="MODEL|off", help="person detector to run first (default: the model's own)")
+    _add_detector_flip_test(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--out", help="also write metrics.md, predictions.png and loss_curve.png here")
     e.add_argument("--batch-size", type=int, default=32)
@@ -142,6 +148,7 @@ def _add_predict(sub) -> None:
                     "each with its person index (video: a stable id across frames)")
     pr.add_argument("--detector", metavar="MODEL|off", help="person detector to run first (default: the model's own; "
                     "off: the whole image is the person's box)")
+    _add_detector_flip_test(pr)
     pr.add_argument("--smooth", choices=["on", "off"], help="videos: One-Euro smoothing of every joint over time "
                     "(default: the model's own video.smooth)")
     pr.add_argument("--follow", choices=["on", "off"], help="videos, one person: pose each frame in the region of "
@@ -183,6 +190,7 @@ def _add_serve(sub) -> None:
                     help="average with the mirrored image (default: the model's own infer.flip_test)")
     sv.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     sv.add_argument("--detector", metavar="MODEL|off", help="person detector to run first (default: the model's own)")
+    _add_detector_flip_test(sv)
     sv.set_defaults(func=commands.cmd_serve)
 
 

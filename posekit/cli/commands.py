@@ -77,7 +77,7 @@ def cmd_evaluate(args) -> int:
     metrics, extras = evaluate(args.model, args.data, args.split, limit=args.limit, batch_size=args.batch_size,
                                per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
                                refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
-                               box_margins=args.box_margins,
+                               box_margins=args.box_margins, detector_flip_test=on_off(args.detector_flip_test),
                                detector={"off": False}.get(args.detector, args.detector), precision=args.precision)
     if metrics.get("train_overlap"):
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
@@ -89,12 +89,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def on_off(value: str | None) -> bool | None:
+    """An ``on|off`` option: True, False, or None (not given: the model's own)."""
+    return {"on": True, "off": False}.get(value)
+
+
 def predictor_args(args) -> dict:
     """The :class:`posekit.Predictor` settings of ``predict`` / ``serve``."""
     return {"model": args.model, "backend": args.backend, "refine": args.refine,
             "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
             "box_margins": getattr(args, "box_margins", None),
             "flip_test": getattr(args, "flip_test", None),
+            "detector_flip_test": on_off(getattr(args, "detector_flip_test", None)),
             "precision": getattr(args, "precision", None),
             "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
 
@@ -146,7 +152,7 @@ def cmd_serve(args) -> int:
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
         person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"],
-        precision=p["precision"], box_margins=p["box_margins"])
+        precision=p["precision"], box_margins=p["box_margins"], detector_flip_test=p["detector_flip_test"])
     return 0
 
 

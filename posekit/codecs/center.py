@@ -43,6 +43,25 @@ class CenterCodec:
         self.input_size, self.stride, self.min_overlap = int(input_size), int(stride), float(min_overlap)
         self.size = self.input_size // self.stride
 
+    def unflip(self, output: torch.Tensor) -> torch.Tensor:
+        """Outputs (N, 5, H, W) of the horizontally mirrored input, mapped back to the original's
+        frame: cell i of a mirrored map is cell W - 1 - i of the original (the grid is
+        centre-aligned), so the maps are mirrored and the x offsets change sign."""
+        out = torch.flip(output, dims=[3]).clone()
+        out[:, 3] = -out[:, 3]
+        return out
+
+    def flip_average(self, output: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+        """The flip test (CenterNet): outputs (N, 5, H, W) of the inputs and of their mirrors, fused
+        into outputs (N, 5, H, W) of the inputs. The centre heatmaps are averaged as
+        probabilities (returned as logits), the log sizes and the offsets as they are. The result
+        is exactly mirror-symmetric: an image's mirror is answered with its boxes mirrored."""
+        out, back = output.float(), self.unflip(mirrored.float())
+        fused = (out + back) / 2
+        p = (torch.sigmoid(out[:, 0]) + torch.sigmoid(back[:, 0])) / 2
+        fused[:, 0] = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+        return fused
+
     def encode(self, boxes: np.ndarray) -> dict:
         """Targets of one image's boxes (P, 4) input pixels: ``heat`` (1, H, W) Gaussians peaking at
         1 on each centre cell, ``wh`` (2, H, W) log width / height in cells, ``offset`` (2, H, W)

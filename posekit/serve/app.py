@@ -162,7 +162,7 @@ def _info_routes(app: FastAPI, svc: Service) -> None:
 
         return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
                            "flip_test": pred.flip_test, "refine": pred.refine, "threshold": pred.threshold,
-                           "box_margins": pred.box_margins,
+                           "box_margins": pred.box_margins, "detector_flip_test": pred.detector_flip_test,
                            "precision": pred.precision},
                 "shipped": shipped_models()}
 
