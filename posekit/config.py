@@ -294,8 +294,8 @@ class Recipe(Section):
         if self.task == "detect":  # scenes turned, mirrored and colour-jittered (posekit.detect_task)
             unused = [f"augment.{k}" for k in AugmentConfig.model_fields
                       if k not in DETECT_AUGMENTS and _changed(self.augment, k)]
-            unused += [f"{section}.{k}" for section, keys in (("distill", ("teacher",)), ("cascade", ("stage1", "stages")))
-                       for k in keys if _changed(getattr(self, section), k)]
+            unused += [f"{section}.{k}" for section in ("distill", "cascade")
+                       for k in type(getattr(self, section)).model_fields if _changed(getattr(self, section), k)]
             if unused:
                 scenes = ", ".join("augment." + k for k in DETECT_AUGMENTS)
                 raise ValueError(f"'{unused[0]}': a detector recipe (task: detect) does not use it"

@@ -12,8 +12,9 @@ Each training scene is, at random (seeded by epoch and index):
 - with ``detect.negatives`` > 0, that fraction of scenes has nobody in it (:func:`nobody`):
   background crops, blurred canvases and noise, so that an empty picture is answered with no box;
 
-turned by up to ``augment.rotate`` degrees (on a canvas grown to hold it; boxes made again from the
-turned joints, so leaning and upside-down people get whole boxes), mirrored (``augment.flip``),
+turned by up to ``augment.rotate`` degrees (on a canvas of the same size, so people keep their scale
+and what leaves it is cut; boxes made again from the turned joints, so leaning and upside-down
+people get whole upright boxes), mirrored (``augment.flip``),
 colour-jittered (``augment.color``), letterboxed to the input.
 Validation scores the loss and AP@0.5 on fixed composites of the validation images (and, with
 ``detect.negatives``, on as large a share of fixed empty scenes)."""
@@ -188,6 +189,7 @@ class DetectTask:
         return self.codec.loss(out, target), batch["mask"].sum().to(device), len(batch["image"])
 
     def validate(self, model, device) -> dict:
+        # (one pass per scene: detect.flip_test is how a trained detector runs, not how it trains)
         if not self.val:
             return {}
         tf = PoseTransform(self.cfg.data.input_size, "letterbox")

@@ -5,6 +5,7 @@
 Legend: N images, K joints (14)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from contextlib import contextmanager
@@ -138,8 +139,8 @@ class Predictor:
 
     Top-down: ``detector`` (a name, checkpoint or :class:`~posekit.detect.PersonDetector`; None:
     the model's own ``detect.model``; False: none) finds the people first, with its flip test
-    when ``detector_flip_test`` (None: the model's own ``detect.flip_test``; set on a given
-    PersonDetector's settings). :meth:`predict` then
+    when ``detector_flip_test`` (None: the model's own ``detect.flip_test``, or a given
+    PersonDetector's own; a given one asked otherwise is copied, not changed). :meth:`predict` then
     poses the best person, :meth:`predict_all` every person found; without a detector the whole
     image is the person's box. A caller's box always wins.
 
@@ -183,10 +184,15 @@ class Predictor:
         if detector_flip_test and self.detector is None:
             raise PosekitError("detector_flip_test (--detector-flip-test) is the person detector's flip test, and this "
                                "runs without one: give a detector (--detector) or drop it")
-        if detector_flip_test is not None and self.detector is not None:
+        if detector_flip_test is not None and self.detector is not None \
+                and detector_flip_test != self.detector.settings.flip_test:
+            self.detector = copy.copy(self.detector)  # (a given detector, perhaps shared, keeps its own setting)
             self.detector.settings = self.detector.settings.model_copy(update={"flip_test": detector_flip_test})
-        #: whether the person detector runs its flip test (False without a detector)
-        self.detector_flip_test = bool(self.detector is not None and self.detector.settings.flip_test)
+
+    @property
+    def detector_flip_test(self) -> bool:
+        """Whether the person detector runs its flip test (False without a detector)."""
+        return bool(self.detector is not None and self.detector.settings.flip_test)
 
     def _cast_networks(self, asked: str | None) -> str:
         """Cast the pose network and a cascade's stages to the arithmetic in force, and return it

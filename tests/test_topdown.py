@@ -77,6 +77,10 @@ def test_the_detectors_flip_test_answers_a_mirrored_image_with_mirrored_boxes():
     assert Predictor("posekit-lsp").detector_flip_test is False
     p = Predictor("posekit-lsp", detector_flip_test=True)
     assert p.detector_flip_test and p.detector.settings.flip_test
+    shared = PersonDetector("posekit-person")  # one detector given to several predictors keeps its own setting
+    on, own, off = (Predictor("posekit-lsp", detector=shared, detector_flip_test=v) for v in (True, None, False))
+    assert on.detector_flip_test and not own.detector_flip_test and not off.detector_flip_test
+    assert not shared.settings.flip_test and own.detector is shared and on.detector is not shared
     assert Predictor("posekit-lsp", detector=False).detector_flip_test is False
     with pytest.raises(PosekitError, match="is the person detector's flip test, and this runs without one"):
         Predictor("posekit-lsp", detector=False, detector_flip_test=True)
@@ -284,7 +288,6 @@ def test_one_euro_filter_smooths_noise_and_follows_motion():
         OneEuroFilter(min_cutoff=0)
 
 
-@pytest.mark.slow
 def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():
     from posekit.data.scenes import Scene, rotate_scene
 
@@ -306,11 +309,17 @@ def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():
     # a quarter turn moves a joint at the top-left corner to the bottom-left (counter-clockwise)
     one = Scene(np.zeros((20, 40, 3), np.uint8), np.array([[0.0, 0.0, 2.0, 2.0]]), np.zeros((1, 14, 2)),
                 np.ones((1, 14), bool))
-    one.keypoints[0, 1] = (1.0, 1.0)
+    one.keypoints[0, 1:] = (10.0, 10.0)
     q = rotate_scene(one, 90.0)
     assert q.image.shape[:2] == (40, 20)
-    assert np.allclose(q.keypoints[0, 0], (0.0, 39.0), atol=1e-6) and np.allclose(q.keypoints[0, 1], (1.0, 38.0), atol=1e-6)
+    assert np.allclose(q.keypoints[0, 0], (0.0, 39.0), atol=1e-6) and np.allclose(q.keypoints[0, 1], (10.0, 29.0), atol=1e-6)
     assert len(rotate_scene(Scene(np.zeros((10, 10, 3), np.uint8)), 45.0).boxes) == 0  # nobody stays nobody
+    edge = Scene(np.zeros((100, 400, 3), np.uint8), np.array([[2.0, 30.0, 18.0, 40.0]]),
+                 np.stack([np.linspace(2, 20, 14), np.linspace(30, 70, 14)], -1)[None], np.ones((1, 14), bool))
+    for degrees in (30.0, 90.0):  # a person turned off a canvas that keeps its size is dropped, not boxed upside down
+        gone = rotate_scene(edge, degrees, expand=False)
+        assert len(gone.boxes) == 0 or (gone.boxes[:, 2:] >= 4).all() and (gone.masks.sum(1) >= 2).all()
+    assert len(rotate_scene(edge, 90.0, expand=False).boxes) == 0
     same = rotate_scene(sc, -20.0, expand=False)  # the canvas keeps its size (and its people their scale)
     assert same.image.shape == sc.image.shape and len(same.boxes) >= 1
     for kp in same.keypoints:
@@ -334,6 +343,7 @@ def test_a_recipe_refuses_the_keys_only_the_other_task_reads():
         load_config("configs/release.yaml", ["detect.negatives=0.2"])
 
 
+@pytest.mark.slow
 def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     from conftest import tiny_overrides
 
@@ -345,7 +355,7 @@ def test_detector_trains_and_predict_all_finds_people(synth_root, tmp_path):
     over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
     cfg = load_config("configs/detector.yaml", over + [
         "data.input_size=64", "model.width=8", "model.neck=16", "train.epochs=2", "detect.val_scenes=6",
-        "train.log_images=0", "data.cache_max_side=64", "detect.negatives=0.25"])
+        "train.log_images=0", "data.cache_max_side=64", "detect.negatives=0.25", "augment.rotate=20"])
     summary = train(cfg, tmp_path / "det", progress=False, log=lambda *a: None)
     assert [h["epoch"] for h in summary["history"]] == [1, 2] and "ap" in summary["history"][-1]
     det = PersonDetector(tmp_path / "det")

@@ -50,7 +50,9 @@ def rotate_scene(scene: Scene, degrees: float, expand: bool = True, fill: tuple[
     canvas grown to hold the whole turned image (``expand``, nobody is cut), or on one of the same
     size (people keep their scale; what leaves the canvas is cut). Joints turn with it and each box
     is made again from its person's turned joints (:func:`box_from_joints`, clipped to the canvas):
-    an upright box around a leaning or upside-down person, as a detector should give."""
+    an upright box around a leaning or upside-down person, as a detector should give. A person with
+    fewer than two annotated joints left on the canvas, or a box under 4 pixels, is dropped; the
+    masks keep the joints still on it."""
     h, w = scene.image.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(degrees), 1.0)
     nw, nh = w, h
@@ -66,9 +68,11 @@ def rotate_scene(scene: Scene, degrees: float, expand: bool = True, fill: tuple[
     boxes, kps, masks = [], [], []
     for k, mask in zip(scene.keypoints, scene.masks):
         kk = apply_affine(k, m)
-        box = box_from_joints(kk, mask, nw, nh)
-        if box is None:
+        on = np.asarray(mask, bool) & (kk[:, 0] >= -0.5) & (kk[:, 0] <= nw - 0.5) & (kk[:, 1] >= -0.5) & (kk[:, 1] <= nh - 0.5)
+        box = box_from_joints(kk, mask, nw, nh) if on.sum() >= 2 else None  # a person mostly turned off the canvas: gone
+        if box is None or box[2] < 4 or box[3] < 4:
             continue
+        mask = on  # the joints still on the canvas
         boxes.append(box)
         kps.append(kk)
         masks.append(mask)
