@@ -129,6 +129,7 @@ def main(argv=None) -> int:
         return 2
 
     from posekit.checkpoint import read_checkpoint
+    from posekit.cli.commands import on_off
     from posekit.data.images import read_image
     from posekit.data.lsp import load_sets
     from posekit.data.splits import lsp_test_ids
@@ -139,8 +140,7 @@ def main(argv=None) -> int:
     sets = load_sets(args.data, sorted({i.split("/")[0] for i in val_ids} | {"lsp"}))
     test_ids = lsp_test_ids(sets)[:args.limit]
     paths = {s.sample_id(i): s.image_paths[i] for s in sets.values() for i in range(len(s))}
-    pred = Predictor(args.model, box_margins=args.box_margins,
-                     detector_flip_test={"on": True, "off": False}.get(args.detector_flip_test))
+    pred = Predictor(args.model, box_margins=args.box_margins, detector_flip_test=on_off(args.detector_flip_test))
     if pred.detector is not None:
         floor = min(pred.detector.settings.region_threshold, pred.detector.settings.score_threshold)
         if any(st < floor for st in args.detector_thresholds or []):

@@ -158,7 +158,8 @@ def main(argv=None) -> int:
             setting = {"refine": pred.refine, "refine_weight": pred.refine_weight, "flip_test": pred.flip_test}
             flips = 2 if pred.flip_test else 1
             if k == 0:  # the whole image, without the detector
-                row = {"box_margin": None, **setting, "looks": (1 + len(pred.refine or [])) * flips}
+                row = {"box_margin": None, "detector_flip_test": None, **setting,
+                       "looks": (1 + len(pred.refine or [])) * flips}
                 row.update({name: score(run(pred, t[0], [None] * len(t[0])), t) for name, t in splits.items()})
                 rows.append(row)
                 print(json.dumps(row), flush=True)

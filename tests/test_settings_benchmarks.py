@@ -91,3 +91,19 @@ def test_latency_entries_take_precision_refine_weight_and_box_margins():
     assert parse("posekit-lsp:box_margins=off")[1] == {"box_margins": False}
     with pytest.raises(SystemExit, match="unknown option 'half'"):
         parse("posekit-lsp:half=1")
+
+
+def test_the_side_by_side_latency_script_refuses_what_it_cannot_run(tmp_path):
+    import subprocess
+
+    def run(args, **env):
+        import os
+
+        return subprocess.run(["bash", "benchmarks/latency_vs_old_default.sh", *args], capture_output=True, text=True,
+                              env={**os.environ, **env})
+
+    usage = run([], POSEKIT_DATA="")
+    assert usage.returncode == 2 and usage.stderr.startswith("usage:") and len(usage.stderr.splitlines()) == 1
+    missing = run([str(tmp_path / "out.json"), "posekit-lsp"], POSEKIT_DATA=str(tmp_path), OLD=str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "nowhere is not a checkout of be0b09a" in missing.stderr
+    assert not (tmp_path / "out.json").exists()

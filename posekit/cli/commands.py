@@ -119,8 +119,7 @@ def cmd_predict(args) -> int:
         raise PosekitError("--follow on follows one person found by the detector: not with --people all or --box")
     box = parse_box(args.box) if args.box else None
     fmt = "json" if args.json else "csv" if args.csv else "text"
-    job = {"box": box, "people": args.people, "smooth": {"on": True, "off": False}.get(args.smooth),
-           "follow": {"on": True, "off": False}.get(args.follow), "out": args.out,
+    job = {"box": box, "people": args.people, "smooth": on_off(args.smooth), "follow": on_off(args.follow), "out": args.out,
            "draw": args.draw, "max_frames": args.max_frames}
     failures, total = run_predict(args.inputs, predictor_args(args), job, fmt=fmt, webcam=args.webcam)
     if failures and total > 1:

@@ -45,6 +45,18 @@ class Scene:
     masks: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_JOINTS), bool))
 
 
+def _boxable(box) -> bool:
+    """A person box (or None) large enough to train and score a detector on: 4 pixels each way."""
+    return box is not None and box[2] >= 4 and box[3] >= 4
+
+
+def _with_people(image: np.ndarray, boxes: list, kps: list, masks: list) -> Scene:
+    """A scene of ``image`` and the people kept (lists of boxes, keypoints (K, 2), masks (K,))."""
+    if not boxes:
+        return Scene(image)
+    return Scene(image, np.array(boxes), np.stack(kps), np.stack(masks))
+
+
 def rotate_scene(scene: Scene, degrees: float, expand: bool = True, fill: tuple[int, int, int] = (0, 0, 0)) -> Scene:
     """``scene`` turned ``degrees`` counter-clockwise about its centre, corners ``fill``ed: on a
     canvas grown to hold the whole turned image (``expand``, nobody is cut), or on one of the same
@@ -70,15 +82,11 @@ def rotate_scene(scene: Scene, degrees: float, expand: bool = True, fill: tuple[
         kk = apply_affine(k, m)
         on = np.asarray(mask, bool) & (kk[:, 0] >= -0.5) & (kk[:, 0] <= nw - 0.5) & (kk[:, 1] >= -0.5) & (kk[:, 1] <= nh - 0.5)
         box = box_from_joints(kk, mask, nw, nh) if on.sum() >= 2 else None  # a person mostly turned off the canvas: gone
-        if box is None or box[2] < 4 or box[3] < 4:
-            continue
-        mask = on  # the joints still on the canvas
-        boxes.append(box)
-        kps.append(kk)
-        masks.append(mask)
-    if not boxes:
-        return Scene(image)
-    return Scene(image, np.array(boxes), np.stack(kps), np.stack(masks))
+        if _boxable(box):
+            boxes.append(box)
+            kps.append(kk)
+            masks.append(on)  # the joints still on the canvas
+    return _with_people(image, boxes, kps, masks)
 
 
 def blurred_background(image: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -203,15 +211,13 @@ def compose(background: np.ndarray, people: list[tuple[np.ndarray, np.ndarray, n
         _feathered_paste(canvas, patch, x, y, feather)
         kk = k + [x, y]
         box = box_from_joints(kk, m, cw, ch)
-        if box is None or box[2] < 4 or box[3] < 4:
+        if not _boxable(box):
             continue
         rects.append((x, y, pw, ph))
         boxes.append(box)
         kps.append(kk)
         masks.append(m)
-    if not boxes:
-        return Scene(canvas)
-    return Scene(canvas, np.array(boxes), np.stack(kps), np.stack(masks))
+    return _with_people(canvas, boxes, kps, masks)
 
 
 def crowd_scene(person: tuple[np.ndarray, np.ndarray, np.ndarray], others: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
