@@ -8,7 +8,10 @@ x0.35 +60), and an occluding grey patch over a random annotated joint (a square 
 0.35 x the person's size).
 
     python benchmarks/robustness.py --model posekit-lsp posekit-lsp-fast --data $POSEKIT_DATA \
-        --json reports/robustness.json"""
+        --json reports/robustness.json
+
+``--detector A B`` scores each model through each of those person detectors instead of its own
+(results keyed "MODEL @ DETECTOR"); choose between detectors with ``--split val``."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images of the split (quick runs)")
     ap.add_argument("--split", choices=["lsp-test", "val"], default="lsp-test",
                     help="val: the first model's validation images (to choose between models on)")
+    ap.add_argument("--detector", nargs="+", default=None,
+                    help="person detectors to score each model through (default: the model's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -92,8 +97,10 @@ def main(argv=None) -> int:
     images, kps, masks, _ = load_samples(sets, ids[:a.limit])
     result = {"split": a.split, "images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
               "models": {}}
-    for name in a.model:
-        pred = Predictor(name)
+    runs = [(m, None) for m in a.model] if not a.detector else [(m, d) for m in a.model for d in a.detector]
+    for model, detector in runs:
+        name = model if detector is None else f"{model} @ {detector}"
+        pred = Predictor(model) if detector is None else Predictor(model, detector=detector)
         clean = score(pred, images, kps, masks)
         rows = {}
         for kind, levels in SEVERITIES.items():

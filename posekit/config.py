@@ -259,7 +259,7 @@ class TrainConfig(Section):
 
 
 #: the augmentations a detector recipe (``task: detect``) applies to its training scenes
-DETECT_AUGMENTS = ("flip", "color", "rotate")
+DETECT_AUGMENTS = ("flip", "color", "rotate", "low_resolution", "blur", "noise", "occlusion")
 #: the detect keys only a detector recipe reads (how its training scenes are made)
 DETECT_TRAINING = ("composite", "negatives", "heights", "zoom_out", "val_scenes")
 

@@ -15,7 +15,9 @@ Each training scene is, at random (seeded by epoch and index):
 turned by up to ``augment.rotate`` degrees (on a canvas of the same size, so people keep their scale
 and what leaves it is cut; boxes made again from the turned joints, so leaning and upside-down
 people get whole upright boxes), mirrored (``augment.flip``),
-colour-jittered (``augment.color``), letterboxed to the input.
+colour-jittered (``augment.color``), degraded as a camera would (``augment.low_resolution``, ``blur``,
+``noise`` with JPEG, ``occlusion``: :func:`posekit.data.transforms.degradations`, pixels only),
+letterboxed to the input.
 Validation scores the loss and AP@0.5 on fixed composites of the validation images (and, with
 ``detect.negatives``, on as large a share of fixed empty scenes)."""
 from __future__ import annotations
@@ -37,7 +39,7 @@ from posekit.data.scenes import (
     rotate_scene,
 )
 from posekit.data.splits import split_ids
-from posekit.data.transforms import PoseTransform, apply_affine, to_tensor, transform_boxes, warp
+from posekit.data.transforms import PoseTransform, apply_affine, degradations, to_tensor, transform_boxes, warp
 from posekit.errors import ConfigError, PosekitError
 from posekit.metrics import average_precision
 from posekit.pose_task import load_data
@@ -93,6 +95,13 @@ class SceneDataset(Dataset):
     def __init__(self, cfg: Recipe, codec, cache, sets_index: dict, ids: list[str]):
         self.cfg, self.codec, self.cache, self.index, self.ids = cfg, codec, cache, sets_index, ids
         self.tf = PoseTransform(cfg.data.input_size, "letterbox")
+        steps = degradations(cfg.augment)
+        if steps:
+            import albumentations as A
+
+            self.degrade = A.Compose(steps)
+        else:
+            self.degrade = None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -120,6 +129,9 @@ class SceneDataset(Dataset):
         if self.cfg.augment.rotate > 0:  # (no draw without it: older runs replay)
             sc = rotate_scene(sc, rng.uniform(-self.cfg.augment.rotate, self.cfg.augment.rotate), expand=False)
         image = _jitter(sc.image, self.cfg.augment.color, rng)
+        if self.degrade is not None:  # pixels only: the boxes do not move (no draw without it: older runs replay)
+            self.degrade.set_random_seed(derive_seed(self.cfg.train.seed, "degrade", self.epoch, idx) % (2**32))
+            image = self.degrade(image=image)["image"]
         return encode_scene(sc, image, self.tf, self.codec, flip=rng.random() < self.cfg.augment.flip)
 
 

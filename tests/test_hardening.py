@@ -499,9 +499,11 @@ def test_batch_one_thread_policy_and_serve_workers(monkeypatch):
     real = pred._estimate
     monkeypatch.setattr(pred, "_estimate", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
     before = torch.get_num_threads()
-    pred.predict(EXAMPLE)
+    pred.predict(EXAMPLE)  # (one network call per group of boxes posed: a weak detection beside the person is one more)
+    one, seen[:] = list(seen), []
     pred.predict_batch([EXAMPLE] * 3)
-    assert seen == [1, pr.default_threads(3)] and torch.get_num_threads() == before  # restored after
+    assert one and set(one) == {1} and set(seen) == {pr.default_threads(3)}
+    assert torch.get_num_threads() == before  # restored after
     pinned = pr.Predictor("posekit-lsp", refine=False, threads=2)
     assert pinned.threads == 2
     with pytest.raises(PosekitError, match="threads must be a positive integer"):

@@ -59,7 +59,7 @@ def test_the_detectors_flip_test_answers_a_mirrored_image_with_mirrored_boxes():
     from posekit.errors import PosekitError
     from posekit.predict import Predictor
 
-    image = cv2.imread("examples/lsp_im1011.jpg")[..., ::-1]
+    image = cv2.imread("examples/lsp_im1003.jpg")[..., ::-1]
     side = min(image.shape[:2])
     image = np.ascontiguousarray(image[:side, :side])  # square: the letterbox pads nothing, mirroring is exact
     det = PersonDetector("posekit-person", precision="fp32")
@@ -333,7 +333,8 @@ def test_a_recipe_refuses_the_keys_only_the_other_task_reads():
     from posekit.errors import ConfigError
 
     assert load_config("configs/detector.yaml", ["augment.rotate=20"]).augment.rotate == 20
-    for key, value in (("augment.scale", "[0.5,1.5]"), ("augment.blur", "0.2"), ("augment.person_crop", "0.2"),
+    assert load_config("configs/detector.yaml", ["augment.blur=0.2"]).augment.blur == 0.2  # degradations: pixels only
+    for key, value in (("augment.scale", "[0.5,1.5]"), ("augment.shift", "0.2"), ("augment.person_crop", "0.2"),
                        ("distill.teacher", "t.npz"), ("cascade.stage1", "posekit-lsp")):
         with pytest.raises(ConfigError, match=rf"'{key}': a detector recipe \(task: detect\) does not use it"):
             load_config("configs/detector.yaml", [f"{key}={value}"])
@@ -782,3 +783,29 @@ def test_multi_scale_test_fuses_each_detected_boxs_crops(recipe, tmp_path, synth
     assert Predictor(str(run), detector=False).box_margins is None
     with pytest.raises(PosekitError, match="groups of 2"):
         multi.estimate([multi.prepare(image)] * 3, crops=2)
+
+
+def test_detector_scenes_are_degraded_in_pixels_only_and_reproducibly():
+    """``augment.noise`` (and the other degradations) in a detector recipe change the scene's pixels,
+    not its targets, and draw the same degradation again for the same (seed, epoch, index)."""
+    from posekit.checkpoint import codec_from_config
+    from posekit.config import load_config
+    from posekit.data.scenes import Scene
+    from posekit.detect_task import SceneDataset
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (120, 100, 3), dtype=np.uint8)
+    kp = np.stack([np.linspace(30, 70, 14), np.linspace(20, 100, 14)], 1)
+    scene = Scene(image, np.array([[25.0, 15.0, 50.0, 90.0]]), kp[None], np.ones((1, 14), bool))
+
+    def items(over):
+        cfg = load_config("configs/detector.yaml", ["data.input_size=64", "augment.flip=0", "augment.color=0"] + over)
+        ds = SceneDataset(cfg, codec_from_config(cfg), None, {}, ["a", "b"])
+        ds.scene = lambda idx, rng: scene
+        return ds[1], ds[1]
+
+    (plain, _), (noisy, again) = items([]), items(["augment.noise=1.0"])
+    assert not torch.equal(plain["image"], noisy["image"])  # the pixels changed
+    assert torch.equal(noisy["image"], again["image"])  # the same draw for the same item
+    for key in ("heat", "wh", "offset", "mask"):
+        assert torch.equal(plain[key], noisy[key])  # the boxes did not move
