@@ -11,7 +11,7 @@ x0.35 +60), and an occluding grey patch over a random annotated joint (a square 
         --json reports/robustness.json
 
 ``--detector A B`` scores each model through each of those person detectors instead of its own
-(results keyed "MODEL @ DETECTOR"); choose between detectors with ``--split val``."""
+(results keyed "MODEL @ DETECTOR"; ``off``: the whole image); choose between detectors with ``--split val``."""
 from __future__ import annotations
 
 import argparse
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=["lsp-test", "val"], default="lsp-test",
                     help="val: the first model's validation images (to choose between models on)")
     ap.add_argument("--detector", nargs="+", default=None,
-                    help="person detectors to score each model through (default: the model's own)")
+                    help="person detectors to score each model through (off: the whole image; default: the model's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     runs = [(m, None) for m in a.model] if not a.detector else [(m, d) for m in a.model for d in a.detector]
     for model, detector in runs:
         name = model if detector is None else f"{model} @ {detector}"
-        pred = Predictor(model) if detector is None else Predictor(model, detector=detector)
+        pred = Predictor(model) if detector is None else Predictor(model, detector=False if detector == "off" else detector)
         clean = score(pred, images, kps, masks)
         rows = {}
         for kind, levels in SEVERITIES.items():

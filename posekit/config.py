@@ -291,7 +291,7 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _keys_of_the_other_task(self):
         # a key that this recipe's task never reads would be silently ignored: refused instead
-        if self.task == "detect":  # scenes turned, mirrored and colour-jittered (posekit.detect_task)
+        if self.task == "detect":  # scenes turned, mirrored, colour-jittered, degraded (posekit.detect_task)
             unused = [f"augment.{k}" for k in AugmentConfig.model_fields
                       if k not in DETECT_AUGMENTS and _changed(self.augment, k)]
             unused += [f"{section}.{k}" for section in ("distill", "cascade")

@@ -804,7 +804,8 @@ def test_detector_scenes_are_degraded_in_pixels_only_and_reproducibly():
         ds.scene = lambda idx, rng: scene
         return ds[1], ds[1]
 
-    (plain, _), (noisy, again) = items([]), items(["augment.noise=1.0"])
+    every = ["augment.noise=1.0", "augment.blur=1.0", "augment.low_resolution=1.0", "augment.occlusion=1.0"]
+    (plain, _), (noisy, again) = items([]), items(every)
     assert not torch.equal(plain["image"], noisy["image"])  # the pixels changed
     assert torch.equal(noisy["image"], again["image"])  # the same draw for the same item
     for key in ("heat", "wh", "offset", "mask"):
