@@ -68,6 +68,14 @@ def score(pred, images, kps, masks, batch: int = 16) -> float:
     return float(pck(np.stack(out), kps, masks)[0])
 
 
+def runs(models: list[str], detectors: list[str] | None) -> list[tuple[str, str, object]]:
+    """(result key, model, Predictor's ``detector`` argument) for each model, through each of
+    ``detectors`` if given ("off": False, the whole image), else through the model's own (None)."""
+    if not detectors:
+        return [(m, m, None) for m in models]
+    return [(f"{m} @ {d}", m, False if d == "off" else d) for m in models for d in detectors]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", nargs="+", default=["posekit-lsp"])
@@ -97,10 +105,8 @@ def main(argv=None) -> int:
     images, kps, masks, _ = load_samples(sets, ids[:a.limit])
     result = {"split": a.split, "images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
               "models": {}}
-    runs = [(m, None) for m in a.model] if not a.detector else [(m, d) for m in a.model for d in a.detector]
-    for model, detector in runs:
-        name = model if detector is None else f"{model} @ {detector}"
-        pred = Predictor(model) if detector is None else Predictor(model, detector=False if detector == "off" else detector)
+    for name, model, detector in runs(a.model, a.detector):
+        pred = Predictor(model) if detector is None else Predictor(model, detector=detector)
         clean = score(pred, images, kps, masks)
         rows = {}
         for kind, levels in SEVERITIES.items():

@@ -107,3 +107,10 @@ def test_the_side_by_side_latency_script_refuses_what_it_cannot_run(tmp_path):
     missing = run([str(tmp_path / "out.json"), "posekit-lsp"], POSEKIT_DATA=str(tmp_path), OLD=str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "nowhere is not a checkout of be0b09a" in missing.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_robustness_runs_each_model_through_each_detector_given():
+    from robustness import runs
+
+    assert runs(["a", "b"], None) == [("a", "a", None), ("b", "b", None)]  # each model's own detector
+    assert runs(["a"], ["d1.pt", "off"]) == [("a @ d1.pt", "a", "d1.pt"), ("a @ off", "a", False)]
