@@ -93,6 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hog-python", default=str(HERE.parent / ".venv-hog" / "bin" / "python"))
     ap.add_argument("--limit", type=int, default=None, help="first N test images (quick runs)")
     ap.add_argument("--input-size", type=int, default=None, help="run the detector at this input side (default: its own)")
+    ap.add_argument("--denoise", type=float, default=None,
+                    help="median-filter images whose estimated noise reaches this (grey levels) first (detect.denoise; "
+                         "default: the detector's own)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
@@ -103,8 +106,11 @@ def main(argv=None) -> int:
     det = PersonDetector(a.detector)
     if a.input_size:  # the same network at another input side
         det = PersonDetector(a.detector, settings=det.settings.model_copy(update={"input_size": a.input_size}))
+    if a.denoise is not None:
+        det.settings = det.settings.model_copy(update={"denoise": a.denoise})
     sets = test_sets(a.data, a.limit, read_checkpoint(a.detector)["split"]["val"])
-    result = {"detector": a.detector, "input_size": det.input_size, "sets": {k: len(v) for k, v in sets.items()},
+    result = {"detector": a.detector, "input_size": det.input_size, "denoise": det.settings.denoise,
+              "sets": {k: len(v) for k, v in sets.items()},
               "posekit": {}, "hog": {}}
     for name, items in sets.items():
         result["posekit"][name] = score([det.detect(im) for im, _ in items], items)

@@ -72,7 +72,8 @@ def _first_pass(model, codec, cfg):
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``NAME[:key=value,...]`` -> (model, Predictor options): ``detector=off|NAME``,
     ``refine=off|M[;M...]``, ``refine_weight=W``, ``box_margins=off|M[;M...]``, ``flip_test=on|off``,
-    ``detector_flip_test=on|off``, ``backend=torch|onnx``, ``precision=auto|fp32|bf16``."""
+    ``detector_flip_test=on|off``, ``backend=torch|onnx``, ``precision=auto|fp32|bf16``,
+    ``denoise=off|LEVEL`` (off: no noise filter before either network)."""
     name, _, opts = spec.partition(":")
     out = {}
     for kv in filter(None, opts.split(",")):
@@ -87,6 +88,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             out[k] = v
         elif k == "refine_weight":
             out[k] = float(v)
+        elif k == "denoise":
+            out[k] = False if v == "off" else float(v)
         else:
             raise SystemExit(f"latency.py: unknown option {k!r} in {spec!r}")
     return name, out

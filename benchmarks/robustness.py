@@ -68,6 +68,25 @@ def score(pred, images, kps, masks, batch: int = 16) -> float:
     return float(pck(np.stack(out), kps, masks)[0])
 
 
+def split_samples(data, split: str, model: str, limit: int | None = None):
+    """(images, keypoints, masks, sizes) of LSP test (``split`` "lsp-test") or of ``model``'s
+    validation images ("val": to choose on), the first ``limit``."""
+    from posekit.data.lsp import load_sets
+    from posekit.evaluate import load_samples
+
+    if split == "val":
+        from posekit.checkpoint import read_checkpoint
+
+        sets = load_sets(data, ["lsp", "lspet"])
+        ids = list(read_checkpoint(model)["split"]["val"])
+    else:
+        from posekit.data.splits import lsp_test_ids
+
+        sets = load_sets(data, ["lsp"])
+        ids = lsp_test_ids(sets)
+    return load_samples(sets, ids[:limit])
+
+
 def runs(models: list[str], detectors: list[str] | None) -> list[tuple[str, str, object]]:
     """(result key, model, Predictor's ``detector`` argument) for each model, through each of
     ``detectors`` if given ("off": False, the whole image), else through the model's own (None)."""
@@ -89,20 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
-    from posekit.data.lsp import load_sets
-    from posekit.data.splits import lsp_test_ids
-    from posekit.evaluate import load_samples
     from posekit.predict import Predictor
 
-    if a.split == "val":
-        from posekit.checkpoint import read_checkpoint
-
-        sets = load_sets(a.data, ["lsp", "lspet"])
-        ids = list(read_checkpoint(a.model[0])["split"]["val"])
-    else:
-        sets = load_sets(a.data, ["lsp"])
-        ids = lsp_test_ids(sets)
-    images, kps, masks, _ = load_samples(sets, ids[:a.limit])
+    images, kps, masks, _ = split_samples(a.data, a.split, a.model[0], a.limit)
     result = {"split": a.split, "images": len(images), "seed": a.seed, "severities": {k: list(v) for k, v in SEVERITIES.items()},
               "models": {}}
     for name, model, detector in runs(a.model, a.detector):

@@ -154,6 +154,9 @@ class InferConfig(Section):
     # the networks' arithmetic: auto = bf16 on a CPU that multiplies bfloat16 natively (AVX512-BF16,
     # AMX), else fp32 (posekit.models.precision; reports/precision_cpu.json)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # an image whose estimated noise reaches this many grey levels (data.transforms.noise_sigma,
+    # Immerkaer's estimate on the grey image) is median-filtered 3x3 before its pose crops; null: never
+    denoise: float | None = Field(None, gt=0, le=255)
 
     @field_validator("refine", "box_margins", mode="before")
     @classmethod
@@ -190,6 +193,9 @@ class DetectConfig(Section):
     # (CenterCodec.flip_average); a pose model's flip test is infer.flip_test
     flip_test: bool = False
     input_size: int | None = Field(None, ge=64, le=1024, multiple_of=32)  # the detector's input side; None: its own
+    # an image whose estimated noise reaches this many grey levels is median-filtered 3x3 before the
+    # detector reads it (as infer.denoise, for the detector's input); null: never
+    denoise: float | None = Field(None, gt=0, le=255)
     composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
     negatives: Fraction = 0.0  # training: the fraction of scenes with nobody (background crops, blurred canvases, noise)
     heights: tuple[Fraction, Fraction] = (0.08, 0.8)  # training: person heights in composites, of the canvas

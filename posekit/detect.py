@@ -31,7 +31,9 @@ class PersonDetector:
     at; the network is fully convolutional, so a smaller side trades small people for speed);
     ``flip_test`` runs the image and its mirror as one batch and averages their outputs
     (:meth:`~posekit.codecs.center.CenterCodec.flip_average`); ``precision`` the network's
-    arithmetic (``auto``, ``fp32``, ``bf16``: :func:`posekit.models.precision.resolve_precision`).
+    arithmetic (``auto``, ``fp32``, ``bf16``: :func:`posekit.models.precision.resolve_precision`);
+    ``denoise`` a noise level (grey levels) from which an image is median-filtered before the
+    network reads it (:func:`posekit.data.transforms.denoise`).
 
     Raises PosekitError for a checkpoint that is not a person detector."""
 
@@ -58,12 +60,13 @@ class PersonDetector:
         least ``score_threshold`` (None: the settings' ``score_threshold``)."""
         if not images:
             return []
+        from posekit.data.transforms import denoise, to_tensor, warp
+
+        s = self.settings
         rgbs = [as_rgb(im) for im in images]
         ms = [self.transform.base_matrix(im.shape[1], im.shape[0]) for im in rgbs]
-        from posekit.data.transforms import to_tensor, warp
-
-        x = torch.stack([to_tensor(warp(im, m, self.transform.size)) for im, m in zip(rgbs, ms)]).to(self.device)
-        s = self.settings
+        x = torch.stack([to_tensor(warp(denoise(im, s.denoise), m, self.transform.size))
+                         for im, m in zip(rgbs, ms)]).to(self.device)
         threshold = s.score_threshold if score_threshold is None else score_threshold
         if s.flip_test:  # the image and its mirror as one batch: one network call
             out = self.codec.flip_average(*self.network(torch.cat([x, torch.flip(x, dims=[3])])).float().split(len(x)))

@@ -161,7 +161,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
                     detector=None if pred.detector is None else pred.detector.name, flip_test=pred.flip_test,
                     refine=pred.refine, refine_weight=pred.refine_weight, crop_border=pred.crop_border if pred.refine else None,
                     box_margins=pred.box_margins if pred.detector is not None else None,
-                    detector_flip_test=pred.detector_flip_test,
+                    detector_flip_test=pred.detector_flip_test, denoise=pred.infer.denoise,
+                    detector_denoise=None if pred.detector is None else pred.detector.settings.denoise,
                     infer_precision=pred.precision)  # not "precision": the multi-person splits' detection precision
     if split_name in MULTI_SPLITS:
         n = MULTI_SCENES if limit is None else min(MULTI_SCENES, limit)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from posekit.checkpoint import DEFAULT_MODEL, cascade_stages, load_model
 from posekit.config import InferConfig, Recipe, complete_config, config_error
 from posekit.data.images import as_rgb
+from posekit.data.transforms import denoise
 from posekit.errors import PosekitError
 from posekit.inference import Pose, Prepared, parse_box, prepare
 from posekit.models import inference_ready
@@ -59,7 +60,7 @@ def infer_settings(cfg: Recipe, overrides: dict, cascade: bool = False) -> Infer
     if bad:
         raise PosekitError(f"unknown Predictor option(s) {', '.join(bad)}; valid: {', '.join(InferConfig.model_fields)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    for key in ("refine", "box_margins"):  # False: off
+    for key in ("refine", "box_margins", "denoise"):  # False: off
         if given.get(key) is False:
             given[key] = None
     if cascade and given.get("refine"):
@@ -127,7 +128,9 @@ class Predictor:
     :class:`~posekit.config.InferConfig`): ``refine`` margins of the refinement crops around the
     first estimate (False: one pass), ``refine_weight`` the first pass's weight in the fused
     heatmaps, ``crop_border`` edge pixels repeated where a crop leaves the image,
-    ``person_threshold`` the person score under which ``Pose.found`` is False, ``box_margins``
+    ``person_threshold`` the person score under which ``Pose.found`` is False, ``denoise`` the
+    noise level (grey levels) from which an image is median-filtered before its pose crops
+    (the detector's own is ``detect.denoise``; False: neither network filters), ``box_margins``
     the margins of the crops of a detected box for the multi-scale test (one batch, heatmaps fused;
     None: one crop at ``detect.box_margin``), ``precision``
     the networks' arithmetic (``auto``: bfloat16 on a CPU that has it natively, else float32;
@@ -179,6 +182,9 @@ class Predictor:
             raise PosekitError("box_margins (--box-margins) crops the boxes a person detector finds, and this runs "
                                "without one: give a detector (--detector) or drop box_margins")
         self.box_margins = self.infer.box_margins if self.detector is not None else None
+        if infer.get("denoise") is False and self.detector is not None and self.detector.settings.denoise is not None:
+            self.detector = copy.copy(self.detector)  # denoise=False: every image read as it is, by both networks
+            self.detector.settings = self.detector.settings.model_copy(update={"denoise": None})
         if detector_flip_test is not None and not isinstance(detector_flip_test, bool):
             raise PosekitError(f"detector_flip_test must be True, False or None, got {detector_flip_test!r}")
         if detector_flip_test and self.detector is None:
@@ -253,8 +259,9 @@ class Predictor:
         self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, for a cascade
 
     def prepare(self, image, box=None, color: str = "RGB") -> Prepared:
-        """The first step, public: one image (and person box) as the network's input."""
-        return prepare(as_rgb(image, color), box, self.input_size, self.resize_mode)
+        """The first step, public: one image (and person box) as the network's input, the image
+        median-filtered first when it is noisy (``infer.denoise``, :func:`~posekit.data.transforms.denoise`)."""
+        return prepare(denoise(as_rgb(image, color), self.infer.denoise), box, self.input_size, self.resize_mode)
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
         """The pose of the person in ``box``; None: the one person answer of top-down: the first
@@ -396,7 +403,11 @@ class Predictor:
         from posekit.detect import pose_box
 
         margins = self.box_margins or [self.box_margin]
-        prepared = [self.prepare(rgb, pose_box(box, m), "RGB") for rgb, box in found for m in margins]
+        pixels = {}  # each image denoised once, however many people it holds
+        for rgb, _ in found:
+            pixels.setdefault(id(rgb), denoise(rgb, self.infer.denoise))
+        prepared = [prepare(pixels[id(rgb)], pose_box(box, m), self.input_size, self.resize_mode)
+                    for rgb, box in found for m in margins]
         return self.estimate(prepared, refined, crops=len(margins)) if prepared else []
 
     def estimate(self, prepared: list[Prepared], refined: bool = True, crops: int = 1) -> list[Pose]:

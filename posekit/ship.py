@@ -29,10 +29,16 @@ def _infer_line(cfg: Recipe) -> str:
     return line + "; `--refine off` for one pass)" + flip
 
 
+def _denoise_line(threshold: float | None, network: str, key: str) -> str:
+    return ("" if threshold is None else f"an image whose estimated noise reaches {threshold:g} grey levels is "
+            f"median-filtered 3x3 before {network} reads it (`{key}`); ")
+
+
 def _inference_line(cfg: Recipe) -> str:
     d = cfg.detect
     if cfg.codec.name == "center":
-        return (f"the whole image letterboxed to {cfg.data.input_size}x{cfg.data.input_size}; people are centre peaks "
+        return (_denoise_line(d.denoise, "the detector", "detect.denoise")
+                + f"the whole image letterboxed to {cfg.data.input_size}x{cfg.data.input_size}; people are centre peaks "
                 f"scoring at least {d.score_threshold}, non-maximum suppression at IoU {d.nms_iou}, at most "
                 f"{d.max_people} per image (`detect.*`)")
     first = ("the whole image (or a given box)" if d.model is None else
@@ -40,7 +46,8 @@ def _inference_line(cfg: Recipe) -> str:
              + (f"enlarged by {d.box_margin} per side (`detect.box_margin`" if not cfg.infer.box_margins else
                 f"cropped once per margin {', '.join(map(str, cfg.infer.box_margins))} per side, the crops in one batch "
                 f"and their heatmaps fused (the multi-scale test, `infer.box_margins`")
-             + "; a given box wins); " + ("the detector runs its flip test (the image and its mirror in one batch, "
+             + "; a given box wins); " + _denoise_line(d.denoise, "the detector", "detect.denoise")
+             + ("the detector runs its flip test (the image and its mirror in one batch, "
                                           "their outputs averaged: `detect.flip_test`); " if d.flip_test else "")
              + "people are detections "
              f"scoring at least {d.score_threshold}, and down to {d.region_threshold} (`detect.region_threshold`) "
@@ -48,7 +55,8 @@ def _inference_line(cfg: Recipe) -> str:
     v = cfg.video
     arithmetic = {"auto": "bfloat16 on a CPU with native bfloat16 (AVX512-BF16, AMX), else float32",
                   "fp32": "float32", "bf16": "bfloat16"}[cfg.infer.precision]
-    return (f"{first}; {_infer_line(cfg)}; the networks in {arithmetic} (`infer.precision` {cfg.infer.precision}); "
+    pose_denoise = _denoise_line(cfg.infer.denoise, "the pose network", "infer.denoise")
+    return (f"{first}; {pose_denoise}{_infer_line(cfg)}; the networks in {arithmetic} (`infer.precision` {cfg.infer.precision}); "
             f"person threshold {cfg.infer.person_threshold}; in videos each joint is "
             f"smoothed by a One-Euro filter (`video.min_cutoff` {v.min_cutoff} Hz, `video.beta` {v.beta}) and one "
             f"person's box by another (`video.box_min_cutoff` {v.box_min_cutoff} Hz, `video.box_beta` {v.box_beta})"
@@ -118,7 +126,7 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
     sections; ``detect.model`` names the person detector the pose model runs first) replacing the
     run's own. The metrics must have been
     scored with the settings shipped (refine, refine_weight, detector, box_margins,
-    detector_flip_test). Returns the two paths.
+    detector_flip_test, denoise, detector_denoise). Returns the two paths.
 
     Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
     ck = read_checkpoint(run)
@@ -132,7 +140,8 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
                if cfg.infer.refine else None, "detector": cfg.detect.model,
                "box_margins": cfg.infer.box_margins if cfg.detect.model else None,
-               "detector_flip_test": bool(cfg.detect.model and cfg.detect.flip_test)}
+               "detector_flip_test": bool(cfg.detect.model and cfg.detect.flip_test), "denoise": cfg.infer.denoise,
+               "detector_denoise": cfg.detect.denoise if cfg.detect.model else None}
     for key, value in shipped.items():  # a pose model's metrics come from `posekit evaluate --json`
         if cfg.codec.name != "center" and key in metrics and metrics[key] != value:
             raise PosekitError(f"the metrics were scored with {key}={metrics[key]!r}, but the model ships with "

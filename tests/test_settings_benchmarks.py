@@ -89,6 +89,8 @@ def test_latency_entries_take_precision_refine_weight_and_box_margins():
     assert opts == {"refine": [0.05, 0.22], "refine_weight": 0.1, "precision": "fp32", "flip_test": True}
     assert parse("posekit-lsp:box_margins=0.05;0.2")[1] == {"box_margins": [0.05, 0.2]}
     assert parse("posekit-lsp:box_margins=off")[1] == {"box_margins": False}
+    assert parse("posekit-lsp:denoise=off")[1] == {"denoise": False}
+    assert parse("posekit-lsp:denoise=12")[1] == {"denoise": 12.0}
     with pytest.raises(SystemExit, match="unknown option 'half'"):
         parse("posekit-lsp:half=1")
 
@@ -114,3 +116,24 @@ def test_robustness_runs_each_model_through_each_detector_given():
 
     assert runs(["a", "b"], None) == [("a", "a", None), ("b", "b", None)]  # each model's own detector
     assert runs(["a"], ["d1.pt", "off"]) == [("a @ d1.pt", "a", "d1.pt"), ("a @ off", "a", False)]
+
+
+def test_denoise_settings_parse_and_the_choice_is_the_best_mean(monkeypatch):
+    denoise = runpy.run_path("benchmarks/denoise.py")
+    parse = denoise["parse_setting"]
+    assert parse("off/off") == (None, None) and parse("8/12") == (8.0, 12.0) and parse("5/off") == (5.0, None)
+    for bad in ("8", "8/12/3", "0/5", "x/5", "-1/off"):
+        with pytest.raises(ValueError):
+            parse(bad)
+    rows = {"off/off": {"mean": 0.41}, "8/off": {"mean": 0.45}, "8/12": {"mean": 0.45}, "5/10": {"mean": 0.44}}
+    assert denoise["choose"](rows) == "8/off"  # a tie goes to the setting given first
+    import numpy as np
+
+    monkeypatch.syspath_prepend("benchmarks")  # as when the script runs: robustness.py beside it
+
+    images = [np.full((20, 30, 3), 128, np.uint8)] * 2
+    kps, masks = np.zeros((2, 14, 2)), np.ones((2, 14))
+    assert denoise["noisy_images"](images, kps, masks, 0.0, 0) is images
+    noisy = denoise["noisy_images"](images, kps, masks, 20.0, 0)
+    assert all(abs(float(n.astype(float).std()) - 20.0) < 2.0 for n in noisy)
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, denoise["noisy_images"](images, kps, masks, 20.0, 0)))

@@ -810,3 +810,45 @@ def test_detector_scenes_are_degraded_in_pixels_only_and_reproducibly():
     assert torch.equal(noisy["image"], again["image"])  # the same draw for the same item
     for key in ("heat", "wh", "offset", "mask"):
         assert torch.equal(plain[key], noisy[key])  # the boxes did not move
+
+
+def test_a_noisy_image_is_median_filtered_before_each_network_from_its_own_threshold():
+    import cv2
+
+    from posekit.detect import PersonDetector
+    from posekit.errors import PosekitError
+    from posekit.predict import Predictor
+
+    image = np.ascontiguousarray(cv2.imread("examples/lsp_im1003.jpg")[..., ::-1])  # noise estimate under 1 grey level
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+    filtered = cv2.medianBlur(noisy, 3)
+    det = PersonDetector("posekit-person", precision="fp32")
+
+    def found(im, denoise):
+        det.settings = det.settings.model_copy(update={"denoise": denoise})
+        return det.detect(im, 0.05)
+
+    on, off, reference = found(noisy, 5.0), found(noisy, None), found(filtered, None)
+    assert np.array_equal(on[0], reference[0]) and not np.array_equal(on[0], off[0])
+    assert np.array_equal(found(image, 5.0)[0], found(image, None)[0])  # a clean photo is read as it is
+    box = (60.0, 20.0, 120.0, 160.0)
+    pose = Predictor("posekit-lsp", detector=False, precision="fp32", denoise=10.0)
+    plain = Predictor("posekit-lsp", detector=False, precision="fp32", denoise=False)
+    assert pose.infer.denoise == 10.0 and plain.infer.denoise is None
+    assert torch.equal(pose.prepare(noisy, box).input, plain.prepare(filtered, box).input)
+    assert torch.equal(pose.prepare(image, box).input, plain.prepare(image, box).input)
+    # a detected person's crops (predict_all, video) read the same filtered pixels
+    a, b = pose.estimate_detected([(noisy, box)])[0], plain.estimate_detected([(filtered, box)])[0]
+    assert np.array_equal(a.keypoints, b.keypoints)
+    with pytest.raises(PosekitError, match="denoise"):
+        Predictor("posekit-lsp", detector=False, denoise=-3)
+    # False (--no-denoise): neither network filters; a detector given, perhaps shared, keeps its own setting
+    det.settings = det.settings.model_copy(update={"denoise": 5.0})
+    off = Predictor("posekit-lsp", detector=det, denoise=False)
+    assert off.infer.denoise is None and off.detector.settings.denoise is None and det.settings.denoise == 5.0
+    assert Predictor("posekit-lsp", detector=det).detector is det
+    shipped = Predictor("posekit-lsp")  # the shipped model filters noisy images before both networks
+    assert shipped.infer.denoise is not None and shipped.detector.settings.denoise is not None
+    from posekit.cli import main
+
+    assert main(["predict", "examples/lsp_im1011.jpg", "--no-denoise", "--json"]) == 0

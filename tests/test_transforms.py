@@ -231,3 +231,36 @@ def test_warp_border_repeats_the_edge_only_within_the_strip(angle):
         assert (out[far] == 0).all()
         replicated = cv2.warpAffine(img, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         assert np.array_equal(out[~far], replicated[~far])
+
+
+def _smooth_image(shape=(120, 160)):
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    return np.clip(40 + 0.6 * x + 0.4 * y, 0, 255)
+
+
+@pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])
+def test_noise_sigma_reads_the_noise_added_to_a_smooth_image(sigma):
+    from posekit.data.transforms import noise_sigma
+
+    rng = np.random.default_rng(0)
+    grey = np.clip(_smooth_image() + rng.normal(0, sigma, (120, 160)), 0, 255).astype(np.uint8)
+    assert abs(noise_sigma(grey) - sigma) < 0.06 * sigma
+    rgb = np.clip(_smooth_image()[..., None] + rng.normal(0, sigma, (120, 160, 3)), 0, 255).astype(np.uint8)
+    assert abs(noise_sigma(rgb) - 0.668 * sigma) < 0.06 * sigma  # the grey image averages independent channels
+    assert noise_sigma(_smooth_image().astype(np.uint8)) < 1.0  # a ramp: only rounding
+    assert noise_sigma(np.zeros((2, 9, 3), np.uint8)) == 0.0
+
+
+def test_denoise_filters_only_images_at_least_as_noisy_as_its_threshold():
+    import cv2
+
+    from posekit.data.transforms import denoise
+
+    rng = np.random.default_rng(1)
+    noisy = np.clip(_smooth_image()[..., None] + rng.normal(0, 20, (120, 160, 3)), 0, 255).astype(np.uint8)
+    clean = np.repeat(_smooth_image()[..., None], 3, axis=2).astype(np.uint8)
+    out = denoise(noisy, 5.0)
+    assert np.array_equal(out, cv2.medianBlur(noisy, 3)) and not np.array_equal(out, noisy)
+    assert denoise(noisy, 30.0) is noisy and denoise(noisy, None) is noisy and denoise(clean, 5.0) is clean
+    truth = np.repeat(_smooth_image()[..., None], 3, axis=2)
+    assert np.abs(out - truth).std() < 0.6 * np.abs(noisy - truth).std()  # the noise, not the picture, goes

@@ -61,6 +61,9 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     assert tiny2["config"]["infer"]["refine"] == [0.1] and tiny2["recipe"].infer.refine == [0.1]
     assert "margin(s) 0.1 per side" in (weights / "tiny2.md").read_text()
     assert "(`infer.precision` auto)" in (weights / "tiny2.md").read_text()  # the card says how the networks compute
+    # ... and with the same noise filter (metrics scored without it do not ship a model that has it)
+    r = subprocess.run(ship + ["denoise=10", "--metrics", str(metrics)], capture_output=True, text=True)
+    assert r.returncode != 0 and "scored with denoise=None, but the model ships with 10.0" in r.stderr
     # ... and with the same first-pass weight
     r = subprocess.run(ship + ["refine_weight=0.3", "--metrics", str(metrics)], capture_output=True, text=True)
     assert r.returncode != 0 and "scored with refine_weight=0.0, but the model ships with 0.3" in r.stderr

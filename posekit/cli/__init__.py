@@ -88,6 +88,12 @@ def _add_refinement(p, weight: bool = True, box_margins: bool = True) -> None:
         p.add_argument("--refine-weight", type=weight_arg, metavar="W", help=REFINE_WEIGHT_HELP)
 
 
+def _add_denoise(p) -> None:
+    p.add_argument("--no-denoise", dest="denoise", action="store_false", default=None,
+                   help="read every image as it is: no median filter for noisy images before the detector or the "
+                   "pose network (default: the model's own detect.denoise and infer.denoise)")
+
+
 def _add_precision(p) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="the networks' arithmetic (default: the model's own infer.precision, auto: bf16 on a CPU "
@@ -115,6 +121,7 @@ def _add_evaluate(sub) -> None:
                    help="average with the mirrored image (left/right swapped; default: the model's own infer.flip_test)")
     e.add_argument("--per-stage", action="store_true", help="cascade checkpoints: metrics after every stage")
     _add_precision(e)
+    _add_denoise(e)
     _add_refinement(e)
     e.add_argument("--crop-border", type=int, metavar="PX", help="edge pixels repeated where a refinement crop "
                    "leaves the image (default: the model's own)")
@@ -142,6 +149,7 @@ def _add_predict(sub) -> None:
                     help="average with the mirrored image (default: the model's own infer.flip_test)")
     _add_refinement(pr)
     _add_precision(pr)
+    _add_denoise(pr)
     pr.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)
     pr.add_argument("--people", choices=["one", "all"], default="one",
                     help="one: the best person (or --box) per image or frame; all: every person found, one record "
@@ -186,6 +194,7 @@ def _add_serve(sub) -> None:
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
     _add_refinement(sv, weight=False)
     _add_precision(sv)
+    _add_denoise(sv)
     sv.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                     help="average with the mirrored image (default: the model's own infer.flip_test)")
     sv.add_argument("--person-threshold", type=unit_arg, metavar="T", help=THRESHOLD_HELP)

@@ -78,7 +78,8 @@ def cmd_evaluate(args) -> int:
                                per_stage=args.per_stage, device=args.device, flip_test=args.flip_test,
                                refine=args.refine, refine_weight=args.refine_weight, crop_border=args.crop_border,
                                box_margins=args.box_margins, detector_flip_test=on_off(args.detector_flip_test),
-                               detector={"off": False}.get(args.detector, args.detector), precision=args.precision)
+                               detector={"off": False}.get(args.detector, args.detector), precision=args.precision,
+                               denoise=args.denoise)
     if metrics.get("train_overlap"):
         print(f"warning: {metrics['train_overlap']} of the {metrics['n']} {args.split} images are in this "
               "model's training split", file=sys.stderr)
@@ -101,7 +102,7 @@ def predictor_args(args) -> dict:
             "box_margins": getattr(args, "box_margins", None),
             "flip_test": getattr(args, "flip_test", None),
             "detector_flip_test": on_off(getattr(args, "detector_flip_test", None)),
-            "precision": getattr(args, "precision", None),
+            "precision": getattr(args, "precision", None), "denoise": getattr(args, "denoise", None),
             "detector": {"off": False, None: None}.get(getattr(args, "detector", None), getattr(args, "detector", None))}
 
 
@@ -151,7 +152,8 @@ def cmd_serve(args) -> int:
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
         person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"],
-        precision=p["precision"], box_margins=p["box_margins"], detector_flip_test=p["detector_flip_test"])
+        precision=p["precision"], box_margins=p["box_margins"], detector_flip_test=p["detector_flip_test"],
+        denoise=p["denoise"])
     return 0
 
 

@@ -163,7 +163,8 @@ def _info_routes(app: FastAPI, svc: Service) -> None:
         return {"loaded": {"name": pred.name, "backend": pred.backend, "input_size": pred.input_size,
                            "flip_test": pred.flip_test, "refine": pred.refine, "threshold": pred.threshold,
                            "box_margins": pred.box_margins, "detector_flip_test": pred.detector_flip_test,
-                           "precision": pred.precision},
+                           "precision": pred.precision, "denoise": pred.infer.denoise,
+                           "detector_denoise": None if pred.detector is None else pred.detector.settings.denoise},
                 "shipped": shipped_models()}
 
     app.get("/v1/skeleton", tags=["pose"])(skeleton_answer)
