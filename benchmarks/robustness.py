@@ -59,6 +59,12 @@ def corrupt(image: np.ndarray, kind: str, level, kp: np.ndarray, mask: np.ndarra
     raise ValueError(f"unknown corruption {kind!r}")
 
 
+def corruption_rng(seed: int, kind: str, level_index: int) -> np.random.Generator:
+    """The random draws of one corruption at one severity (``level_index`` into its
+    :data:`SEVERITIES`), the same for every model scored."""
+    return np.random.default_rng([seed, level_index, list(SEVERITIES).index(kind) + 1])
+
+
 def score(pred, images, kps, masks, batch: int = 16) -> float:
     from posekit.metrics import pck
 
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
         for kind, levels in SEVERITIES.items():
             rows[kind] = []
             for k, level in enumerate(levels):
-                rng = np.random.default_rng([a.seed, k, len(rows)])
+                rng = corruption_rng(a.seed, kind, k)
                 bad = [corrupt(im, kind, level, kp, m, rng) for im, kp, m in zip(images, kps, masks)]
                 rows[kind].append(score(pred, bad, kps, masks))
             print(f"{name} {kind}: " + ", ".join(f"{v:.3f}" for v in rows[kind]), flush=True)

@@ -156,7 +156,7 @@ class InferConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # an image whose estimated noise reaches this many grey levels (data.transforms.noise_sigma,
     # Immerkaer's estimate on the grey image) is median-filtered 3x3 before its pose crops; null: never
-    denoise: float | None = Field(None, gt=0, le=255)
+    denoise: float | None = Field(None, gt=0, le=255, strict=True)
 
     @field_validator("refine", "box_margins", mode="before")
     @classmethod
@@ -194,8 +194,8 @@ class DetectConfig(Section):
     flip_test: bool = False
     input_size: int | None = Field(None, ge=64, le=1024, multiple_of=32)  # the detector's input side; None: its own
     # an image whose estimated noise reaches this many grey levels is median-filtered 3x3 before the
-    # detector reads it (as infer.denoise, for the detector's input); null: never
-    denoise: float | None = Field(None, gt=0, le=255)
+    # detector letterboxes it (as infer.denoise, for the detector); null: never
+    denoise: float | None = Field(None, gt=0, le=255, strict=True)
     composite: Fraction = 0.5  # training: the fraction of scenes composed of 1-4 pasted people (the rest: one photo)
     negatives: Fraction = 0.0  # training: the fraction of scenes with nobody (background crops, blurred canvases, noise)
     heights: tuple[Fraction, Fraction] = (0.08, 0.8)  # training: person heights in composites, of the canvas

@@ -135,7 +135,8 @@ def evaluate(model_path: str, data_root: str | None, split_name: str = "lsp-test
     """Evaluate a checkpoint (file, run folder or shipped name) on a split, run as
     :class:`posekit.Predictor` runs it with the options ``predictor`` (device, flip_test,
     detector, detector_flip_test and the ``infer`` overrides: refine, refine_weight, crop_border,
-    box_margins, precision; None: the model's own). ``per_stage`` (cascades) adds ``stages``: the metrics after every stage.
+    box_margins, precision, denoise; None: the model's own). ``per_stage`` (cascades) adds
+    ``stages``: the metrics after every stage.
 
     Returns (metrics: a JSON-ready dict, extras: predictions and samples, for drawing). Raises
     PosekitError for a bad split, model or data, and for non-finite predictions."""

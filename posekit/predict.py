@@ -161,6 +161,7 @@ class Predictor:
             raise PosekitError(f"model must be a shipped name or a path (checkpoint, run folder, .onnx); "
                                f"got a {type(model).__name__}")
         self.backend, self.name, self.threads = backend, str(model), threads
+        self._pixels: dict = {}
         self._load(model, device, threads)
         if self.codec.kind == "center":
             raise PosekitError(f"{model}: a person detector, not a pose model; give it as the detector "
@@ -258,10 +259,27 @@ class Predictor:
         self.config = ckpt["recipe"]
         self.stages = cascade_stages(ckpt, self.device)  # DeepPose refinement, for a cascade
 
+    def pose_pixels(self, rgb: np.ndarray) -> np.ndarray:
+        """The pixels the pose network reads of an RGB image: the image median-filtered when its
+        estimated noise reaches ``infer.denoise`` (:func:`~posekit.data.transforms.denoise`), else
+        the image itself. The last few images' answers are kept (by identity), so the people of
+        one image, posed in several batches, cost one estimate."""
+        if self.infer.denoise is None:
+            return rgb
+        cache = self._pixels  # {id: (image, its pixels)}; holding the image keeps its id unique
+        hit = cache.get(id(rgb))
+        if hit is not None and hit[0] is rgb:
+            return hit[1]
+        out = denoise(rgb, self.infer.denoise)
+        if len(cache) >= 8:
+            cache.clear()
+        cache[id(rgb)] = (rgb, out)
+        return out
+
     def prepare(self, image, box=None, color: str = "RGB") -> Prepared:
         """The first step, public: one image (and person box) as the network's input, the image
-        median-filtered first when it is noisy (``infer.denoise``, :func:`~posekit.data.transforms.denoise`)."""
-        return prepare(denoise(as_rgb(image, color), self.infer.denoise), box, self.input_size, self.resize_mode)
+        median-filtered first when it is noisy (:meth:`pose_pixels`)."""
+        return prepare(self.pose_pixels(as_rgb(image, color)), box, self.input_size, self.resize_mode)
 
     def predict(self, image, box=None, color: str = "RGB") -> Pose:
         """The pose of the person in ``box``; None: the one person answer of top-down: the first
@@ -403,10 +421,7 @@ class Predictor:
         from posekit.detect import pose_box
 
         margins = self.box_margins or [self.box_margin]
-        pixels = {}  # each image denoised once, however many people it holds
-        for rgb, _ in found:
-            pixels.setdefault(id(rgb), denoise(rgb, self.infer.denoise))
-        prepared = [prepare(pixels[id(rgb)], pose_box(box, m), self.input_size, self.resize_mode)
+        prepared = [prepare(self.pose_pixels(rgb), pose_box(box, m), self.input_size, self.resize_mode)
                     for rgb, box in found for m in margins]
         return self.estimate(prepared, refined, crops=len(margins)) if prepared else []
 

@@ -78,7 +78,7 @@ def test_service_endpoints(client):
     assert m["loaded"]["threshold"] == client.app.state.predictor.threshold
     assert m["loaded"]["precision"] == pred.precision in ("fp32", "bf16")
     assert m["loaded"]["detector_flip_test"] == pred.detector_flip_test
-    assert m["loaded"]["denoise"] == pred.infer.denoise
+    assert m["loaded"]["denoise"] == 5.0 and m["loaded"]["detector_denoise"] == 5.0  # posekit-lsp's, as shipped
     sk = client.get("/v1/skeleton").json()
     assert len(sk["joints"]) == 14 and len(sk["sides"]) == 14 and sk["limbs"]
     assert "/v1/pose" in client.get("/openapi.json").json()["paths"]

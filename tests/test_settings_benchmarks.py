@@ -137,3 +137,11 @@ def test_denoise_settings_parse_and_the_choice_is_the_best_mean(monkeypatch):
     noisy = denoise["noisy_images"](images, kps, masks, 20.0, 0)
     assert all(abs(float(n.astype(float).std()) - 20.0) < 2.0 for n in noisy)
     assert all(np.array_equal(a, b) for a, b in zip(noisy, denoise["noisy_images"](images, kps, masks, 20.0, 0)))
+    # the draws of robustness.py's medium noise (its loop seeds [seed, level, kind's place + 1]), so the
+    # two reports score the same noisy photos
+    robustness = runpy.run_path("benchmarks/robustness.py")
+    rng = np.random.default_rng([0, 1, 3])
+    same = [robustness["corrupt"](im, "noise", 20.0, kp, m, rng) for im, kp, m in zip(images, kps, masks)]
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, same))
+    costs = denoise["costs"](runs=2)
+    assert set(costs) == {"150x200", "640x480", "1920x1080"} and all(v["noise_sigma_ms"] > 0 for v in costs.values())

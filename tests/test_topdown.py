@@ -812,6 +812,31 @@ def test_detector_scenes_are_degraded_in_pixels_only_and_reproducibly():
         assert torch.equal(plain[key], noisy[key])  # the boxes did not move
 
 
+def test_no_denoise_on_the_command_line_reads_the_photo_as_it_is(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from posekit.cli import main
+    from posekit.predict import Predictor
+
+    image = cv2.imread("examples/lsp_im1003.jpg")
+    noisy = np.clip(image + np.random.default_rng(3).normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "noisy.png"  # lossless: the pixels the predictor gets are these
+    cv2.imwrite(str(path), noisy)
+    rgb = np.ascontiguousarray(noisy[..., ::-1])
+
+    def cli(*flags):
+        capsys.readouterr()
+        assert main(["predict", str(path), "--json", *flags]) == 0
+        return np.array([[j["x"], j["y"]] for j in json.loads(capsys.readouterr().out)["joints"]])
+
+    off, on = cli("--no-denoise"), cli()
+    assert np.allclose(off, Predictor("posekit-lsp", denoise=False).predict(rgb).keypoints, atol=0.01)
+    assert np.allclose(on, Predictor("posekit-lsp").predict(rgb).keypoints, atol=0.01)
+    assert not np.allclose(on, off, atol=0.5)
+
+
 def test_a_noisy_image_is_median_filtered_before_each_network_from_its_own_threshold():
     import cv2
 
@@ -848,7 +873,20 @@ def test_a_noisy_image_is_median_filtered_before_each_network_from_its_own_thres
     assert off.infer.denoise is None and off.detector.settings.denoise is None and det.settings.denoise == 5.0
     assert Predictor("posekit-lsp", detector=det).detector is det
     shipped = Predictor("posekit-lsp")  # the shipped model filters noisy images before both networks
-    assert shipped.infer.denoise is not None and shipped.detector.settings.denoise is not None
-    from posekit.cli import main
+    assert shipped.infer.denoise == 5.0 and shipped.detector.settings.denoise == 5.0
+    with pytest.raises(PosekitError, match="denoise"):
+        Predictor("posekit-lsp", denoise=True)  # not a noise level
 
-    assert main(["predict", "examples/lsp_im1011.jpg", "--no-denoise", "--json"]) == 0
+    # the people of one image, posed in several batches, cost one estimate
+    import posekit.predict as predict_module
+
+    calls = []
+    real = predict_module.denoise
+    predict_module.denoise = lambda im, t: calls.append(1) or real(im, t)
+    fresh = noisy.copy()  # not seen before
+    try:
+        pose.estimate_detected([(fresh, box), (fresh, (10.0, 10.0, 90.0, 150.0))])
+        pose.estimate_detected([(fresh, box)])
+    finally:
+        predict_module.denoise = real
+    assert len(calls) == 1

@@ -64,6 +64,12 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     # ... and with the same noise filter (metrics scored without it do not ship a model that has it)
     r = subprocess.run(ship + ["denoise=10", "--metrics", str(metrics)], capture_output=True, text=True)
     assert r.returncode != 0 and "scored with denoise=None, but the model ships with 10.0" in r.stderr
+    older = json.loads(metrics.read_text())  # metrics from before the filter existed: scored without it
+    assert older.pop("denoise") is None and older.pop("detector_denoise") is None
+    keyless = tmp_path / "older.json"
+    keyless.write_text(json.dumps(older))
+    r = subprocess.run(ship + ["denoise=10", "--metrics", str(keyless)], capture_output=True, text=True)
+    assert r.returncode != 0 and "scored with denoise=None, but the model ships with 10.0" in r.stderr
     # ... and with the same first-pass weight
     r = subprocess.run(ship + ["refine_weight=0.3", "--metrics", str(metrics)], capture_output=True, text=True)
     assert r.returncode != 0 and "scored with refine_weight=0.0, but the model ships with 0.3" in r.stderr
