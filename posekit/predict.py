@@ -262,8 +262,9 @@ class Predictor:
     def pose_pixels(self, rgb: np.ndarray) -> np.ndarray:
         """The pixels the pose network reads of an RGB image: the image median-filtered when its
         estimated noise reaches ``infer.denoise`` (:func:`~posekit.data.transforms.denoise`), else
-        the image itself. The last few images' answers are kept (by identity), so the people of
-        one image, posed in several batches, cost one estimate."""
+        the image itself. The last two images' answers are kept (by identity, holding at most two
+        frames of a video), so the people of one image, posed in two batches (strong, then weak
+        detections), cost one estimate."""
         if self.infer.denoise is None:
             return rgb
         cache = self._pixels  # {id: (image, its pixels)}; holding the image keeps its id unique
@@ -271,7 +272,7 @@ class Predictor:
         if hit is not None and hit[0] is rgb:
             return hit[1]
         out = denoise(rgb, self.infer.denoise)
-        if len(cache) >= 8:
+        if len(cache) >= 2:
             cache.clear()
         cache[id(rgb)] = (rgb, out)
         return out
