@@ -126,9 +126,10 @@ def render(result: dict, alpha: float = 0.5, draw_skeleton: bool = True) -> np.n
     return out
 
 
-def run_explain(image_path, model, joint: str | None, out_path, box=None) -> dict:
+def run_explain(image_path, model, joint: str | None, out_path, box=None, denoise: bool | None = None) -> dict:
     """The CLI's work: saliency of ``model`` (shipped name, checkpoint or run folder) on one
-    image, rendered and saved to ``out_path`` (.png/.jpg). Returns :func:`saliency`'s result with
+    image, rendered and saved to ``out_path`` (.png/.jpg); ``denoise`` False: the image as it is
+    (no noise filter, :class:`~posekit.predict.Predictor`'s ``denoise``). Returns :func:`saliency`'s result with
     ``"out"``, the path written."""
     from posekit.predict import Predictor
     from posekit.utils import check_writable_folder
@@ -141,6 +142,6 @@ def run_explain(image_path, model, joint: str | None, out_path, box=None) -> dic
     image = read_image(image_path)
     if str(model).lower().endswith(".onnx"):
         raise PosekitError(f"{model}: saliency needs gradients, so a torch checkpoint or shipped model, not an ONNX file")
-    result = saliency(Predictor(model), image, joint, box)
+    result = saliency(Predictor(model, denoise=denoise), image, joint, box)
     save_rgb(out_path, render(result))
     return {**result, "out": str(out_path)}

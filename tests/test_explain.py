@@ -214,3 +214,21 @@ def test_explain_draws_no_skeleton_when_nobody_is_found(predictor, tmp_path, cap
     afile.write_text("not a folder")
     with pytest.raises(PosekitError, match=r"afile: the output's folder must be a folder, and this is a file"):
         run_explain(IMAGE, "posekit-lsp", None, afile / "x.png")
+
+
+def test_explain_and_the_teacher_read_a_noisy_photo_as_predict_does(tmp_path):
+    from posekit.cli import build_parser
+    from posekit.explain import run_explain
+    from posekit.predict import Predictor
+
+    image = cv2.imread("examples/lsp_im1003.jpg")
+    noisy = np.clip(image + np.random.default_rng(5).normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "noisy.png"
+    cv2.imwrite(str(path), noisy)
+    rgb = np.ascontiguousarray(noisy[..., ::-1])
+    out = tmp_path / "sal.png"
+    for denoise in (None, False):  # the model's own noise filter, and none
+        got = run_explain(path, "posekit-lsp", "left_wrist", out, denoise=denoise)["pose"].keypoints
+        assert np.allclose(got, Predictor("posekit-lsp", denoise=denoise).predict(rgb).keypoints, atol=1e-3)
+    assert build_parser().parse_args(["explain", str(path), "--out", str(out), "--no-denoise"]).denoise is False
+    assert build_parser().parse_args(["data", "teacher", "--out", "t.npz", "--no-denoise"]).denoise is False

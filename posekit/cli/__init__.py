@@ -177,6 +177,7 @@ def _add_explain(sub) -> None:
     xp.add_argument("--model", default="posekit-lsp", help="shipped model name, checkpoint or run folder")
     xp.add_argument("--box", help="person box x,y,w,h in pixels (default: the detector's best person; without a "
                     "detector, the whole image)")
+    _add_denoise(xp)
     xp.set_defaults(func=commands.cmd_explain)
 
 
@@ -249,6 +250,7 @@ def _add_data(sub) -> None:
                     help="the teacher also looks at the mirrored image (default: the teacher's own infer.flip_test)")
     _add_refinement(te, box_margins=False)
     _add_precision(te)
+    _add_denoise(te)
     te.add_argument("--no-progress", action="store_true")
     te.set_defaults(func=commands.cmd_data_teacher)
     s = dsub.add_parser("show", help="draw a sample with its joints")

@@ -133,7 +133,8 @@ def cmd_explain(args) -> int:
     from posekit.explain import run_explain
     from posekit.inference import parse_box
 
-    done = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None)
+    done = run_explain(args.image, args.model, args.joint, args.out, box=parse_box(args.box) if args.box else None,
+                       denoise=args.denoise)
     pose = done["pose"]
     nobody = "" if pose.found else f"; no person found (score {pose.score:.2f}): no skeleton drawn"
     print(f"wrote {done['out']} (gradient saliency of {args.joint or 'all joints'}{nobody})")
@@ -280,7 +281,8 @@ def cmd_data_teacher(args) -> int:
     from posekit.predict import Predictor
 
     pred = Predictor(args.model, flip_test=args.flip_test, detector=False, refine=args.refine,
-                     refine_weight=args.refine_weight, precision=args.precision)  # the framed image is the person's box
+                     refine_weight=args.refine_weight, precision=args.precision,
+                     denoise=args.denoise)  # the framed image is the person's box
     r = teacher_cache(pred, args.data, args.out, progress=not args.no_progress)
     print(f"wrote {r['path']}: the joints of {r['images']} training and validation images by {r['model']}"
           f"{' with the flip test' if r['flip_test'] else ''}, in {r['precision']}")
