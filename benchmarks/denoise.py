@@ -33,7 +33,10 @@ def parse_setting(text: str) -> tuple[float | None, float | None]:
     def one(p: str) -> float | None:
         if p == "off":
             return None
-        v = float(p)
+        try:
+            v = float(p)
+        except ValueError:
+            raise ValueError(f"setting {text!r}: {p!r} is not a number or off") from None
         if not v > 0:
             raise ValueError(f"setting {text!r}: a threshold must be positive or off")
         return v

@@ -32,8 +32,8 @@ class PersonDetector:
     ``flip_test`` runs the image and its mirror as one batch and averages their outputs
     (:meth:`~posekit.codecs.center.CenterCodec.flip_average`); ``precision`` the network's
     arithmetic (``auto``, ``fp32``, ``bf16``: :func:`posekit.models.precision.resolve_precision`);
-    ``denoise`` a noise level (grey levels) from which an image is median-filtered before the
-    network reads it (:func:`posekit.data.transforms.denoise`).
+    ``settings.denoise`` the noise level (grey levels) from which an image is median-filtered
+    before the network reads it (:func:`posekit.data.transforms.denoise`; None: never).
 
     Raises PosekitError for a checkpoint that is not a person detector."""
 

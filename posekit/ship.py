@@ -142,10 +142,10 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
                "box_margins": cfg.infer.box_margins if cfg.detect.model else None,
                "detector_flip_test": bool(cfg.detect.model and cfg.detect.flip_test), "denoise": cfg.infer.denoise,
                "detector_denoise": cfg.detect.denoise if cfg.detect.model else None}
-    for key, value in shipped.items():  # a pose model's metrics come from `posekit evaluate --json`
-        if cfg.codec.name == "center" or not metrics or key not in metrics and key not in ("denoise", "detector_denoise"):
-            continue  # (a metrics file without the noise filter's keys predates it: scored without it)
-        scored = metrics.get(key)
+    for key, value in shipped.items() if metrics and cfg.codec.name != "center" else ():
+        # a pose model's metrics come from `posekit evaluate --json`; one without the noise
+        # filter's keys predates the filter: scored without it
+        scored = metrics.get(key, None if key in ("denoise", "detector_denoise") else value)
         if scored != value:
             raise PosekitError(f"the metrics were scored with {key}={scored!r}, but the model ships with "
                                f"{value!r}")

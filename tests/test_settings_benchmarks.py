@@ -123,8 +123,10 @@ def test_denoise_settings_parse_and_the_choice_is_the_best_mean(monkeypatch):
     parse = denoise["parse_setting"]
     assert parse("off/off") == (None, None) and parse("8/12") == (8.0, 12.0) and parse("5/off") == (5.0, None)
     for bad in ("8", "8/12/3", "0/5", "x/5", "-1/off"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"setting '{bad}'"):
             parse(bad)
+    with pytest.raises(ValueError, match="'x' is not a number or off"):
+        parse("x/5")
     rows = {"off/off": {"mean": 0.41}, "8/off": {"mean": 0.45}, "8/12": {"mean": 0.45}, "5/10": {"mean": 0.44}}
     assert denoise["choose"](rows) == "8/off"  # a tie goes to the setting given first
     import numpy as np
