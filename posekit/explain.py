@@ -142,6 +142,11 @@ def run_explain(image_path, model, joint: str | None, out_path, box=None, denois
     image = read_image(image_path)
     if str(model).lower().endswith(".onnx"):
         raise PosekitError(f"{model}: saliency needs gradients, so a torch checkpoint or shipped model, not an ONNX file")
-    result = saliency(Predictor(model, denoise=denoise), image, joint, box)
+    pred = Predictor(model, denoise=denoise)
+    try:
+        result = saliency(pred, image, joint, box)
+    except PosekitError as e:  # about this image (a box outside it): named, as predict names it
+        label, msg = os.fspath(image_path), str(e)
+        raise PosekitError(msg if msg.startswith(label) else f"{label}: {msg}") from None
     save_rgb(out_path, render(result))
     return {**result, "out": str(out_path)}

@@ -30,8 +30,9 @@ class Pose:
     w, h) the person's box: the detector's or the caller's (None: the whole image);
     ``box_score`` the detector's confidence in it (None: no detector ran, or the caller gave the
     box; 0.0: the detector ran and found nobody, ``box`` None); ``person`` the person's index in
-    the image, in the detector's order (or its track id in a video); ``in_image`` (K,) False for
-    a joint placed outside the image."""
+    the image, in the detector's order (or its track id in a video), None while ``found`` is
+    False (nobody to number, as the record's null); ``in_image`` (K,) False for a joint placed
+    outside the image."""
 
     keypoints: np.ndarray
     scores: np.ndarray
@@ -41,7 +42,7 @@ class Pose:
     found: bool = True
     box: tuple[float, float, float, float] | None = None
     box_score: float | None = None
-    person: int = 0
+    person: int | None = 0  # read as None while not found (the property below)
     names: tuple[str, ...] = JOINT_NAMES
 
     @property
@@ -53,7 +54,7 @@ class Pose:
         """JSON-ready: width, height, person (None when not ``found``: nobody to number), found,
         score, box, box_score and the K joints (name, x, y, score, in_image), numbers rounded."""
         inside = self.in_image
-        return {"width": self.width, "height": self.height, "person": int(self.person) if self.found else None,
+        return {"width": self.width, "height": self.height, "person": None if self.person is None else int(self.person),
                 "found": bool(self.found),
                 "score": round(float(self.score), 4),
                 "box": None if self.box is None else [round(float(v), 2) for v in self.box],
@@ -61,6 +62,20 @@ class Pose:
                 "joints": [{"name": n, "x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4),
                             "in_image": bool(i)}
                            for n, (x, y), s, i in zip(self.names, self.keypoints, self.scores, inside)]}
+
+
+def _get_person(pose: Pose) -> int | None:
+    return pose._person if pose.found else None
+
+
+def _set_person(pose: Pose, value: int | None) -> None:
+    pose._person = value
+
+
+# ``person`` as the record has it: None while the pose is not found, whatever number it was given
+# (a pose is often marked not found after it is made); the number comes back if it is found again.
+# Set after the dataclass is made, so the field (and its default, 0) stays a constructor argument.
+Pose.person = property(_get_person, _set_person, doc="the person's index or track id; None when not found")
 
 
 def reported_poses(pred, image: np.ndarray, people: str = "one", box=None) -> list[Pose]:

@@ -391,30 +391,65 @@ class StreamOutput:
             self.jsonl_tmp = None
 
 
-def declared_duration(path) -> float | None:
-    """The length in seconds a video file's container declares (read with PyAV; None where it
-    gives none): for MP4/MOV its duration, which honours edit lists (a frame count there includes
-    the samples an edit list trims); for others (AVI, ...) the video stream's frame count over its
-    frame rate, as the header states it (their duration is estimated from what is there, so it
-    shrinks with a truncated file)."""
+def declared_length(path) -> tuple[int | None, float | None, float | None]:
+    """What a video file's container declares of its length, read with PyAV: (frames, seconds,
+    slot), each None where it gives none.
+
+    * ``frames``: the frames a whole file decodes to, where the container counts them. AVI: its
+      header's count, in frame slots of ``slot`` seconds each (a chunk left empty for a skipped
+      frame is a slot that decodes to nothing, so the frames decoded are counted by the slot of
+      the last one). MP4/MOV: the samples its index holds, less those an edit list trims (the
+      stream's frame count includes them); None for a fragmented file, which counts none.
+      Other containers with a frame count: that count.
+    * ``seconds``: only where there is no frame count (a fragmented MP4): the video track's
+      duration (which honours edit lists, and leaves out an audio track that runs longer), else
+      the container's; it adds up the fragments that are there, so a file cut between two
+      fragments looks whole. Other containers give none (their duration is estimated from what
+      is there, so it shrinks with a truncated file)."""
     import av
 
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
-                return None
+                return None, None, None
             s = c.streams.video[0]
-            if any(k in c.format.name for k in ("mp4", "mov")):
-                return c.duration / 1e6 if c.duration and c.duration > 0 else None
-            rate = float(s.average_rate or s.guessed_rate or 0)
-            return s.frames / rate if s.frames > 0 and rate > 0 else None
+            mov = any(k in c.format.name for k in ("mp4", "mov"))
+            if s.frames > 0:
+                if "avi" in c.format.name.split(","):
+                    return s.frames, None, float(s.time_base) if s.time_base else None
+                if mov:
+                    index = s.index_entries
+                    kept = sum(not e.is_discard for e in index) if len(index) else 0
+                    return (kept if 0 < kept <= s.frames else s.frames), None, None
+                return s.frames, None, None
+            if not mov:
+                return None, None, None
+            if s.duration and s.duration > 0 and s.time_base:
+                return None, float(s.duration * s.time_base), None
+            return None, (c.duration / 1e6 if c.duration and c.duration > 0 else None), None
     except Exception:  # OpenCV read it; a length PyAV cannot give is no length
-        return None
+        return None, None, None
 
 
-def _key_frame_sizes(path, until: float | None, every: float):
-    """(time in seconds, (width, height)) of a video file's key frames, read with PyAV, one per
-    ``every`` seconds, up to ``until`` seconds (None: the whole file)."""
+# an inter-coded video's key frames closer than this (in seconds) to the last one sampled are
+# skipped, unless they follow a break in the timestamps: at most two decoded per second where key
+# frames come closer together; intra-only video is sampled once per ``every``
+KEY_FRAME_GAP = 0.5
+# decoding times that step forward by more than this are a break (a gap between joined segments)
+TIME_GAP = 1.0
+
+
+def _key_frame_sizes(path, until: float | None, every: float, since: float | None = None):
+    """(time in seconds, (width, height)) of a video file's key frames, read with PyAV, after
+    ``since`` seconds (None: from the start) up to ``until`` (None: to the end). Each sampled key
+    frame is decoded alone: the decoder is drained after it (H.264 holds frames back) and reset,
+    and skips the loop filter (only the size is read). Sampled: the first key frame
+    after a break in the timestamps (decoding times that step back, stand still or jump ahead by
+    over TIME_GAP s, or a key frame shown no later than a frame before it: segments joined);
+    else, for inter-coded video (where a new segment starts at a key frame), every key frame at
+    least KEY_FRAME_GAP s (or ``every``, if less) after the last one sampled; for intra-only
+    video (every frame a key frame), one per ``every`` seconds. Where the timestamps restart,
+    times run on from one frame after the latest so far, as the records' times do."""
     import av
 
     with av.open(str(path)) as c:
@@ -423,54 +458,86 @@ def _key_frame_sizes(path, until: float | None, every: float):
         stream = c.streams.video[0]
         codec, tb, start = stream.codec_context, stream.time_base, stream.start_time or 0
         codec.skip_frame = "NONKEY"
-        due = -math.inf
+        codec.options = {"skip_loop_filter": "all"}  # no deblocking: a quarter less work for H.264
+        gap = every if codec.codec.intra_only else min(every, KEY_FRAME_GAP)
+        step = 1.0 / float(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
+        due, shift, latest, prev_dts, broken = -math.inf, 0.0, -math.inf, None, False
         for packet in c.demux(stream):
-            t = float((packet.pts - start) * tb) if packet.pts is not None and tb else None
-            if not packet.is_keyframe or (t is not None and t < due):
+            dts = t = None
+            if tb:
+                dts = None if packet.dts is None else float((packet.dts - start) * tb)
+                ts = packet.pts if packet.pts is not None else packet.dts
+                t = None if ts is None else float((ts - start) * tb) + shift
+            if dts is not None:
+                broken |= prev_dts is not None and not prev_dts < dts <= prev_dts + TIME_GAP
+                prev_dts = dts
+            if packet.is_keyframe and t is not None and t <= latest:  # timestamps restarted
+                shift, t, broken = shift + latest + step - t, latest + step, True
+            if t is not None:
+                latest = max(latest, t)
+            if not packet.is_keyframe or (t is not None and t < due and not broken):
+                continue
+            if since is not None and (t is None or t <= since):
                 continue
             if until is not None and t is not None and t > until:
                 return
-            due = -math.inf if t is None else t + every
-            for frame in codec.decode(packet):
-                yield (t if frame.pts is None else float(frame.pts * frame.time_base - start * tb)), (frame.width, frame.height)
+            due, broken = (-math.inf if t is None else t + gap), False
+            sizes = [(f.width, f.height) for f in codec.decode(packet)]
+            sizes += [(f.width, f.height) for f in codec.decode(None)]  # drained: no frame held back
+            codec.flush_buffers()  # ready for the next packet
+            for size in sizes:
+                yield t, size
 
 
 def check_one_frame_size(path, label: str, until: float | None = None, every: float = 1.0) -> None:
     """Raise PosekitError when a video file's frame size changes part way (streams joined end to
     end, as MPEG-TS segments can be): OpenCV would scale every frame to the first one's size, and
     the joints would be placed in the wrong pixels. A new frame size starts at a key frame, so
-    key frames alone are decoded, one per ``every`` seconds (for intra-only video, where every
-    frame is one, a sample), up to ``until`` seconds (None: the whole file); a size held for less
-    than that between two samples can be missed. A file PyAV cannot read is let through (OpenCV
-    read it)."""
-    first = None
+    key frames alone are decoded (:func:`_key_frame_sizes`: for inter-coded video each one, and
+    each first one after a break in the timestamps; for intra-only video, where every frame is
+    one, one per ``every`` seconds), up to ``until`` seconds (None: the whole file); a size held
+    for less than the time between two samples can be missed. Once a new size is seen, the key
+    frames since the last sample are decoded, each, to tell when it starts. A file PyAV cannot
+    read is let through (OpenCV read it)."""
+    first, seen = None, None
     try:
         with contextlib.closing(_key_frame_sizes(path, until, every)) as sizes:
             for at, size in sizes:
                 first = first or size
                 if size != first:
                     break
+                seen = at
             else:
                 return
+        if seen is not None and at is not None:  # when it starts: the first key frame at the new size
+            with contextlib.closing(_key_frame_sizes(path, at, 0.0, since=seen)) as sizes:
+                at = next((t for t, s in sizes if s != first), at)
     except Exception:
-        return
+        if first is None or size == first:
+            return
     when = "part way" if at is None else f"by {at:.2f} s"
     raise PosekitError(f"{label}: the frame size changes {when} ({first[0]}x{first[1]}, then {size[0]}x{size[1]}); "
                        "re-encode the video at one size to pose it")
 
 
-def check_complete(path, first: float, last: float, fps: float) -> None:
-    """Raise PosekitError when the frames decoded from a video file (timestamps ``first`` to
-    ``last`` s at ``fps``) stop well before the length its container declares (a truncated or
-    damaged file): ``<path>: truncated: frames up to <t> s of <length> s decoded``. A shortfall
-    up to 0.5 s, 2 % of the length or 3 frames is let through (a container's length also covers
-    its audio, and a decoder may drop a last frame)."""
-    length = declared_duration(path)
+def check_complete(path, decoded: int, first: float, last: float, fps: float) -> None:
+    """Raise PosekitError when the ``decoded`` frames of a video file (timestamps ``first`` to
+    ``last`` s at ``fps``) stop before the end its container declares (a truncated or damaged
+    file; :func:`declared_length`). Where it counts its frames: ``<path>: truncated: <decoded> of
+    <frames> frames decoded``, when more than one is missing (a decoder may drop a last frame).
+    Where it gives only a length in seconds: ``<path>: truncated: frames up to <t> s of <length> s
+    decoded``, when the shortfall is more than 0.5 s, 2 % of the length and 3 frames."""
+    frames, length, slot = declared_length(path)
+    if frames is not None:
+        reached = max(decoded, round(last / slot) + 1) if slot and math.isfinite(last) else decoded
+        if reached < frames - 1:
+            raise PosekitError(f"{path}: truncated: {decoded} of {frames} frames decoded")
+        return
     if length is None:
         return
-    decoded = last - first + 1.0 / max(fps, 1e-6)
-    if decoded < length - max(0.5, 0.02 * length, 3.0 / max(fps, 1e-6)):
-        raise PosekitError(f"{path}: truncated: frames up to {decoded:.2f} s of {length:.2f} s decoded")
+    span = last - first + 1.0 / max(fps, 1e-6)
+    if span < length - max(0.5, 0.02 * length, 3.0 / max(fps, 1e-6)):
+        raise PosekitError(f"{path}: truncated: frames up to {span:.2f} s of {length:.2f} s decoded")
 
 
 def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, draw: bool, emit,
@@ -480,8 +547,9 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
 
     Raises PosekitError for a source with no readable frame, for a video file whose frame size
     changes part way (:func:`check_one_frame_size`, before any frame), and for one that ends
-    well before the length its container declares (:func:`check_complete`; checked where the
-    container gives a length and ``max_frames`` did not stop it first). As for any error midway
+    before the frames its container declares (:func:`check_complete`: ``<path>: truncated: 7 of
+    12 frames decoded``; checked where the container gives a frame count, or else a length in
+    seconds, and ``max_frames`` did not stop it first). As for any error midway
     (Ctrl-C on a file too), the records already passed to ``emit`` stay there, and no
     ``<name>.jsonl`` or ``<name>_pose.mp4`` is written (an earlier one is left as it was).
 
@@ -518,7 +586,7 @@ def predict_stream(poser: FramePoser, source, name: str, out_dir: Path | None, d
         if n == 0:
             raise PosekitError(f"{label}: no frames could be read")
         if not live and (max_frames is None or n < max_frames):
-            check_complete(source, first, last, fps)
+            check_complete(source, n, first, last, fps)
         out.finish()
     finally:
         cap.release()

@@ -485,3 +485,45 @@ def test_a_broken_link_in_an_output_path_is_named(tmp_path):
         check_output_file(tmp_path / "dangling" / "q.npz", "--out")
     with pytest.raises(PosekitError, match=r"--out cannot be created: .*dangling is a broken link"):
         check_writable_folder(tmp_path / "dangling" / "sub", "--out")
+
+
+def test_options_may_come_between_inputs(tmp_path, capsys, monkeypatch):
+    """`predict a.png --json b.png` poses both (it said "unrecognized arguments: b.png" with the
+    top-level usage); train's KEY=VALUE overrides mix with options too; an unknown option is
+    still refused in one line, exit code 2."""
+    import posekit.cli.predict as cp
+    from posekit.cli import build_parser
+
+    monkeypatch.setattr(cp, "Predictor", lambda **k: _Scene())
+    bright, dark, _clip = _scene_inputs(tmp_path)
+    assert main(["predict", bright, "--json", dark, "--people", "all"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in recs] == [bright, bright, dark]
+    args = build_parser().parse_args(["train", "--config", "c.yaml", "train.lr=0.1", "--epochs", "3", "data.x=1"])
+    assert args.overrides == ["train.lr=0.1", "data.x=1"] and args.epochs == 3
+    with pytest.raises(SystemExit) as e:
+        main(["predict", bright, "--bogus", dark])
+    assert e.value.code == 2 and "posekit: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_no_person_line_never_reads_score_equal_to_threshold():
+    """A score under the threshold reads as under it: 0.3152 against 0.32 printed "score 0.32,
+    threshold 0.32" (no person found at a score equal to the threshold). As many digits as it
+    takes, 2 when they suffice."""
+    from posekit.cli.predict import text_line
+
+    rec = {"image": "a.jpg", "found": False, "score": 0.3152}
+    assert text_line(rec, 0.32) == "a.jpg: no person found (score 0.315, threshold 0.32)"
+    assert text_line({**rec, "score": 0.2996}, 0.3) == "a.jpg: no person found (score 0.2996, threshold 0.30)"
+    assert text_line({**rec, "score": 0.12}, 0.3) == "a.jpg: no person found (score 0.12, threshold 0.30)"
+    assert text_line({**rec, "score": 0.3248}, 0.3245).endswith("(score 0.32, threshold 0.32, but no person detected)")
+
+
+def test_readable_line_has_one_format_with_or_without_a_detector(capsys):
+    """`photo.jpg person 0: person score ...` whether the detector found the person, a box was
+    given or there is no detector (the last two printed `photo.jpg: person score ...`)."""
+    lines = []
+    for extra in ([], ["--box", "20,20,100,150"], ["--detector", "off"]):
+        assert main(["predict", "examples/lsp_im1003.jpg", "--model", "posekit-lsp-fast", *extra]) == 0
+        lines.append(capsys.readouterr().out.strip())
+    assert all(line.startswith("examples/lsp_im1003.jpg person 0: person score 0.") for line in lines), lines

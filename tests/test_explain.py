@@ -232,3 +232,13 @@ def test_explain_and_the_teacher_read_a_noisy_photo_as_predict_does(tmp_path):
         assert np.allclose(got, Predictor("posekit-lsp", denoise=denoise).predict(rgb).keypoints, atol=1e-3)
     assert build_parser().parse_args(["explain", str(path), "--out", str(out), "--no-denoise"]).denoise is False
     assert build_parser().parse_args(["data", "teacher", "--out", "t.npz", "--no-denoise"]).denoise is False
+
+
+def test_explain_errors_name_the_image(tmp_path, capsys):
+    """As ``posekit predict``: an error about the image (a box outside it) names the image."""
+    from posekit.cli import main
+
+    assert main(["explain", IMAGE, "--box", "5000,5000,20,20", "--out", str(tmp_path / "sal.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"posekit: error: {IMAGE}: box ") and "outside" in err[0], err
+    assert not (tmp_path / "sal.png").exists()

@@ -693,3 +693,93 @@ def test_write_json_writes_a_whole_report_or_nothing(tmp_path):
     assert text.endswith("}\n") and json.loads(text) == {"pck": 0.5, "rows": [1, 2]} and '\n "pck"' in text
     write_json(None, {"x": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_a_float_tiff_is_unsupported_not_corrupt(tmp_path, capsys):
+    """A valid 32-bit float TIFF was "truncated or corrupt TIFF data" (CLI exit 2, server 400):
+    it is a valid file of a kind posekit does not read, said as for a PIL image of mode 'F'."""
+    import re
+
+    from PIL import Image
+
+    from posekit.data.images import ImageError, as_rgb, decode_image
+
+    depth = np.linspace(0, 1, 40 * 60, dtype=np.float32).reshape(40, 60)
+    path = tmp_path / "depth.tif"
+    Image.fromarray(depth).save(path)
+    assert Image.open(path).mode == "F"
+    want = "32-bit float pixels (PIL mode 'F') are not supported; convert the image to 8-bit RGB"
+    assert main(["predict", str(path), "--model", "posekit-lsp-fast"]) == 2
+    _one_line_error(capsys, f"{path}: {want}")
+    with pytest.raises(ImageError, match=re.escape(f"upload: {want}")) as e:
+        decode_image(path.read_bytes(), "upload")
+    assert e.value.kind == "not_image"  # the server's 415, as for other kinds it does not read
+    with pytest.raises(PosekitError, match=re.escape(f"image: {want}")):
+        as_rgb(Image.fromarray(depth))
+
+
+def test_16bit_arrays_and_pil_images_are_read_as_16bit_files(tmp_path):
+    """A uint16 array and a PIL 'I;16' image were refused, though a 16-bit PNG of the same pixels
+    is read (top 8 bits): every input goes through the same door, to the same pose."""
+    from PIL import Image
+
+    from posekit.data.images import as_rgb, read_image
+    from posekit.predict import Predictor
+
+    rgb = read_image(EXAMPLE)
+    rng = np.random.default_rng(0)
+    grey16 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) << 8 | rng.integers(0, 256, rgb.shape[:2], np.uint16)
+    rgb16 = rgb.astype(np.uint16) << 8 | rng.integers(0, 256, rgb.shape, np.uint16)
+    grey_png, rgb_png = tmp_path / "grey16.png", tmp_path / "rgb16.png"
+    Image.fromarray(grey16).save(grey_png)
+    assert cv2.imwrite(str(rgb_png), rgb16[..., ::-1]) and Image.open(grey_png).mode == "I;16"
+    np.testing.assert_array_equal(as_rgb(grey16), read_image(grey_png))
+    np.testing.assert_array_equal(as_rgb(rgb16), read_image(rgb_png))
+    pred = Predictor("posekit-lsp-fast")
+    want = pred.predict(grey_png).keypoints
+    for other in (grey16, grey16[..., None], Image.open(grey_png)):
+        np.testing.assert_allclose(pred.predict(other).keypoints, want, atol=1e-4)
+    want = pred.predict(rgb_png).keypoints
+    np.testing.assert_allclose(pred.predict(rgb16).keypoints, want, atol=1e-4)
+    np.testing.assert_allclose(pred.predict(rgb16[..., ::-1], color="BGR").keypoints, want, atol=1e-4)
+
+
+def test_serve_help_lists_every_route(capsys):
+    """`posekit serve --help` names every API route the server has (GET /v1/skeleton was missing)."""
+    from fastapi.routing import APIRoute
+
+    from posekit.serve import create_app
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    routes = [f"{m} {r.path}" for r in create_app(predictor=object()).routes
+              if isinstance(r, APIRoute) and r.include_in_schema for m in r.methods]
+    assert "GET /v1/skeleton" in routes and "POST /v1/pose" in routes
+    for route in [*routes, "GET /openapi.json", "/docs", "a page at /"]:
+        assert route in text, route
+
+
+def test_serve_on_port_0_takes_a_free_port_and_says_which(capsys, monkeypatch):
+    """`--port 0` was refused (expected 1-65535); it is any free port, as uvicorn's, and the first
+    line printed gives the one chosen, the port the server's socket is bound to."""
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from posekit.serve import app as serve_app
+
+    called = []
+    monkeypatch.setattr(serve_app, "run", lambda **kw: called.append(kw))
+    assert main(["serve", "--port", "0"]) == 0 and called[0]["port"] == 0
+    monkeypatch.undo()
+    served = []
+    monkeypatch.setattr(serve_app, "create_app", lambda **kw: SimpleNamespace(state=SimpleNamespace(
+        predictor=SimpleNamespace(name="stub"))))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(sockets[0].getsockname()))
+    serve_app.run(host="127.0.0.1", port=0)
+    host, port = served[0]
+    assert host == "127.0.0.1" and port > 0
+    assert capsys.readouterr().out.startswith(f"posekit serve: http://127.0.0.1:{port}/ ")
+    assert main(["serve", "--port", "-1"]) == 2
+    _one_line_error(capsys, "--port -1: expected 1-65535, or 0 for any free port")

@@ -467,3 +467,21 @@ def test_wrong_kinds_of_arguments_are_one_line_errors():
         Predictor("posekit-lsp-fast", detector=pred)
     frames = (np.zeros((64, 48, 3), np.uint8) for _ in range(2))
     assert len(pred.predict_batch(frames)) == 2
+
+
+def test_person_is_none_when_nobody_is_found():
+    """``Pose.person`` agrees with the record: None when nobody is found (predict and
+    predict_people's one-person answer, with and without a detector; a pose marked not found after
+    it was made), not 0, the number a found pose would have; a found pose keeps its number."""
+    from posekit.inference import Pose
+
+    blank = np.zeros((64, 64, 3), np.uint8)
+    for pred in (Predictor("posekit-lsp-fast"), Predictor("posekit-lsp-fast", detector=False)):
+        people, one = pred.predict_people(blank)
+        for pose in (pred.predict(blank), one):
+            assert not pose.found and pose.person is None and pose.to_dict()["person"] is None
+        assert people == []
+    pose = Pose(np.zeros((14, 2)), np.full(14, 0.8), 64, 64, score=0.8, person=2)
+    assert pose.person == 2 and pose.to_dict()["person"] == 2
+    pose.found = False  # as the Predictor marks its best candidate when nobody is found
+    assert pose.person is None and pose.to_dict()["person"] is None

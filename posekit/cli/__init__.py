@@ -24,6 +24,22 @@ THRESHOLD_HELP = ("person score in [0, 1] under which the answer is 'no person f
 MODEL_HELP = "shipped model name, checkpoint file, run folder or (with --backend onnx) .onnx file"
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose options may come between its positional arguments
+    (``posekit predict a.png --json b.png``): argparse's intermixed parsing, which the top-level
+    parser cannot do itself (it has subcommands). A parser with subcommands of its own
+    (``data``) parses as usual."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or getattr(self, "_intermixing", False):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls parse_known_args twice
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def refine_arg(text: str) -> list[float] | bool:
     """``--refine`` and ``--box-margins``: a margin in [0, 2], comma-separated margins (at most 8),
     or off."""
@@ -183,10 +199,12 @@ def _add_explain(sub) -> None:
 
 def _add_serve(sub) -> None:
     sv = sub.add_parser("serve", help="HTTP API + web page (FastAPI, uvicorn)",
-                        description="POST /v1/pose, GET /healthz, GET /v1/models, OpenAPI at /docs, a page at /.")
+                        description="POST /v1/pose, GET /healthz, GET /v1/models, GET /v1/skeleton, OpenAPI at /docs "
+                        "(its schema at GET /openapi.json), a page at /.")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    sv.add_argument("--port", type=int, default=8000,
+                    help="TCP port to listen on (default 8000; 0: any free port, the one chosen is printed)")
     sv.add_argument("--model", default="posekit-lsp", help=MODEL_HELP)
     sv.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     sv.add_argument("--max-mb", type=float, default=10.0, help="largest upload in MiB (413 above)")
@@ -269,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posekit", description="Human pose estimation (14 Leeds Sports Pose joints): "
                                 "train, evaluate and run models.")
     p.add_argument("--version", action="version", version=f"posekit {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_serve, _add_export, _add_data):
         add(sub)
     return p

@@ -144,8 +144,8 @@ def cmd_explain(args) -> int:
 def cmd_serve(args) -> int:
     from posekit.serve.app import run
 
-    if not 0 < args.port < 65536:
-        raise PosekitError(f"--port {args.port}: expected 1-65535")
+    if not 0 <= args.port < 65536:
+        raise PosekitError(f"--port {args.port}: expected 1-65535, or 0 for any free port")
     if args.max_mb <= 0 or args.max_pixels <= 0 or args.workers < 1 or args.queue < 0:
         raise PosekitError("--max-mb and --max-pixels must be positive, --workers >= 1, --queue >= 0")
     check_port_free(args.host, args.port)
@@ -160,20 +160,9 @@ def cmd_serve(args) -> int:
 
 def check_port_free(host: str, port: int) -> None:
     """Refuse, before the model loads, a host that does not resolve or a port already in use."""
-    import socket
+    from posekit.serve.app import bind_socket
 
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise PosekitError(f"--host {host}: not an address of this machine") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            sock.bind(addr)
-        except OSError as e:
-            raise PosekitError(f"{host}:{port}: cannot listen there ({e.strerror}); "
-                               "choose another --port or stop the program using it") from None
+    bind_socket(host, port).close()
 
 
 def cmd_export(args) -> int:

@@ -79,16 +79,28 @@ def csv_fields(rec: dict) -> dict:
     return row
 
 
+def score_against(score: float, threshold: float) -> tuple[str, str]:
+    """A score and the threshold it is held to, as text: 2 decimals, or as many more (up to 4) as
+    it takes for a score under the threshold to read as under it (0.3152 against 0.32: "0.315"
+    and "0.32", not "0.32" and "0.32"), the threshold's trailing zeros dropped past 2 decimals."""
+    for d in (2, 3, 4):
+        s, t = f"{score:.{d}f}", f"{threshold:.{d}f}"
+        if (float(s) < float(t)) == (score < threshold):
+            break
+    return s, t[:len(t) - d + 2] + t[len(t) - d + 2:].rstrip("0")
+
+
 def text_line(rec: dict, threshold: float) -> str:
-    """The readable line of a record: the joints as name=x,y (``(outside)`` for a joint placed
-    outside the image), or "no person found" with the score and the threshold (and, when the
-    score reached the threshold, that no person was detected: a person must be both)."""
+    """The readable line of a record: where (image, frame, person), the person score and the
+    joints as name=x,y (``(outside)`` for a joint placed outside the image), or "no person found"
+    with the score and the threshold (and, when the score reached the threshold, that no person
+    was detected: a person must be both)."""
     where = rec["image"] + (f" frame {rec['frame']}" if "frame" in rec else "")
     if not rec["found"]:
         why = ", but no person detected" if rec["score"] >= threshold else ""
-        return f"{where}: no person found (score {rec['score']:.2f}, threshold {threshold:.2f}{why})"
-    if rec.get("box_score") is not None:
-        where += f" person {rec['person']}"
+        score, limit = score_against(rec["score"], threshold)
+        return f"{where}: no person found (score {score}, threshold {limit}{why})"
+    where += f" person {rec['person']}"
     joints = " ".join(f"{j['name']}={j['x']:.0f},{j['y']:.0f}{'' if j['in_image'] else '(outside)'}"
                       for j in rec["joints"])
     return f"{where}: person score {rec['score']:.2f}  {joints}"

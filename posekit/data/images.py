@@ -74,8 +74,8 @@ def check_size(width: int, height: int, source: str = "image", max_pixels: int |
 
 
 def _header(data: bytes, source: str):
-    """(format, width, height, EXIF orientation, has an alpha channel) from the header, without
-    decoding the pixels."""
+    """(format, width, height, EXIF orientation, PIL mode) from the header, without decoding the
+    pixels."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -88,7 +88,7 @@ def _header(data: bytes, source: str):
                     orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
                 except Exception:  # a damaged EXIF block: show the pixels as stored
                     orientation = 1
-                return im.format, w, h, orientation, "A" in im.mode or "a" in im.mode
+                return im.format, w, h, orientation, im.mode
     except UnidentifiedImageError:
         if data[:2] == _JPEG_SOI:
             raise ImageError(f"{source}: truncated or corrupt JPEG (its header is cut short or damaged)",
@@ -106,6 +106,23 @@ def _header(data: bytes, source: str):
             raise ImageError(f"{source}: truncated or corrupt JPEG (its header is cut short or damaged)",
                              "corrupt") from None
         raise ImageError(f"{source}: corrupt image header ({type(e).__name__})", "corrupt") from None
+
+
+UNSUPPORTED_MODES = {"F": "32-bit float", "I": "32-bit integer"}  # PIL modes of pixels posekit does not read
+
+
+def check_mode(mode: str, source: str = "image") -> None:
+    """Refuse pixels of a kind posekit does not read (PIL ``mode`` 'F', 'I': 32-bit float or
+    integer samples), a file's or a PIL image's alike, as ``not_image``."""
+    if mode in UNSUPPORTED_MODES:
+        raise ImageError(f"{source}: {UNSUPPORTED_MODES[mode]} pixels (PIL mode {mode!r}) are not supported; "
+                         "convert the image to 8-bit RGB", "not_image")
+
+
+def from_16bit(samples) -> np.ndarray:
+    """16-bit samples as uint8: their top 8 bits, as a 16-bit PNG file is read (grey or colour),
+    whether they come in a file, an array or a PIL image."""
+    return (np.asarray(samples).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
 
 
 def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -142,8 +159,7 @@ def _decode_png(data: bytes, source: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey
-                grey = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-                return np.repeat(grey[..., None], 3, axis=2)
+                return np.repeat(from_16bit(im)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except Exception as e:
         raise ImageError(f"{source}: truncated or corrupt PNG data ({type(e).__name__}: {e})", "corrupt") from None
@@ -188,8 +204,11 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
     :func:`check_size`. Raises :class:`ImageError` (one line naming ``source``)."""
     if len(data) == 0:
         raise ImageError(f"{source}: empty file", "empty")
-    fmt, w, h, orientation, alpha = _header(data, source)
+    fmt, w, h, orientation, mode = _header(data, source)
     check_size(w, h, source, max_pixels)
+    if fmt in OPENCV_FORMATS:  # a 32-bit float or integer TIFF: valid, but not a kind posekit reads
+        check_mode(mode, source)
+    alpha = "A" in mode or "a" in mode
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it (phones, stereo cameras): the first
         img = _decode_jpeg(data, source, orientation)
     elif fmt == "PNG":
@@ -227,7 +246,9 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 def as_rgb(image, color: str = "RGB", source: str = "image", max_pixels: int | None = None) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path, encoded bytes, a PIL image, or a numpy array that
     is RGB (``color="RGB"``) or BGR (``color="BGR"``, as OpenCV reads). Grey (H, W), (H, W, 1) and
-    RGBA/BGRA (H, W, 4) arrays are converted. Every kind goes through :func:`check_size`.
+    RGBA/BGRA (H, W, 4) arrays are converted; 16-bit ones (uint16 arrays, PIL 'I;16' images) keep
+    their top 8 bits, as a 16-bit PNG file does (:func:`from_16bit`). Every kind goes through
+    :func:`check_size`, and a PIL image through :func:`check_mode` as a file does.
 
     Raises DataError / :class:`ImageError` (one line) for anything else."""
     if color not in ("RGB", "BGR"):
@@ -239,15 +260,16 @@ def as_rgb(image, color: str = "RGB", source: str = "image", max_pixels: int | N
     if type(image).__module__.startswith("PIL."):
         from PIL import ImageOps
 
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            raise DataError(f"{source}: PIL image mode {image.mode!r} (16-bit or float) is not supported; "
-                            "convert it to 8-bit RGB")
         check_size(*image.size, source, max_pixels)
-        image = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        color = "RGB"
+        check_mode(image.mode, source)
+        image = ImageOps.exif_transpose(image)
+        sixteen = image.mode in ("I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey: converted below
+        image, color = np.asarray(image if sixteen else image.convert("RGB")), "RGB"
     img = np.asarray(image)
+    if img.dtype.kind == "u" and img.dtype.itemsize == 2:  # 16-bit samples, as a 16-bit PNG file's
+        img = from_16bit(img)
     if img.dtype != np.uint8:
-        raise DataError(f"{source}: image must be a uint8 array, got {img.dtype}")
+        raise DataError(f"{source}: image must be a uint8 or uint16 array, got {img.dtype}")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim == 2:

@@ -279,9 +279,36 @@ def pose_answer(shape, poses: list, pred, seconds: float) -> dict:
             "threshold": pred.threshold, "people": people, "latency_ms": round(seconds * 1e3, 2)}
 
 
+def bind_socket(host: str, port: int):
+    """A TCP socket bound to ``host``:``port`` (0: any free port), as uvicorn binds one. Raises
+    PosekitError (one line) for a host that does not resolve or a port already in use."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise PosekitError(f"--host {host}: not an address of this machine") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise PosekitError(f"{host}:{port}: cannot listen there ({e.strerror}); "
+                           "choose another --port or stop the program using it") from None
+    return sock
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, **kw) -> None:
+    """Serve :func:`create_app`'s app (``kw``) on ``host``:``port``; port 0: any free port, the one
+    chosen printed in the first line."""
     import uvicorn
 
     app = create_app(**kw)
-    print(f"posekit serve: http://{host}:{port}/  (API docs at /docs; model {app.state.predictor.name})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    sock = bind_socket(host, port)
+    port = sock.getsockname()[1]
+    print(f"posekit serve: http://{host}:{port}/  (API docs at /docs; model {app.state.predictor.name}; "
+          "Ctrl-C to stop)", flush=True)
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(sockets=[sock])

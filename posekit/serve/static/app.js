@@ -30,6 +30,16 @@ function setStatus(text, isError) {
 }
 
 const num = (v, digits) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
+// A score and the threshold it is held to, as posekit predict prints them: 2 decimals, or as many
+// more (up to 4) as it takes for a score under the threshold to read as under it (0.3152 against
+// 0.32: "0.315" and "0.32", not "0.32" and "0.32"), the threshold's trailing zeros dropped past 2.
+function scoreAgainst(score, threshold) {
+  if (!Number.isFinite(score) || !Number.isFinite(threshold)) return [num(score, 2), num(threshold, 2)];
+  let d = 2;
+  while (d < 4 && (Number(score.toFixed(d)) < Number(threshold.toFixed(d))) !== (score < threshold)) d += 1;
+  const t = threshold.toFixed(d);
+  return [score.toFixed(d), t.slice(0, t.length - d + 2) + t.slice(t.length - d + 2).replace(/0+$/, "")];
+}
 const isLow = (joint) => !(joint.score >= skeleton.low_score);
 // a person's number is the answer's own "person" (0, 1, ...: the API's and the CLI's numbering)
 const personIndex = (person, i) => (Number.isInteger(person.person) ? person.person : i);
@@ -148,7 +158,8 @@ function describe(result, people) {
   if (!people.length) {
     // a person must both be detected and reach the threshold: a score at or over it means nobody was detected
     const why = result.score >= result.threshold ? ", but no person detected" : "";
-    return `No person found (score ${num(result.score, 2)}, threshold ${num(result.threshold, 2)}${why})`;
+    const [score, threshold] = scoreAgainst(result.score, result.threshold);
+    return `No person found (score ${score}, threshold ${threshold}${why})`;
   }
   const who = people.length === 1
     ? (Number.isFinite(people[0].score) ? `1 person (score ${num(people[0].score, 2)})` : "1 person")
