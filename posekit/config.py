@@ -218,9 +218,9 @@ class VideoConfig(Section):
 
     smooth: bool = True
     box_min_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: One-Euro smoothing of the detected person box (one person)
-    box_beta: float = Field(0.05, ge=0, le=10)  # the box filter's speed coefficient
-    min_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the filter's cutoff at rest (lower: smoother, more lag)
-    beta: float = Field(0.05, ge=0, le=10)  # how fast the cutoff rises with speed (per pixel/s)
+    box_beta: float = Field(20.0, ge=0, le=1000)  # the box filter's speed coefficient (per box size per second)
+    min_cutoff: float = Field(4.0, gt=0, le=100)  # Hz: the filter's cutoff at rest (lower: smoother, more lag)
+    beta: float = Field(10.0, ge=0, le=1000)  # how fast the cutoff rises with speed (per person size per second)
     d_cutoff: float = Field(1.0, gt=0, le=100)  # Hz: the cutoff of the speed estimate
     track_iou: Fraction = 0.3  # a box continues a track when it overlaps its last box at least this much
     max_age: int = Field(10, ge=0, le=1000)  # frames a track survives unseen

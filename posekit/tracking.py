@@ -60,8 +60,11 @@ def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
 
 class OneEuroFilter:
     """A One-Euro filter over arrays of any shape (e.g. (K, 2) joints): ``min_cutoff`` (Hz) sets
-    the smoothing at rest, ``beta`` how fast the cutoff rises with speed (per pixel/s),
-    ``d_cutoff`` (Hz) the smoothing of the speed estimate."""
+    the smoothing at rest, ``beta`` how fast the cutoff rises with speed, ``d_cutoff`` (Hz) the
+    smoothing of the speed estimate. Speeds are read in units of the ``scale`` given with each
+    value (per second): the tracked object's size in pixels makes ``beta`` independent of the
+    image's resolution (as MediaPipe's landmark filter scales speed by the object's size); 1 reads
+    them in pixels per second."""
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0):
         if min_cutoff <= 0 or beta < 0 or d_cutoff <= 0:
@@ -69,8 +72,9 @@ class OneEuroFilter:
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.x = self.dx = self.t = None
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
-        """The filtered value of ``x`` at time ``t`` (s; increasing). Non-finite entries pass through."""
+    def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        """The filtered value of ``x`` at time ``t`` (s; increasing), speeds read per ``scale``
+        (> 0; a non-finite or non-positive scale reads 1). Non-finite entries pass through."""
         x = np.asarray(x, np.float64)
         if self.x is None or t <= self.t:
             self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
@@ -78,17 +82,30 @@ class OneEuroFilter:
         dt = t - self.t
         dx = (x - self.x) / dt
         self.dx = self.dx + _alpha(self.d_cutoff, dt) * (dx - self.dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
+        scale = float(scale) if math.isfinite(scale) and scale > 0 else 1.0
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx) / scale
         out = self.x + _alpha(cutoff, dt) * (x - self.x)
         out = np.where(np.isfinite(out), out, x)
         self.x, self.t = out, t
         return out.copy()
 
 
+def object_scale(points: np.ndarray) -> float:
+    """The size (pixels) of a set of points (K, 2): the mean of its bounding box's width and
+    height over the finite points (MediaPipe's object scale for landmark smoothing); NaN with
+    fewer than two."""
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    p = p[np.isfinite(p).all(1)]
+    if len(p) < 2:
+        return float("nan")
+    ext = p.max(0) - p.min(0)
+    return float(ext.mean())
+
+
 class BoxSmoother:
     """One person's box (x, y, w, h) over frames through a :class:`OneEuroFilter` on its centre
-    and size; a box overlapping the last smoothed one by less than ``restart_iou`` (another
-    person, a cut) restarts the filter."""
+    and size, speeds read per box size (the mean of its width and height); a box overlapping the
+    last smoothed one by less than ``restart_iou`` (another person, a cut) restarts the filter."""
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, restart_iou: float = 0.3):
         self.params, self.restart_iou = (min_cutoff, beta), float(restart_iou)
@@ -103,7 +120,7 @@ class BoxSmoother:
         b = np.asarray(box, np.float64).reshape(4)
         if self.last is not None and box_iou(b[None], self.last[None])[0, 0] < self.restart_iou:
             self.reset()
-        c = self.filter(np.array([b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3]]), t)
+        c = self.filter(np.array([b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3]]), t, (b[2] + b[3]) / 2)
         self.last = np.array([c[0] - c[2] / 2, c[1] - c[3] / 2, c[2], c[3]])
         return self.last.copy()
 
@@ -209,8 +226,9 @@ class Tracker:
                 ids[rows[i]] = t.id
 
     def smoothed(self, track_id: int, keypoints: np.ndarray, t: float) -> np.ndarray:
-        """Track ``track_id``'s joints (K, 2) at time ``t``, through its filter (as given without one)."""
+        """Track ``track_id``'s joints (K, 2) at time ``t``, through its filter (as given without
+        one), speeds read per the pose's size (:func:`object_scale`)."""
         for tr in self.tracks:
             if tr.id == track_id and tr.smoother is not None:
-                return tr.smoother(keypoints, t)
+                return tr.smoother(keypoints, t, object_scale(keypoints))
         return np.asarray(keypoints, np.float64)

@@ -148,9 +148,9 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
     legend ("person 0", as the records number people). One person drawn: limbs and joints
     coloured by side. Several: each person's limbs in its own colour, joints still by side. Each
     box is a thin rectangle in its person's colour. Low-score joints are hollow rings with dashed
-    limbs. ``legend`` adds a key in the top-left corner (sides, low confidence, and the people
-    when several), under the drawing: it never hides a joint or a limb. When no pose is found the
-    copy is returned untouched."""
+    limbs. ``legend`` adds a key in the corner holding the fewest joints (the top-left one among
+    equals: sides, low confidence, and the people when several), under the drawing: it never
+    hides a joint or a limb. When no pose is found the copy is returned untouched."""
     out = _as_rgb(image)
     drawn = []  # (pose, person number, colour)
     for i, p in enumerate(poses):
@@ -166,7 +166,7 @@ def draw_poses(image, poses, legend: bool = True) -> np.ndarray:
                    ("low confidence", _LEGEND_INK, "ring")]
         if several:
             entries += [(f"person {k}", pc, "line") for _p, k, pc in drawn]
-        _legend(out, entries)
+        _legend(out, entries, np.concatenate([p.keypoints for p, _k, _pc in drawn]))
     for p, _k, pc in drawn:
         if p.box is not None:
             x, y, w, h = _box(p.box)
@@ -182,10 +182,12 @@ _LEGEND_WIDTH = 0.25  # at most this share of the picture's width, while the let
 _LEGEND_MIN_SCALE = 0.25  # OpenCV's Hershey font scale under which the labels cannot be read
 
 
-def _legend(img: np.ndarray, entries) -> None:
-    """Tiny legend in the top-left corner, in place, on a see-through white panel (drawn before
-    what it explains, so that drawing stays on top). ``entries``: (label, RGB) or (label, RGB,
-    mark) with mark "box" (filled square, the default), "ring" (hollow circle) or "line"."""
+def _legend(img: np.ndarray, entries, points=None) -> None:
+    """Tiny legend in a corner, in place, on a see-through white panel (drawn before what it
+    explains, so that drawing stays on top). ``entries``: (label, RGB) or (label, RGB, mark) with
+    mark "box" (filled square, the default), "ring" (hollow circle) or "line". ``points`` (N, 2)
+    pixels (the joints drawn): the panel goes to the corner covering the fewest of them, the
+    top-left one among equals (and without points)."""
     s = max(img.shape[:2])
     scale = max(0.3, s / 900)
     th = max(1, round(s / 450))
@@ -203,25 +205,42 @@ def _legend(img: np.ndarray, entries) -> None:
         scale = max(_LEGEND_MIN_SCALE, scale * _LEGEND_WIDTH * img.shape[1] / w)
         tw, tht, base, box, gap, w = sizes(scale)
     h = gap + len(entries) * (tht + base + gap)
-    panel = img[:h + 1, :w + 1]
+    x0, y0 = _legend_corner(img.shape, w + 1, h + 1, points)
+    panel = img[y0:y0 + h + 1, x0:x0 + w + 1]
     panel[:] = cv2.addWeighted(panel, 1 - _LEGEND_PANEL, np.full_like(panel, 255), _LEGEND_PANEL, 0)
     for i, (label, col, *mark) in enumerate(entries):
         col, mark = tuple(map(int, col)), (mark[0] if mark else "box")
-        y = gap + i * (tht + base + gap)
+        x, y = x0 + gap, y0 + gap + i * (tht + base + gap)
         if mark == "ring":
-            cv2.circle(img, (gap + box // 2, y + box // 2), max(1, box // 2), col, max(1, box // 5), cv2.LINE_AA)
+            cv2.circle(img, (x + box // 2, y + box // 2), max(1, box // 2), col, max(1, box // 5), cv2.LINE_AA)
         elif mark == "line":
-            cv2.line(img, (gap, y + box // 2), (gap + box, y + box // 2), col, max(1, box // 4), cv2.LINE_AA)
+            cv2.line(img, (x, y + box // 2), (x + box, y + box // 2), col, max(1, box // 4), cv2.LINE_AA)
         else:
-            cv2.rectangle(img, (gap, y), (gap + box, y + box), col, -1)
-        cv2.putText(img, label, (2 * gap + box, y + tht), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th, cv2.LINE_AA)
+            cv2.rectangle(img, (x, y), (x + box, y + box), col, -1)
+        cv2.putText(img, label, (x + gap + box, y + tht), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th, cv2.LINE_AA)
+
+
+def _legend_corner(shape, w: int, h: int, points=None) -> tuple[int, int]:
+    """The top-left pixel (x, y) of a ``w`` x ``h`` panel in the corner of an image of ``shape``
+    that covers the fewest of ``points`` (N, 2): top-left, top-right, bottom-left, bottom-right,
+    the first among equals."""
+    ih, iw = shape[:2]
+    corners = [(0, 0), (max(0, iw - w), 0), (0, max(0, ih - h)), (max(0, iw - w), max(0, ih - h))]
+    if points is None or not len(points):
+        return corners[0]
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    p = p[np.isfinite(p).all(1)]
+    covered = [int(((p[:, 0] >= x) & (p[:, 0] < x + w) & (p[:, 1] >= y) & (p[:, 1] < y + h)).sum()) for x, y in corners]
+    return corners[int(np.argmin(covered))]
 
 
 def draw_comparison(image, pred, gt, mask=None) -> np.ndarray:
     """Ground truth in green, prediction in red (drawn on top), with a small legend under both.
     ``mask`` hides unannotated ground-truth joints; the prediction is drawn for all finite joints."""
     out = _as_rgb(image)
-    _legend(out, (("GT", GT_COLOR), ("pred", PRED_COLOR)))
+    truth = np.asarray(gt, np.float64).reshape(-1, 2)
+    shown = truth if mask is None else truth[np.asarray(mask, bool).reshape(-1)]
+    _legend(out, (("GT", GT_COLOR), ("pred", PRED_COLOR)), np.concatenate([np.asarray(pred, np.float64).reshape(-1, 2), shown]))
     out = draw_pose(out, gt, mask, color=GT_COLOR)
     return draw_pose(out, pred, None, color=PRED_COLOR)
 

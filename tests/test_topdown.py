@@ -288,6 +288,32 @@ def test_one_euro_filter_smooths_noise_and_follows_motion():
         OneEuroFilter(min_cutoff=0)
 
 
+def test_one_euro_speeds_read_per_object_size_so_resolution_does_not_change_the_smoothing():
+    from posekit.tracking import BoxSmoother, object_scale
+
+    rng = np.random.default_rng(1)
+    t = np.arange(60) / 30
+    kp = rng.uniform(0, 100, (14, 2))
+    path = kp[None] + (np.stack([40 * t, 10 * np.sin(3 * t)], -1)[:, None] + rng.normal(0, 1.5, (60, 14, 2)))
+    assert object_scale(kp) == pytest.approx(float((kp.max(0) - kp.min(0)).mean()))
+    assert np.isnan(object_scale(kp[:1])) and np.isnan(object_scale(np.full((14, 2), np.nan)))
+    runs = []
+    for zoom in (1.0, 3.0):  # the same clip filmed at three times the resolution
+        tr = Tracker(smooth=True, one_euro={"min_cutoff": 2.0, "beta": 30.0})
+        tr.update([[0, 0, 10, 10]], 0)
+        runs.append(np.stack([tr.smoothed(0, zoom * p, k) for p, k in zip(path, t)]))
+    np.testing.assert_allclose(runs[1], 3.0 * runs[0], rtol=1e-9, atol=1e-9)
+    assert np.abs(runs[0] - path).max() > 0.1  # it does smooth
+    boxes = np.array([50.0, 40.0, 60.0, 120.0]) + np.stack([60 * t, 0 * t, 0 * t, 0 * t], -1) + rng.normal(0, 1, (60, 4))
+    out = [np.stack([sm(z * b, k) for b, k in zip(boxes, t)]) for z, sm in ((1.0, BoxSmoother(1.0, 5.0)),
+                                                                           (3.0, BoxSmoother(1.0, 5.0)))]
+    np.testing.assert_allclose(out[1], 3.0 * out[0], rtol=1e-9, atol=1e-9)
+    f = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    f(np.zeros(2), 0.0)
+    np.testing.assert_allclose(f(np.ones(2), 0.1, scale=float("nan")), f.x)  # a NaN scale reads 1, no NaN out
+    assert np.isfinite(f.x).all()
+
+
 def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():
     from posekit.data.scenes import Scene, rotate_scene
 

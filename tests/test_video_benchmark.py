@@ -53,3 +53,17 @@ def test_no_tracked_joint_has_no_lag():
     t, kp, motion = _clip()
     truth = kp[None] + motion(t)[:, None]
     assert np.isnan(vs["jitter_and_lag"](truth + 500.0, truth, np.ones(14, bool))[1])
+
+
+def test_pan_clip_slides_the_image_and_its_joints_together():
+    img = np.zeros((60, 40, 3), np.uint8)
+    kp = np.array([[10.0, 20.0], [30.0, 45.0]])
+    for x, y in kp.astype(int):
+        img[y - 2:y + 3, x - 2:x + 3] = 255  # a white mark on each joint
+    frames, truth, times = vs["pan_clip"](img, kp, n=5, quality=95)
+    assert len(frames) == len(truth) == len(times) == 5 and frames[0].shape == (72, 72, 3)
+    np.testing.assert_allclose(truth[-1] - truth[0], [[32, 0], [32, 0]])  # 0.8 of the width, left to right
+    for f, tk in zip(frames, truth):
+        for x, y in tk.astype(int):
+            assert f[y, x].min() > 200  # the mark is where its joint is said to be
+    np.testing.assert_allclose(np.diff(times), 1 / FPS)

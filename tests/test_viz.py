@@ -228,13 +228,14 @@ def test_legend_never_hides_the_skeleton_and_names_people_by_their_person(monkey
     out = draw_poses(img, [_person(corner)])
     for name in JOINT_NAMES:
         assert (_at(out, corner, name) == _at(bare, corner, name)).all(), name
-    assert not np.array_equal(out, bare) and (out[1, 1] > img[1, 1]).all() and (out[1, 1] < 255).all()
+    # the legend goes to the corner holding none of the joints (top-right), never over the person's
+    assert (out[1, -2] > img[1, -2]).all() and (out[1, -2] < 255).all() and (out[1, 1] == img[1, 1]).all()
     compared = draw_comparison(img, corner, corner + 1)
     both = draw_pose(draw_pose(img, corner + 1, color=GT_COLOR), corner, color=PRED_COLOR)
     for name in JOINT_NAMES:
         assert (_at(compared, corner, name) == _at(both, corner, name)).all(), name
     seen = []
-    monkeypatch.setattr(viz, "_legend", lambda im, entries: seen.append([e[0] for e in entries]))
+    monkeypatch.setattr(viz, "_legend", lambda im, entries, points=None: seen.append([e[0] for e in entries]))
     draw_poses(img, [_person(corner, person=0), _person(corner + 60, person=3)])
     assert seen[-1][-2:] == ["person 0", "person 3"]
 
@@ -247,3 +248,18 @@ def test_the_legend_covers_at_most_a_quarter_of_the_width(size):
     out = draw_poses(img, [_person(kp)])
     panel = (out[1] == PANEL).all(axis=1)  # the panel's first row, over black
     assert 0 < panel.sum() <= 0.25 * size[1] + 2, f"{panel.sum()} of {size[1]} columns"
+
+
+def test_the_legend_takes_the_corner_with_the_fewest_joints():
+    """On an LSP-sized photo the key in the top-left corner used to hide the person's head."""
+    img = np.full((200, 160, 3), 90, np.uint8)
+    brighter = lambda im, ys, xs: bool((im[ys, xs] > 90).all())  # noqa: E731 (under the panel)
+    far = KPTS * 0.3 + [100, 130]  # every joint in the bottom-right corner
+    out = draw_poses(img, [_person(far)])
+    assert brighter(out, 1, 1) and not brighter(out, 198, 158)  # top-left, the first among equals
+    head_up = KPTS * 0.3 + [5, 0]  # a small person in the top-left corner
+    out = draw_poses(img, [_person(head_up)])
+    assert brighter(out, 1, 158) and (out[1, 1] == 90).all()  # top-right
+    both_tops = [_person(head_up), _person(head_up + [100, 0])]
+    out = draw_poses(img, both_tops)
+    assert brighter(out, 198, 1) and (out[1, 1] == 90).all() and (out[1, 158] == 90).all()  # bottom-left
