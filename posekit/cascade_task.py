@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from posekit import distributed as ddp
-from posekit.checkpoint import build_stage, load_model, load_weights, read_checkpoint, save_checkpoint
+from posekit.checkpoint import build_stage, load_model, load_weights, read_checkpoint, resolve_checkpoint_path, save_checkpoint
 from posekit.config import AugmentConfig, CascadeConfig, Recipe, StageConfig
 from posekit.data.dataset import ImageCache, PoseLandmarksDataset
 from posekit.data.lsp import load_sets
@@ -178,6 +178,28 @@ def _stage_state(run: Path, cfg: Recipe, spec: dict) -> tuple[dict | None, bool]
     return ck, finished_reason(ck, cfg) is not None
 
 
+def _finished_cascade(cfg: Recipe, out: Path) -> bool:
+    """Does ``out`` hold a cascade checkpoint of ``cfg``'s stages whose stage runs are all finished
+    and are the ones it was written from (nothing to train, nothing to write)?"""
+    c = cfg.cascade
+    if not (out / "last.pt").is_file():
+        return False
+    try:
+        ck = read_checkpoint(out / "last.pt")
+    except PosekitError:
+        return False
+    cas, stage1 = ck.get("cascade") or {}, str(resolve_checkpoint_path(c.stage1))
+    if cas.get("stage1") != stage1 or len(cas.get("stages", [])) != len(c.stages):
+        return False
+    for k, (st, saved) in enumerate(zip(c.stages, cas["stages"]), start=2):
+        run = out / f"stage{k}"
+        spec = {"stage": k, "settings": st.model_dump(mode="json"), "stage1": stage1}
+        finished = _stage_state(run, cfg, spec)[1]
+        if not finished or not (run / "best.pt").is_file() or read_checkpoint(run / "best.pt")["epoch"] != saved.get("epoch"):
+            return False
+    return True
+
+
 def train_cascade(cfg: Recipe, out_dir: str | Path, progress: bool = True, log=print, fresh: bool = False) -> dict:
     """Train every stage of ``cascade.stages`` (continuing the stage runs already in ``out_dir``
     that were made with the same settings; ``fresh``: starting them all again), then write the
@@ -193,6 +215,10 @@ def train_cascade(cfg: Recipe, out_dir: str | Path, progress: bool = True, log=p
     if fresh:
         for old in out.glob("stage*"):
             shutil.rmtree(old, ignore_errors=True)
+    elif _finished_cascade(cfg, out):  # a finished cascade is left untouched
+        done = read_checkpoint(out / "last.pt")["cascade"]["history"]
+        log(f"{out / 'last.pt'}: finished, every stage's run trained (raise --epochs to train on); nothing to resume")
+        return {"out": str(out), "stages": len(done), "history": done, "nothing_to_resume": True}
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     s1_model, s1_codec, s1 = load_model(c.stage1, device)
     s1cfg, split = s1["recipe"], s1["split"]

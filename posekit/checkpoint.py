@@ -8,6 +8,7 @@ numbers, strings, lists and dicts only): ``format``, ``config`` (the recipe as p
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -172,8 +173,9 @@ def _load(p: Path, mmap: bool = False) -> dict:
         onnx = " (an ONNX file: a pose model exported by posekit runs with --backend onnx)" \
             if p.suffix.lower() == ".onnx" else ""
         raise PosekitError(f"{p}: not a posekit checkpoint{onnx}")
-    try:
-        with torch.serialization.safe_globals(_NUMPY_SCALARS):  # plain numbers in older checkpoints
+    try:  # torch warns about the pickle protocol of a file it then refuses: the refusal below says it all
+        with torch.serialization.safe_globals(_NUMPY_SCALARS), warnings.catch_warnings():  # plain numbers in older checkpoints
+            warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise PosekitError(f"{p}: refused: the file holds Python objects that a posekit checkpoint never "
@@ -203,6 +205,9 @@ def read_checkpoint(path: str | os.PathLike, need_config: bool = True) -> dict:
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not weights or not all(torch.is_tensor(v) for v in weights.values()):
         raise PosekitError(f"{p}: the checkpoint holds no model weights")
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise PosekitError(f"{p}: weights hold NaN or infinite values ({bad})")
     ckpt["path"] = str(p)
     return ckpt
 

@@ -495,10 +495,11 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     where = str(path) if path is not None else "defaults"
     raw = read_yaml(path) if path is not None else {}
     cfg = apply_overrides(_validate(raw, where), list(overrides or []))
-    given = set((raw.get("train") or {}) if isinstance(raw.get("train"), dict) else {})
-    given |= {parse_override(o)[0][1] for o in overrides or [] if parse_override(o)[0][:1] == ["train"]
-              and len(parse_override(o)[0]) > 1}
-    _check_optimizer_keys(given, cfg, where)
+    _check_optimizer_keys(set((raw.get("train") or {}) if isinstance(raw.get("train"), dict) else {}), cfg, where)
+    for o in overrides or []:
+        path = parse_override(o)[0]
+        if path[:1] == ["train"] and len(path) > 1:
+            _check_optimizer_keys({path[1]}, cfg, f"override '{o}'")
     return cfg
 
 

@@ -17,6 +17,58 @@ from posekit.data.transforms import PoseTransform
 from posekit.errors import ConfigError, PosekitError
 from posekit.inference import predict_loader
 from posekit.losses import build_loss
+from posekit.skeleton import NUM_JOINTS
+
+
+def check_pack_split(d, pack: dict) -> None:
+    """Refuse (one line naming the pack) a pack whose split is not the recipe's ``data`` split:
+    another split name, seed or sets, or other fractions (a pack stores no fractions: they are
+    read back from its part sizes)."""
+    diff = []
+    for key, theirs, ours in (("split", pack.get("name"), d.split), ("split_seed", pack.get("seed"), d.split_seed),
+                              ("sets", pack.get("sets"), list(d.sets))):
+        if theirs != ours:
+            diff.append(f"{key} {theirs} (recipe {ours})")
+    n_train, n_val = len(pack.get("train", [])), len(pack.get("val", []))
+    if d.split == pack.get("name") == "lsp-standard" and n_train + n_val:
+        if n_val != int(round(d.val_fraction * (n_train + n_val))):
+            diff.append(f"val_fraction {n_val / (n_train + n_val):.3g} (recipe {d.val_fraction})")
+    elif d.split == pack.get("name") == "paper" and n_train + n_val:
+        f_train, f_val = d.fractions[0], d.fractions[1]
+        n_test = len(pack.get("test") or [])
+        totals = [n_train + n_val + n_test] if n_test else \
+            range(n_train + n_val, int((n_train + n_val) / max(f_train + f_val, 1e-9)) + 3)
+        if not any(int(round(f_train * n)) == n_train and int(round(f_val * n)) == n_val for n in totals):
+            diff.append(f"fractions with train {n_train} / val {n_val} images (recipe {tuple(d.fractions)})")
+    if diff:
+        raise ConfigError(f"{d.pack}: the pack holds another split than the recipe's: {'; '.join(diff)}; "
+                          "pack the recipe's split, or set data.* to the pack's")
+
+
+def check_model_codec(cfg: Recipe, model: torch.nn.Module, codec, where: str = "config") -> None:
+    """Refuse (one line naming model.name, codec.name and the shapes) a model whose output on one
+    input of the recipe's size is not what the codec trains on, and a detector codec."""
+    pair = f"model.name {cfg.model.name} with codec.name {cfg.codec.name}"
+    if not hasattr(codec, "loss_input"):
+        raise ConfigError(f"{where}: {pair}: the {codec.kind} codec is the person detector's (task: detect), "
+                          "not a pose codec")
+    size = cfg.data.input_size
+    target, _ = codec.encode(torch.zeros(1, NUM_JOINTS, 2), torch.ones(1, NUM_JOINTS))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, size, size))
+    finally:
+        model.train(was_training)
+    got = None
+    try:
+        got = tuple(codec.loss_input(out.float()).shape)
+    except (RuntimeError, IndexError, ValueError):
+        pass
+    if got != tuple(target.shape):
+        raise ConfigError(f"{where}: {pair} do not fit: the model gives {tuple(out.shape)} for a {size} px input, "
+                          f"the codec trains on {tuple(target.shape)}")
 
 
 def load_data(cfg: Recipe, split: dict | None = None, progress: bool = False):
@@ -33,6 +85,7 @@ def load_data(cfg: Recipe, split: dict | None = None, progress: bool = False):
         if pack_margin is not None and (crop is None or crop > pack_margin + 1e-9):
             raise ConfigError(f"{d.pack}: a pack holds person crops with margin {pack_margin}; training from it needs "
                               f"augment.person_crop <= {pack_margin} (got {crop}): the rest of each image is not in it")
+        check_pack_split(d, pack_split)
         split = split or pack_split
     else:
         sets = load_sets(d.root, d.sets)
@@ -94,6 +147,7 @@ class PoseTask:
         self.cfg = cfg
         self.model = model if model is not None else model_from_config(cfg, where)
         self.codec = codec_from_config(cfg, where)
+        check_model_codec(cfg, self.model, self.codec, where)
         if cfg.distill.teacher and self.codec.kind != "heatmap":
             raise ConfigError(f"{where}: distillation (distill.teacher) needs the heatmap codec, not {self.codec.kind}")
         try:

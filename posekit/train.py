@@ -171,10 +171,15 @@ def make_deterministic() -> None:
 
 def init_weights(model: torch.nn.Module, source: str) -> str:
     """``train.init_from`` (transfer learning): copy every tensor of checkpoint ``source`` whose
-    name and shape match ``model``; the rest keep their fresh initialisation. Returns a line
-    saying what was taken; raises ConfigError when nothing matches."""
+    name matches ``model``; the rest (a grown network's new tensors) keep their fresh
+    initialisation. Returns a line saying what was taken; raises ConfigError when nothing matches
+    or a tensor of both has another shape (another width: the copy would be silently partial)."""
     ck = read_checkpoint(source, need_config=False)
     own = model.state_dict()
+    other = next((k for k, v in ck["model"].items() if k in own and own[k].shape != v.shape), None)
+    if other is not None:
+        raise ConfigError(f"train.init_from {source}: tensor {other} is {tuple(ck['model'][other].shape)} there but "
+                          f"{tuple(own[other].shape)} in this model (another width or size?)")
     take = {k: v.to(own[k].dtype) for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not take:
         raise ConfigError(f"train.init_from {source}: no tensor matches this model (a different architecture?)")
@@ -224,11 +229,12 @@ def finished_reason(ck: dict, cfg: Recipe) -> str | None:
     """Why the run saved in ``ck`` has nothing left to train under ``cfg`` (the recipe it is
     resumed with); None when it has epochs left."""
     t, done = cfg.train, ck["epoch"] + 1
+    if t.early_stopping_patience and ck["bad_epochs"] >= t.early_stopping_patience:  # first: raising --epochs alone
+        also = f" (and --epochs: train.epochs is {t.epochs})" if done >= t.epochs else ""  # would not train on
+        return (f"stopped early after {done} epochs (no val-loss improvement for {ck['bad_epochs']}, "
+                f"train.early_stopping_patience is {t.early_stopping_patience}); raise it{also} to train on")
     if done >= t.epochs:
         return f"{done} epochs trained (train.epochs is {t.epochs}); raise --epochs to train on"
-    if t.early_stopping_patience and ck["bad_epochs"] >= t.early_stopping_patience:
-        return (f"stopped early after {done} epochs (no val-loss improvement for {ck['bad_epochs']}, "
-                f"train.early_stopping_patience is {t.early_stopping_patience}); raise it to train on")
     return None
 
 

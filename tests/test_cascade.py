@@ -218,10 +218,14 @@ def test_cascade_trains_and_evaluates_per_stage(synth_root, tmp_path, capsys, mo
     assert main(["evaluate", "--model", str(out), "--data", str(synth_root), "--refine", "0.1", "--json"]) == 2
     assert "refinement crops do not apply to it" in capsys.readouterr().err
     assert Predictor(str(out), refine=None).refine is None
-    # resuming a finished cascade trains nothing: its stage run is left untouched
-    before = {f: (out / "stage2" / f).read_bytes() for f in ("last.pt", "best.pt", "history.json")}
+    # resuming a finished cascade trains nothing and writes nothing: its stage run and its own
+    # checkpoints are left untouched
+    before = {f: (out / f).read_bytes() for f in ("stage2/last.pt", "stage2/best.pt", "stage2/history.json",
+                                                  "last.pt", "best.pt")}
+    capsys.readouterr()
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
-    assert {f: (out / "stage2" / f).read_bytes() for f in before} == before
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert "finished, every stage's run trained (raise --epochs to train on); nothing to resume" in capsys.readouterr().out
     again = read_checkpoint(out / "last.pt")
     for name, v in cas["cascade"]["stages"][0]["state"].items():
         assert torch.equal(again["cascade"]["stages"][0]["state"][name], v), name

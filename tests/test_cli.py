@@ -13,8 +13,9 @@ from posekit.cli import main
 
 
 def _train(root, out, *extra):
+    mine = {e.split("=", 1)[0] for e in extra if "=" in e}  # a key given once: the test's value
     return main(["train", "--config", "configs/poster.yaml", "--out", str(out), "--epochs", "2", "--no-progress",
-                 *tiny_overrides(root), *extra])
+                 *[o for o in tiny_overrides(root) if o.split("=", 1)[0] not in mine], *extra])
 
 
 def _one_line_error(capsys, *needles):
@@ -269,7 +270,7 @@ def test_refinement_and_threshold_flags():
     a = build_parser().parse_args(["predict", "x.jpg", "--refine", "off", "--person-threshold", "0.5"])
     assert (a.refine, a.refine_weight, a.person_threshold) == (False, None, 0.5)
     a = build_parser().parse_args(["serve", "--refine", "0.1", "--person-threshold", "0"])
-    assert (a.refine, a.person_threshold) == ([0.1], 0.0) and not hasattr(a, "refine_weight")
+    assert (a.refine, a.person_threshold, a.refine_weight, a.crop_border) == ([0.1], 0.0, None, None)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--recrop", "0.1"])  # the old flag is gone
     # --box-margins (the multi-scale test on detected boxes) parses as --refine does
@@ -527,3 +528,113 @@ def test_readable_line_has_one_format_with_or_without_a_detector(capsys):
         assert main(["predict", "examples/lsp_im1003.jpg", "--model", "posekit-lsp-fast", *extra]) == 0
         lines.append(capsys.readouterr().out.strip())
     assert all(line.startswith("examples/lsp_im1003.jpg person 0: person score 0.") for line in lines), lines
+
+
+def test_resume_keeps_its_own_recipe(trained, capsys):
+    """`--resume RUN --config OTHER` is refused in one line (it would be ignored), nothing trained."""
+    capsys.readouterr()
+    before = (trained / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(trained), "--config", "configs/paper.yaml", "--no-progress"]) == 2
+    _one_line_error(capsys, "--config configs/paper.yaml", "keeps its own recipe", "start a new run")
+    assert (trained / "last.pt").read_bytes() == before
+
+
+def test_resume_of_a_run_without_a_checkpoint(tmp_path, capsys):
+    """A run killed before its first epoch ended (config.yaml, no last.pt) is named so, not 'model file not found'."""
+    run = tmp_path / "o14"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: x\n")
+    assert main(["train", "--resume", str(run)]) == 2
+    _one_line_error(capsys, "o14", "no checkpoint yet", "without --resume", "--force")
+
+
+def test_train_out_must_be_a_folder(tmp_path, synth_root, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert _train(synth_root, tmp_path / "afile") == 2
+    _one_line_error(capsys, "afile", "--out must be a folder")
+    assert _train(synth_root, tmp_path / "afile" / "sub") == 2
+    _one_line_error(capsys, "--out cannot be created", "afile is a file")
+
+
+def test_an_override_given_twice_is_refused(tmp_path, synth_root, capsys):
+    """As a key twice in a YAML file: one line naming the key; the same value twice is no conflict."""
+    assert _train(synth_root, tmp_path / "o", "train.lr=1e-3", "train.lr=2e-3") == 2
+    _one_line_error(capsys, "'train.lr' is given twice", "train.lr=1e-3")
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(tmp_path / "o"), "--epochs", "2",
+                 "train.epochs=5"]) == 2
+    _one_line_error(capsys, "'train.epochs' is given twice", "--epochs 2")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_problem_names_the_override(tmp_path, synth_root, capsys):
+    """An override that makes the model unbuildable is named, not the recipe file it was applied to."""
+    assert _train(synth_root, tmp_path / "o", "data.input_size=97") == 2
+    err = _one_line_error(capsys, "data.input_size=97 (command line)", "multiple of 16")
+    assert "poster.yaml" not in err
+    bad = tmp_path / "m.yaml"
+    bad.write_text("data: {input_size: 97}\n")
+    assert main(["train", "--config", str(bad), "train.lr=0.1"]) == 2
+    _one_line_error(capsys, "m.yaml: ", "multiple of 16")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("size", ["100000", "-5", "8"])
+def test_data_show_size_is_range_checked(tmp_path, capsys, size):
+    assert main(["data", "show", "--data", str(tmp_path / "nowhere"), "--index", "0", "--size", size,
+                 "--out", str(tmp_path / "s.png")]) == 2
+    _one_line_error(capsys, f"--size {size}", "16-1024")
+    assert not (tmp_path / "s.png").exists()
+
+
+def _no_long_work(monkeypatch):
+    import posekit.data.pack
+    import posekit.distill
+    import posekit.predict
+
+    def boom(*a, **k):
+        raise AssertionError("the long work ran before --out was checked")
+
+    for mod, name in ((posekit.distill, "teacher_cache"), (posekit.data.pack, "pack_split"),
+                      (posekit.predict, "Predictor")):
+        monkeypatch.setattr(mod, name, boom)
+
+
+@pytest.mark.parametrize("command", ["teacher", "pack"])
+def test_data_outputs_are_checked_before_the_long_pass(tmp_path, capsys, monkeypatch, command):
+    """`data teacher` and `data pack` check --out (and pack's --json) the same way, before any work:
+    a folder in the way, a name without .npz, a folder that takes no file; nothing is written."""
+    from pathlib import Path
+
+    _no_long_work(monkeypatch)
+    (tmp_path / "dir.npz").mkdir()
+    cases = [(tmp_path / "dir.npz", "--out must be a file"), (tmp_path / "te4.txt", "--out must end in .npz")]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/te.npz"), "--out cannot be written"))
+    for out, needle in cases:
+        assert main(["data", command, "--data", str(tmp_path), "--out", str(out), "--no-progress"]) == 2
+        _one_line_error(capsys, str(out), needle)
+    if command == "pack" and Path("/proc/self").is_dir():
+        assert main(["data", "pack", "--data", str(tmp_path), "--out", str(tmp_path / "b9.npz"), "--json",
+                     "/proc/x.json", "--no-progress"]) == 2
+        _one_line_error(capsys, "/proc/x.json", "--json cannot be written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz"]
+
+
+def test_inference_options_reach_predict_and_serve(monkeypatch, tmp_path):
+    """--refine-weight and --crop-border are taken by predict and serve as by evaluate."""
+    import socket
+
+    import posekit.cli.predict
+    from posekit.serve import app as serve_app
+
+    got = {}
+    monkeypatch.setattr(posekit.cli.predict, "run_predict", lambda inputs, p, job, **k: got.update(p) or (0, 1))
+    assert main(["predict", "x.png", "--refine", "0.1", "--refine-weight", "0.2", "--crop-border", "3"]) == 0
+    assert got["crop_border"] == 3 and got["refine_weight"] == 0.2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    called = []
+    monkeypatch.setattr(serve_app, "run", lambda **kw: called.append(kw))
+    assert main(["serve", "--port", str(port), "--refine", "0.1", "--refine-weight", "0.2", "--crop-border", "3"]) == 0
+    assert called[0]["crop_border"] == 3 and called[0]["refine_weight"] == 0.2

@@ -80,7 +80,8 @@ def test_two_gloo_processes_match_one_process(synth_root, tmp_path):
 
     # resume under DDP: 2 more epochs from the 2-process run's last.pt equal 4 epochs in one go
     _run(["--resume", str(tmp_path / "two"), "--epochs", "4", "--no-progress"], nproc=2)
-    _run(["--config", "configs/poster.yaml", "--out", str(tmp_path / "four"), "--no-progress", *over, "train.epochs=4"])
+    four = [o for o in over if not o.startswith("train.epochs=")] + ["train.epochs=4"]
+    _run(["--config", "configs/poster.yaml", "--out", str(tmp_path / "four"), "--no-progress", *four])
     c = read_checkpoint(tmp_path / "two" / "last.pt")
     d = read_checkpoint(tmp_path / "four" / "last.pt")
     assert c["epoch"] == d["epoch"] == 3 and [h["epoch"] for h in c["history"]] == [1, 2, 3, 4]

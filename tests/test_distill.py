@@ -34,7 +34,7 @@ def test_teacher_cache_and_a_student_run(synth_root, tmp_path, capsys):
     from posekit.cli import main
     from posekit.distill import load_teacher
 
-    over = [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
     net = ["data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]", "model.neck=16"]
     assert main(["train", "--config", "configs/release.yaml", "--out", str(tmp_path / "t"), "--epochs", "1",
                  "--no-progress", *over, *net]) == 0

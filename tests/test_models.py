@@ -204,6 +204,24 @@ def test_grown_resnet_pose_starts_as_its_source(tmp_path):
     assert big.stages[1][1].body[-1][1].weight.grad.abs().sum() > 0
 
 
+def test_init_from_a_model_of_another_width_is_refused(tmp_path):
+    """train.init_from with tensors of the same names but other shapes (another width or neck) is
+    refused in one line naming the first and both shapes, instead of copying the few that fit."""
+    from posekit.checkpoint import save_checkpoint
+    from posekit.errors import ConfigError
+    from posekit.train import init_weights
+
+    src = build_model("centernet_detector", input_size=64, width=24, neck=48)
+    save_checkpoint(tmp_path / "det.pt", model=src.state_dict(), config={})
+    narrow = build_model("centernet_detector", input_size=64, width=16, neck=32)
+    first = next(k for k, v in src.state_dict().items() if v.shape != narrow.state_dict()[k].shape)
+    with pytest.raises(ConfigError, match=rf"det\.pt: tensor {first} is \({src.state_dict()[first].shape[0]}, .* there "
+                                          rf"but \({narrow.state_dict()[first].shape[0]}, .* in this model"):
+        init_weights(narrow, str(tmp_path / "det.pt"))
+    assert "initialised" in init_weights(build_model("centernet_detector", input_size=64, width=24, neck=48),
+                                         str(tmp_path / "det.pt"))
+
+
 @pytest.mark.parametrize("name,opts,size", [
     ("resnet_pose", {"width": 8, "depths": [1, 2, 1, 1], "neck": 16}, 64),
     ("poster_cnn", {}, 96),

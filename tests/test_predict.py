@@ -297,7 +297,7 @@ def heatmap_ckpt(tmp_path_factory, synth_root):
     from conftest import tiny_overrides
 
     out = tmp_path_factory.mktemp("h") / "run"
-    over = [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
     assert main(["train", "--config", "configs/release.yaml", "--out", str(out), "--epochs", "1", "--no-progress", *over,
                  "data.input_size=64", "model.width=8", "model.depths=[1,1,1,1]", "model.neck=16"]) == 0
     return out

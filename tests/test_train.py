@@ -151,7 +151,8 @@ def test_validation_frames_the_person_like_training(synth_root):
 
 
 def test_init_from_copies_matching_weights(synth_root, tmp_path):
-    """train.init_from (transfer learning): matching tensors are copied, a changed head is not."""
+    """train.init_from (transfer learning): matching tensors are copied; a tensor of both with
+    another shape (another architecture or width) is refused."""
     base = train(_cfg(synth_root, **{"train.epochs": 1}), tmp_path / "a", progress=False, log=lambda *a: None)
     src = read_checkpoint(tmp_path / "a" / "last.pt")["model"]
     lines = []
@@ -165,9 +166,10 @@ def test_init_from_copies_matching_weights(synth_root, tmp_path):
 
     from posekit.errors import ConfigError
 
-    bad = load_config("configs/release.yaml", [o for o in tiny_overrides(synth_root) if not o.startswith("model.")]
-                      + ["train.epochs=1", f"train.init_from={tmp_path / 'a'}", "data.input_size=64", "model.width=8"])
-    with pytest.raises(ConfigError, match="no tensor matches"):
+    over = [o for o in tiny_overrides(synth_root) if not o.startswith(("model.", "data.input_size"))]
+    bad = load_config("configs/release.yaml", over + ["train.epochs=1", f"train.init_from={tmp_path / 'a'}",
+                                                      "data.input_size=64", "model.width=8"])
+    with pytest.raises(ConfigError, match=r"tensor head\.1\.weight is \(64, 128\) there but \(14, 64, 1, 1\) in this"):
         train(bad, tmp_path / "c", progress=False, log=lambda *a: None)
 
 
@@ -264,3 +266,76 @@ def test_pck_vs_hours_reads_hours_from_histories_and_chains_runs():
     assert xs == [1.0, 2.0] and end == 2.0
     xs, end2 = curve_hours([{"epoch": 1, "train_hours": 0.25}], None, offset=end)
     assert xs == [2.25] and end2 == 2.25
+
+
+def test_a_pack_with_another_split_is_refused(synth_root, tmp_path):
+    """data.pack: a pack whose split (name, seed, sets, fractions) is not the recipe's is refused
+    in one line, before a run folder is written; one that agrees trains."""
+    from posekit.data.pack import pack_split
+    from posekit.errors import ConfigError
+
+    pk = tmp_path / "pk.npz"
+    pack_split(synth_root, pk, {"sets": ["lsp"], "seed": 7, "val_fraction": 0.2}, size=32)
+    base = {"data.pack": str(pk), "augment.person_crop": 0.2, "train.epochs": 1}
+    cases = [({"data.sets": "[lsp]"}, "split_seed 7 (recipe 0); val_fraction 0.2 (recipe 0.1)"),
+             ({"data.split_seed": 7, "data.val_fraction": 0.2}, "sets ['lsp'] (recipe ['lsp', 'lspet'])"),
+             ({"data.sets": "[lsp]", "data.split_seed": 7, "data.val_fraction": 0.2, "data.split": "paper"},
+              "split lsp-standard (recipe paper)")]
+    for extra, msg in cases:
+        with pytest.raises(ConfigError, match=r"pk\.npz: the pack holds another split") as e:
+            train(_cfg(synth_root, **base, **extra), tmp_path / "r", progress=False, log=lambda *a: None)
+        assert msg in str(e.value) and "\n" not in str(e.value)
+        assert not (tmp_path / "r").exists()
+    paper = tmp_path / "paper.npz"
+    pack_split(synth_root, paper, {"name": "paper", "sets": ["lsp"]}, size=32)
+    with pytest.raises(ConfigError, match="fractions"):
+        train(_cfg(synth_root, **{**base, "data.pack": str(paper), "data.sets": "[lsp]", "data.split": "paper",
+                                          "data.fractions": "[0.5,0.25,0.25]"}), tmp_path / "r", progress=False,
+              log=lambda *a: None)
+    ok = _cfg(synth_root, **base, **{"data.sets": "[lsp]", "data.split_seed": 7, "data.val_fraction": 0.2})
+    assert train(ok, tmp_path / "ok", progress=False, log=lambda *a: None)["epochs_done"] == 1
+    ok = _cfg(synth_root, **{**base, "data.pack": str(paper), "data.sets": "[lsp]", "data.split": "paper"})
+    assert train(ok, tmp_path / "ok2", progress=False, log=lambda *a: None)["epochs_done"] == 1
+
+
+@pytest.mark.parametrize("extra, shapes", [
+    ({"codec.name": "heatmap"}, "poster_cnn with codec.name heatmap"),  # a regression model, a heatmap codec
+    ({"model.name": "resnet_pose"}, "resnet_pose with codec.name regression"),
+    ({"model.name": "centernet_detector", "codec.name": "heatmap"}, "centernet_detector with codec.name heatmap"),
+])
+def test_a_model_that_does_not_fit_its_codec_is_refused(synth_root, tmp_path, extra, shapes):
+    """A model whose output is not what the codec trains on is refused when the task is built,
+    in one line naming both and the shapes, before a run folder is written."""
+    from posekit.errors import ConfigError
+
+    cfg = load_config("configs/poster.yaml", [o for o in tiny_overrides(synth_root, **{"train.epochs": 1})
+                                              if not o.startswith("model.") or "model.name" not in extra]
+                      + [f"{k}={v}" for k, v in extra.items()])
+    with pytest.raises(ConfigError, match=f"model.name {shapes} do not fit: the model gives") as e:
+        train(cfg, tmp_path / "r", progress=False, log=lambda *a: None)
+    assert "the codec trains on" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_detector_codec_in_a_pose_task_is_refused(synth_root, tmp_path):
+    from posekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.name poster_cnn with codec.name center: the center codec is the "
+                                          "person detector's"):
+        train(_cfg(synth_root, **{"codec.name": "center", "train.epochs": 1}), tmp_path / "r", progress=False,
+              log=lambda *a: None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_out_of_patience_on_its_last_epoch_says_it_stopped_early(synth_root, tmp_path):
+    """A run whose last planned epoch also used up its patience is reported as stopped early (raise
+    the patience and --epochs), not as finished (raise --epochs), which a resume would then refuse."""
+    cfg = _cfg(synth_root, **{"train.epochs": 2, "train.lr": 1e-12, "train.early_stopping_patience": 1,
+                              "train.optimizer": "sgd", "train.momentum": 0.0, "data.limit_train": 16,
+                              "data.limit_val": 8})
+    s = train(cfg, tmp_path / "es", progress=False, log=lambda *a: None)
+    assert s["epochs_done"] == 2
+    said = []
+    assert train(cfg, tmp_path / "es", resume=tmp_path / "es" / "last.pt", progress=False,
+                 log=said.append)["nothing_to_resume"]
+    assert "stopped early after 2 epochs" in said[0] and "raise it (and --epochs: train.epochs is 2)" in said[0]

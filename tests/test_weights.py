@@ -125,3 +125,36 @@ def test_shipped_default_model_loads():
     assert kp.shape == (1, 14, 2) and torch.isfinite(kp).all()
     assert (ck.WEIGHTS_DIR / "posekit-lsp.pt").stat().st_size <= 10_000_000
     assert (ck.WEIGHTS_DIR / "posekit-lsp.md").is_file()
+
+
+def test_weights_with_nan_or_inf_are_refused(run_dir, tmp_path):
+    """A checkpoint whose weights hold NaN or inf (a diverged run's last.pt) is refused in one line,
+    naming the first such tensor, instead of being evaluated, predicted or exported."""
+    for value in (float("nan"), float("inf")):
+        ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+        name = [k for k, v in ckpt["model"].items() if v.is_floating_point()][1]
+        ckpt["model"][name].view(-1)[0] = value
+        bad = tmp_path / "bad.pt"
+        torch.save(ckpt, bad)
+        with pytest.raises(ck.PosekitError, match=rf"bad\.pt: weights hold NaN or infinite values \({name}\)$"):
+            ck.load_model(bad)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("never printed",))
+
+
+def test_a_pickle_with_code_is_refused_without_warnings(tmp_path):
+    """The refusal of a plain pickle holding code is the only thing said: torch's pickle-protocol
+    warning is not shown."""
+    import pickle
+    import warnings
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": ck.FORMAT, "x": _Evil()}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ck.PosekitError, match="refused: the file holds Python objects"):
+            ck.read_checkpoint(evil)
+    assert [str(w.message) for w in seen] == []

@@ -96,12 +96,14 @@ def _add_detector_flip_test(p) -> None:
                    "and its mirror in one batch, their outputs averaged (default: the model's own detect.flip_test)")
 
 
-def _add_refinement(p, weight: bool = True, box_margins: bool = True) -> None:
+def _add_refinement(p, box_margins: bool = True, crop_border: bool = True) -> None:
     if box_margins:
         p.add_argument("--box-margins", type=refine_arg, metavar="MARGIN[,MARGIN...]|off", help=BOX_MARGINS_HELP)
     p.add_argument("--refine", type=refine_arg, metavar="MARGIN[,MARGIN...]|off", help=REFINE_HELP)
-    if weight:
-        p.add_argument("--refine-weight", type=weight_arg, metavar="W", help=REFINE_WEIGHT_HELP)
+    p.add_argument("--refine-weight", type=weight_arg, metavar="W", help=REFINE_WEIGHT_HELP)
+    if crop_border:
+        p.add_argument("--crop-border", type=int, metavar="PX", help="edge pixels repeated where a refinement crop "
+                       "leaves the image (default: the model's own)")
 
 
 def _add_denoise(p) -> None:
@@ -139,8 +141,6 @@ def _add_evaluate(sub) -> None:
     _add_precision(e)
     _add_denoise(e)
     _add_refinement(e)
-    e.add_argument("--crop-border", type=int, metavar="PX", help="edge pixels repeated where a refinement crop "
-                   "leaves the image (default: the model's own)")
     e.set_defaults(func=commands.cmd_evaluate)
 
 
@@ -211,7 +211,7 @@ def _add_serve(sub) -> None:
     sv.add_argument("--max-pixels", type=int, default=50_000_000, help="largest declared image size (413 above)")
     sv.add_argument("--workers", type=int, default=1, help="inference threads (at most the CPU cores)")
     sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker (503 beyond)")
-    _add_refinement(sv, weight=False)
+    _add_refinement(sv)
     _add_precision(sv)
     _add_denoise(sv)
     sv.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
@@ -266,7 +266,7 @@ def _add_data(sub) -> None:
     te.add_argument("--out", required=True, help="output .npz")
     te.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                     help="the teacher also looks at the mirrored image (default: the teacher's own infer.flip_test)")
-    _add_refinement(te, box_margins=False)
+    _add_refinement(te, box_margins=False, crop_border=False)
     _add_precision(te)
     _add_denoise(te)
     te.add_argument("--no-progress", action="store_true")

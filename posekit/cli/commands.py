@@ -9,19 +9,45 @@ from pathlib import Path
 from posekit.errors import PosekitError
 
 
+def _overrides(args) -> list[str]:
+    """``train``'s KEY=VALUE overrides, then those that --epochs and --data stand for. A key given
+    twice with different values is refused, as a key twice in a YAML file is."""
+    from posekit.config import parse_override
+
+    given = [(o, o) for o in args.overrides or []]
+    if args.epochs is not None:
+        given.append((f"train.epochs={args.epochs}", f"--epochs {args.epochs}"))
+    if args.data is not None:
+        given.append((f"data.root={args.data}", f"--data {args.data}"))
+    seen: dict = {}
+    for o, shown in given:
+        path, value = parse_override(o)
+        key = ".".join(path)
+        if key in seen and seen[key][0] != value:
+            raise PosekitError(f"override '{shown}': '{key}' is given twice on the command line (also as "
+                               f"'{seen[key][1]}'); give it once")
+        seen.setdefault(key, (value, shown))
+    return [o for o, _ in given]
+
+
 def _train_config(args):
     """(recipe, output folder, checkpoint to resume or None) from ``posekit train``'s arguments."""
     from posekit.checkpoint import read_checkpoint
     from posekit.config import complete_config, load_config
+    from posekit.utils import check_writable_folder
 
-    overrides = list(args.overrides or [])
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    if args.data is not None:
-        overrides.append(f"data.root={args.data}")
+    overrides = _overrides(args)
+    if args.out:
+        check_writable_folder(args.out, "--out")  # a file in its place: before anything is read
     if args.resume:
+        if args.config:
+            raise PosekitError(f"--config {args.config} with --resume {args.resume}: a resumed run keeps its own "
+                               "recipe; to train another recipe start a new run (--config FILE --out NEW_FOLDER)")
         run = Path(args.resume)
         stages = sorted(run.glob("stage*/last.pt")) if run.is_dir() and not (run / "last.pt").exists() else []
+        if run.is_dir() and not stages and not (run / "last.pt").exists() and (run / "config.yaml").is_file():
+            raise PosekitError(f"{run}: this run has no checkpoint yet (it stopped before its first epoch ended); "
+                               f"start it again: its train command without --resume, with --out {run} --force")
         if stages:  # a cascade stopped while training a stage: its stage runs continue
             ckpt = read_checkpoint(stages[-1])
             return complete_config(ckpt["config"], str(run)).replace(overrides, f"{run} (+ overrides)"), run, None
@@ -50,7 +76,10 @@ def cmd_train(args) -> int:
     if cfg.cascade.stages and not cfg.cascade.stage1:
         raise PosekitError(f"{args.config}: cascade.stages needs cascade.stage1 (the trained stage-1 checkpoint)")
     if not cfg.cascade.stage1:
-        model_from_config(cfg, where=args.config or resume)  # a bad model name/option fails here, naming the file
+        try:
+            model_from_config(cfg)  # a bad model name/option fails here, naming the file or the override
+        except PosekitError as e:
+            raise PosekitError(f"{_blame(args, resume)}: {e}") from None
     summary = train(cfg, out, resume=resume, progress=not args.no_progress, fresh=bool(getattr(args, "force", False)))
     distributed.teardown()  # every process is done before any tears the group down
     if summary.get("nothing_to_resume") or summary.get("rank", 0) != 0:  # train said why / rank 0 reports
@@ -62,6 +91,27 @@ def cmd_train(args) -> int:
     print(f"done: {summary['epochs_done']} epochs, best epoch {best['epoch']} val_loss {best['val_loss']:.5g}"
           f"; checkpoints in {out}")
     return 0
+
+
+def _blame(args, resume) -> str:
+    """What made the recipe's model unbuildable: the first override after which it fails to build
+    (``KEY=VALUE (command line)``), else the recipe file (or the checkpoint resumed)."""
+    from posekit.checkpoint import model_from_config
+    from posekit.config import load_config
+
+    if not args.config:
+        return str(resume)
+    overrides = _overrides(args)
+    for k in range(len(overrides) + 1):
+        try:
+            cfg = load_config(args.config, overrides[:k])
+        except PosekitError:  # a later override completes this one (e.g. train.optimizer=sgd)
+            continue
+        try:
+            model_from_config(cfg)
+        except PosekitError:
+            return f"{overrides[k - 1]} (command line)" if k else str(args.config)
+    return str(args.config)
 
 
 def cmd_evaluate(args) -> int:
@@ -98,7 +148,8 @@ def on_off(value: str | None) -> bool | None:
 def predictor_args(args) -> dict:
     """The :class:`posekit.Predictor` settings of ``predict`` / ``serve``."""
     return {"model": args.model, "backend": args.backend, "refine": args.refine,
-            "refine_weight": getattr(args, "refine_weight", None), "person_threshold": args.person_threshold,
+            "refine_weight": getattr(args, "refine_weight", None), "crop_border": getattr(args, "crop_border", None),
+            "person_threshold": args.person_threshold,
             "box_margins": getattr(args, "box_margins", None),
             "flip_test": getattr(args, "flip_test", None),
             "detector_flip_test": on_off(getattr(args, "detector_flip_test", None)),
@@ -152,6 +203,7 @@ def cmd_serve(args) -> int:
     p = predictor_args(args)
     run(host=args.host, port=args.port, model=p["model"], backend=p["backend"], max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=args.max_pixels, workers=args.workers, queue_size=args.queue, refine=p["refine"],
+        refine_weight=p["refine_weight"], crop_border=p["crop_border"],
         person_threshold=p["person_threshold"], detector=p["detector"], flip_test=p["flip_test"],
         precision=p["precision"], box_margins=p["box_margins"], detector_flip_test=p["detector_flip_test"],
         denoise=p["denoise"])
@@ -218,11 +270,10 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_pack(args) -> int:
     from posekit.data.pack import pack_split
-    from posekit.utils import check_output_file
 
-    check_output_file(args.out, "--out")  # before the packing
+    check_new_file(args.out, "--out", ".npz")  # before the packing
     if args.json:
-        check_output_file(args.json, "--json")
+        check_new_file(args.json, "--json")
 
     split = {"name": args.split, "sets": args.sets, "seed": args.split_seed, "val_fraction": args.val_fraction,
              "parts": args.parts}
@@ -239,12 +290,34 @@ def cmd_data_pack(args) -> int:
     return 0
 
 
+def check_new_file(path, what: str, suffix: str | None = None) -> None:
+    """Refuse, before any long work, an output file that cannot be written: a folder in its place
+    or for it that cannot be made (:func:`posekit.utils.check_output_file`), another suffix than
+    ``suffix``, or a folder that takes no new file (a trial file is created there and removed)."""
+    import os
+
+    from posekit.utils import check_output_file, temp_path
+
+    check_output_file(path, what)
+    if suffix and Path(path).suffix != suffix:
+        raise PosekitError(f"{path}: {what} must end in {suffix}")
+    if Path(path).parent.is_dir():
+        trial = temp_path(path)
+        try:
+            os.close(os.open(trial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(trial)
+        except OSError as e:
+            raise PosekitError(f"{path}: {what} cannot be written there ({e.strerror})") from None
+
+
 def cmd_data_show(args) -> int:
     from posekit.data.images import read_image
     from posekit.data.lsp import load_sets
     from posekit.data.transforms import PoseTransform, to_image
     from posekit.viz import draw_pose, make_grid, save_rgb
 
+    if args.size and not 16 <= args.size <= 1024:
+        raise PosekitError(f"--size {args.size}: expected 16-1024 pixels, or 0 for no preprocessed tile")
     s = load_sets(args.data, [args.set])[args.set]
     i = args.index
     if not 0 <= i < len(s):
@@ -269,6 +342,7 @@ def cmd_data_teacher(args) -> int:
     from posekit.distill import teacher_cache
     from posekit.predict import Predictor
 
+    check_new_file(args.out, "--out", ".npz")  # before the teacher's pass over every image
     pred = Predictor(args.model, flip_test=args.flip_test, detector=False, refine=args.refine,
                      refine_weight=args.refine_weight, precision=args.precision,
                      denoise=args.denoise)  # the framed image is the person's box
