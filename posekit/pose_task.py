@@ -47,10 +47,11 @@ def check_pack_split(d, pack: dict) -> None:
 
 def check_model_codec(cfg: Recipe, model: torch.nn.Module, codec, where: str = "config") -> None:
     """Refuse (one line naming model.name, codec.name and the shapes) a model whose output on one
-    input of the recipe's size is not what the codec trains on, and a detector codec."""
-    pair = f"model.name {cfg.model.name} with codec.name {cfg.codec.name}"
+    input of the recipe's size is not what the codec trains on, and a detector codec; the message
+    starts with ``where`` (the recipe's source) unless it is empty."""
+    pair = f"{where}: " * bool(where) + f"model.name {cfg.model.name} with codec.name {cfg.codec.name}"
     if not hasattr(codec, "loss_input"):
-        raise ConfigError(f"{where}: {pair}: the {codec.kind} codec is the person detector's (task: detect), "
+        raise ConfigError(f"{pair}: the {codec.kind} codec is the person detector's (task: detect), "
                           "not a pose codec")
     size = cfg.data.input_size
     target, _ = codec.encode(torch.zeros(1, NUM_JOINTS, 2), torch.ones(1, NUM_JOINTS))
@@ -67,7 +68,7 @@ def check_model_codec(cfg: Recipe, model: torch.nn.Module, codec, where: str = "
     except (RuntimeError, IndexError, ValueError):
         pass
     if got != tuple(target.shape):
-        raise ConfigError(f"{where}: {pair} do not fit: the model gives {tuple(out.shape)} for a {size} px input, "
+        raise ConfigError(f"{pair} do not fit: the model gives {tuple(out.shape)} for a {size} px input, "
                           f"the codec trains on {tuple(target.shape)}")
 
 

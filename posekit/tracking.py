@@ -71,19 +71,23 @@ class OneEuroFilter:
             raise ValueError("OneEuroFilter: min_cutoff and d_cutoff must be positive, beta >= 0")
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.x = self.dx = self.t = None
+        self.scale = math.inf  # the last valid scale (none yet: speed does not raise the cutoff)
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """The filtered value of ``x`` at time ``t`` (s; increasing), speeds read per ``scale``
-        (> 0; a non-finite or non-positive scale reads 1). Non-finite entries pass through."""
+        (> 0; a non-finite or non-positive scale, e.g. of a pose collapsed to a point, keeps the
+        last valid one, and before any the cutoff stays ``min_cutoff``). Non-finite entries pass
+        through."""
         x = np.asarray(x, np.float64)
+        if math.isfinite(scale) and scale > 0:
+            self.scale = float(scale)
         if self.x is None or t <= self.t:
             self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
             return x.copy()
         dt = t - self.t
         dx = (x - self.x) / dt
         self.dx = self.dx + _alpha(self.d_cutoff, dt) * (dx - self.dx)
-        scale = float(scale) if math.isfinite(scale) and scale > 0 else 1.0
-        cutoff = self.min_cutoff + self.beta * np.abs(self.dx) / scale
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx) / self.scale
         out = self.x + _alpha(cutoff, dt) * (x - self.x)
         out = np.where(np.isfinite(out), out, x)
         self.x, self.t = out, t
@@ -107,7 +111,7 @@ class BoxSmoother:
     and size, speeds read per box size (the mean of its width and height); a box overlapping the
     last smoothed one by less than ``restart_iou`` (another person, a cut) restarts the filter."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, restart_iou: float = 0.3):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 20.0, restart_iou: float = 0.3):
         self.params, self.restart_iou = (min_cutoff, beta), float(restart_iou)
         self.reset()
 

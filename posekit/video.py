@@ -524,13 +524,14 @@ def check_complete(path, decoded: int, first: float, last: float, fps: float) ->
     """Raise PosekitError when the ``decoded`` frames of a video file (timestamps ``first`` to
     ``last`` s at ``fps``) stop before the end its container declares (a truncated or damaged
     file; :func:`declared_length`). Where it counts its frames: ``<path>: truncated: <decoded> of
-    <frames> frames decoded``, when more than one is missing (a decoder may drop a last frame).
+    <frames> frames decoded``, when more than one, or 2 %, is missing (a decoder may drop a last
+    frame, or the leading frames of an open group of pictures).
     Where it gives only a length in seconds: ``<path>: truncated: frames up to <t> s of <length> s
     decoded``, when the shortfall is more than 0.5 s, 2 % of the length and 3 frames."""
     frames, length, slot = declared_length(path)
     if frames is not None:
         reached = max(decoded, round(last / slot) + 1) if slot and math.isfinite(last) else decoded
-        if reached < frames - 1:
+        if reached < frames - max(1, round(0.02 * frames)):
             raise PosekitError(f"{path}: truncated: {decoded} of {frames} frames decoded")
         return
     if length is None:

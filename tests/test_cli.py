@@ -576,6 +576,10 @@ def test_a_model_problem_names_the_override(tmp_path, synth_root, capsys):
     assert main(["train", "--config", str(bad), "train.lr=0.1"]) == 2
     _one_line_error(capsys, "m.yaml: ", "multiple of 16")
     assert not (tmp_path / "o").exists()
+    # a model that does not fit its codec: the override that made it so is named
+    assert _train(synth_root, tmp_path / "c", "model.name=resnet_pose", "model.width=8") == 2
+    err = _one_line_error(capsys, "model.name=resnet_pose (command line): ", "do not fit")
+    assert not err.startswith("posekit: error: config:") and not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("size", ["100000", "-5", "8"])

@@ -308,10 +308,18 @@ def test_one_euro_speeds_read_per_object_size_so_resolution_does_not_change_the_
     out = [np.stack([sm(z * b, k) for b, k in zip(boxes, t)]) for z, sm in ((1.0, BoxSmoother(1.0, 5.0)),
                                                                            (3.0, BoxSmoother(1.0, 5.0)))]
     np.testing.assert_allclose(out[1], 3.0 * out[0], rtol=1e-9, atol=1e-9)
-    f = OneEuroFilter(min_cutoff=1.0, beta=1.0)
-    f(np.zeros(2), 0.0)
-    np.testing.assert_allclose(f(np.ones(2), 0.1, scale=float("nan")), f.x)  # a NaN scale reads 1, no NaN out
-    assert np.isfinite(f.x).all()
+    # a scale that cannot be measured (a pose collapsed to a point) keeps the last valid one; before
+    # any, speed does not raise the cutoff (a 1 px scale would let the frame through unsmoothed)
+    f, twin, still = (OneEuroFilter(min_cutoff=1.0, beta=10.0) for _ in range(3))
+    for k in range(3):
+        f(np.full(2, 5.0 * k), k / 30, scale=50.0)
+        twin(np.full(2, 5.0 * k), k / 30, scale=50.0)
+    np.testing.assert_allclose(f(np.full(2, 20.0), 3 / 30, scale=float("nan")), twin(np.full(2, 20.0), 3 / 30, scale=50.0))
+    slow = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    for k in range(3):
+        out, ref = still(np.full(2, 5.0 * k), k / 30, scale=0.0), slow(np.full(2, 5.0 * k), k / 30)
+    np.testing.assert_allclose(out, ref)  # no valid scale yet: min_cutoff alone
+    assert abs(out[0] - 10.0) > 1.0  # and it does smooth
 
 
 def test_turned_scene_keeps_every_joint_on_its_person_and_boxes_them_upright():

@@ -69,15 +69,14 @@ def _train_config(args):
 
 def cmd_train(args) -> int:
     from posekit import distributed
-    from posekit.checkpoint import model_from_config
     from posekit.train import train
 
     cfg, out, resume = _train_config(args)
     if cfg.cascade.stages and not cfg.cascade.stage1:
         raise PosekitError(f"{args.config}: cascade.stages needs cascade.stage1 (the trained stage-1 checkpoint)")
     if not cfg.cascade.stage1:
-        try:
-            model_from_config(cfg)  # a bad model name/option fails here, naming the file or the override
+        try:  # a bad model name/option, or a model that does not fit its codec, fails here, naming the file or the override
+            _buildable(cfg)
         except PosekitError as e:
             raise PosekitError(f"{_blame(args, resume)}: {e}") from None
     summary = train(cfg, out, resume=resume, progress=not args.no_progress, fresh=bool(getattr(args, "force", False)))
@@ -93,10 +92,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _buildable(cfg) -> None:
+    """Build the recipe's model (and for a pose recipe check it against its codec,
+    :func:`posekit.pose_task.check_model_codec`); raises PosekitError, without a source."""
+    from posekit.checkpoint import codec_from_config, model_from_config
+
+    model = model_from_config(cfg)
+    if cfg.task == "pose":
+        from posekit.pose_task import check_model_codec
+
+        check_model_codec(cfg, model, codec_from_config(cfg), "")
+
+
 def _blame(args, resume) -> str:
     """What made the recipe's model unbuildable: the first override after which it fails to build
     (``KEY=VALUE (command line)``), else the recipe file (or the checkpoint resumed)."""
-    from posekit.checkpoint import model_from_config
     from posekit.config import load_config
 
     if not args.config:
@@ -108,7 +118,7 @@ def _blame(args, resume) -> str:
         except PosekitError:  # a later override completes this one (e.g. train.optimizer=sgd)
             continue
         try:
-            model_from_config(cfg)
+            _buildable(cfg)
         except PosekitError:
             return f"{overrides[k - 1]} (command line)" if k else str(args.config)
     return str(args.config)
