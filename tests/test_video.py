@@ -18,21 +18,42 @@ VFR_TICKS = [10 * i for i in range(7)] + [60 + 30 * i for i in range(1, 6)]
 VFR_TIMES = [t / 300 for t in VFR_TICKS]
 
 
-def write_clip(path, ticks, size=(64, 48), tb=Fraction(1, 300)):
-    """An MPEG-4 .mp4 with a frame at each of ``ticks`` (in ``tb``), a different grey each."""
-    w, h = size
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=30)
-        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
-        s.codec_context.time_base = s.time_base = tb
-        for i, pts in enumerate(ticks):
-            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 20 * i, np.uint8), format="rgb24")
+def encode_video(path, frames, tb, codec="mpeg4", rate=30, fmt=None, pix_fmt="yuv420p", options=None,
+                 audio_s=0.0, stream_tb=True):
+    """Write ``frames`` ((rgb (H, W, 3) uint8, pts in ``tb``) pairs) to ``path`` with PyAV
+    (``fmt``: the container, None: from the name), plus ``audio_s`` s of silent AAC. Returns path."""
+    frames = list(frames)
+    h, w = frames[0][0].shape[:2]
+    with av.open(str(path), "w", format=fmt, options=options or {}) as c:
+        s = c.add_stream(codec, rate=rate)
+        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, pix_fmt
+        if stream_tb:
+            s.codec_context.time_base = tb
+            if fmt != "avi":
+                s.time_base = tb
+        a = c.add_stream("aac", rate=8000) if audio_s else None
+        for rgb, pts in frames:
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             f.pts, f.time_base = pts, tb
             for p in s.encode(f):
                 c.mux(p)
         for p in s.encode(None):
             c.mux(p)
+        if a is not None:
+            for k in range(0, int(audio_s * 8000), 1024):
+                f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                f.sample_rate, f.pts = 8000, k
+                for p in a.encode(f):
+                    c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
     return path
+
+
+def write_clip(path, ticks, size=(64, 48), tb=Fraction(1, 300)):
+    """An MPEG-4 .mp4 with a frame at each of ``ticks`` (in ``tb``), a different grey each."""
+    w, h = size
+    return encode_video(path, [(np.full((h, w, 3), 20 * i, np.uint8), t) for i, t in enumerate(ticks)], tb)
 
 
 def read_times(path):
@@ -299,44 +320,15 @@ def _mp4(path, pts, codec="mpeg4", audio_s=0.0, options=None, size=(64, 48)):
     """An .mp4 with a 10 frames/s video frame at each of ``pts`` (in tenths of a second; a
     negative one is trimmed by the edit list the muxer writes), and ``audio_s`` s of silent AAC."""
     w, h = size
-    with av.open(str(path), "w", format="mp4", options=options or {}) as c:
-        s = c.add_stream(codec, rate=10)
-        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
-        s.codec_context.time_base = s.time_base = Fraction(1, 10)
-        a = c.add_stream("aac", rate=8000) if audio_s else None
-        for i, t in enumerate(pts):
-            f = av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 255, (h, w, 3), np.uint8), format="rgb24")
-            f.pts, f.time_base = t, Fraction(1, 10)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-        if a is not None:
-            for k in range(0, int(audio_s * 8000), 1024):
-                f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-                f.sample_rate, f.pts = 8000, k
-                for p in a.encode(f):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
-    return path
+    noise = [(np.random.default_rng(i).integers(0, 255, (h, w, 3), np.uint8), t) for i, t in enumerate(pts)]
+    return encode_video(path, noise, Fraction(1, 10), codec, 10, "mp4", options=options, audio_s=audio_s)
 
 
 def _avi_with_gaps(path, pts):
     """An MJPEG .avi at 10 frames/s with frames at ``pts`` only: the muxer counts the skipped
     slots in its header (12 for pts up to 11) and stores no frame there."""
-    with av.open(str(path), "w", format="avi") as c:
-        s = c.add_stream("mjpeg", rate=10)
-        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = 64, 48, "yuvj420p"
-        s.codec_context.time_base = Fraction(1, 10)
-        for i, t in enumerate(pts):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
-            f.pts, f.time_base = t, Fraction(1, 10)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path
+    greys = [(np.full((48, 64, 3), 20 * i, np.uint8), t) for i, t in enumerate(pts)]
+    return encode_video(path, greys, Fraction(1, 10), "mjpeg", 10, "avi", "yuvj420p")
 
 
 def test_whole_videos_that_decode_fewer_frames_than_counted_are_not_truncated(tmp_path):
@@ -418,17 +410,8 @@ def test_an_image_s_files_appear_together(tmp_path, capsys, monkeypatch):
 def _ts_segment(path, size, n, start):
     """An MPEG-TS segment of ``n`` frames at 10 frames/s from frame ``start``."""
     w, h = size
-    with av.open(str(path), "w", format="mpegts") as c:
-        s = c.add_stream("mpeg4", rate=10)
-        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 20 * i, np.uint8), format="rgb24")
-            f.pts, f.time_base = start + i, Fraction(1, 10)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path.read_bytes()
+    greys = [(np.full((h, w, 3), 20 * i, np.uint8), start + i) for i in range(n)]
+    return encode_video(path, greys, Fraction(1, 10), "mpeg4", 10, "mpegts", stream_tb=False).read_bytes()
 
 
 def test_a_frame_size_change_is_refused_and_ts_is_a_video(tmp_path, capsys, monkeypatch):
@@ -476,19 +459,13 @@ def _h264_ts_segment(path, size, n, start, encoder):
     """An H.264 MPEG-TS segment of ``n`` frames at 30 frames/s from frame ``start``, a moving bar
     on grey (libx264's defaults: B-frames, one key frame at the start)."""
     w, h = size
-    with av.open(str(path), "w", format="mpegts") as c:
-        s = c.add_stream(encoder, rate=30)
-        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            rgb = np.full((h, w, 3), 90, np.uint8)
-            rgb[:, (4 * i) % (w - 8):(4 * i) % (w - 8) + 8] = 200
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            f.pts, f.time_base = start + i, Fraction(1, 30)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path.read_bytes()
+
+    def bar(i):
+        rgb = np.full((h, w, 3), 90, np.uint8)
+        rgb[:, (4 * i) % (w - 8):(4 * i) % (w - 8) + 8] = 200
+        return rgb
+    frames = [(bar(i), start + i) for i in range(n)]
+    return encode_video(path, frames, Fraction(1, 30), encoder, 30, "mpegts", stream_tb=False).read_bytes()
 
 
 @pytest.mark.parametrize("join", ["continuous", "restart", "short middle"])
