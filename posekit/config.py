@@ -66,6 +66,9 @@ class DataConfig(Section):
     pack: str | None = None  # a file from `posekit data pack`: train from it instead of the dataset folder
     limit_train: int | None = Field(None, ge=1)  # the first N training samples only (quick runs)
     limit_val: int | None = Field(None, ge=0)  # the first N validation samples; 0 = none
+    # times each set's training images are drawn per epoch (oversampling, e.g. {lsp: 4}: LSP's
+    # careful labels against LSPe's crowd-sourced ones); a set not named is drawn once
+    repeat: dict[Literal["lsp", "lspet"], int] = Field(default_factory=dict)
 
     @field_validator("fractions")
     @classmethod
@@ -80,6 +83,21 @@ class DataConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError("a set is listed twice")
         return v
+
+    @field_validator("repeat")
+    @classmethod
+    def _whole_times(cls, v):
+        bad = {k: n for k, n in v.items() if not 1 <= n <= 100}
+        if bad:
+            raise ValueError(f"times per epoch must be whole numbers from 1 to 100, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _repeat_of_sets(self):
+        extra = sorted(set(self.repeat) - set(self.sets))
+        if extra:
+            raise ValueError(f"repeat names {', '.join(extra)}, not among data.sets {self.sets}")
+        return self
 
 
 class AugmentConfig(Section):

@@ -107,11 +107,19 @@ def load_data(cfg: Recipe, split: dict | None = None, progress: bool = False):
     return sets, split, cache
 
 
+def repeated(ids: list[str], repeat: dict[str, int]) -> list[str]:
+    """Sample ids ``<set>/<file>`` with each one of a set named in ``repeat`` listed that many
+    times in a row (``data.repeat``: oversampling per set; each copy is augmented on its own,
+    augmentation being seeded per index)."""
+    return [sid for sid in ids for _ in range(repeat.get(sid.split("/", 1)[0], 1))]
+
+
 def build_datasets(cfg: Recipe, split: dict | None = None, progress: bool = False):
     """(sets, split, train dataset, validation dataset) of a pose recipe."""
     sets, split, cache = load_data(cfg, split, progress)
     d = cfg.data
     train_ids, val_ids = split_ids(split, d.limit_train, d.limit_val)
+    train_ids = repeated(train_ids, d.repeat)
     teacher = None
     if cfg.distill.teacher:
         from posekit.distill import load_teacher

@@ -150,6 +150,26 @@ def test_validation_frames_the_person_like_training(synth_root):
     assert torch.equal(again["image"], item["image"])  # no random part
 
 
+def test_repeat_oversamples_a_set(synth_root):
+    """data.repeat draws each training image of a named set that many times per epoch (each copy
+    augmented on its own); naming a set the recipe does not use, or 0 times, is refused."""
+    from posekit.errors import ConfigError
+    from posekit.pose_task import build_datasets
+
+    _, _, plain, _ = build_datasets(_cfg(synth_root))
+    _, _, more, _ = build_datasets(_cfg(synth_root, **{"data.repeat": "{lsp: 3}"}))
+    n_lsp = sum(i.startswith("lsp/") for i in plain.ids)
+    assert 0 < n_lsp < len(plain)
+    assert len(more) == len(plain) + 2 * n_lsp
+    assert sorted(set(more.ids)) == sorted(plain.ids)
+    k = more.ids.index(next(i for i in more.ids if i.startswith("lsp/")))
+    assert more.ids[k] == more.ids[k + 1] and not torch.equal(more[k]["image"], more[k + 1]["image"])
+    with pytest.raises(ConfigError, match="lspet, not among data.sets"):
+        _cfg(synth_root, **{"data.sets": "[lsp]", "data.repeat": "{lspet: 2}"})
+    with pytest.raises(ConfigError, match="repeat"):
+        _cfg(synth_root, **{"data.repeat": "{lsp: 0}"})
+
+
 def test_init_from_copies_matching_weights(synth_root, tmp_path):
     """train.init_from (transfer learning): matching tensors are copied; a tensor of both with
     another shape (another architecture or width) is refused."""
