@@ -1,7 +1,8 @@
 """The choice rules of benchmarks/no_person.py (person threshold), benchmarks/topdown_settings.py
 (how the pose model uses the detector's box) and benchmarks/pose_nms.py (pose NMS): what each
 picks, and a clear refusal when nothing fits; and the measures of benchmarks/precision.py (joint
-shift between two arithmetics) and benchmarks/box_errors.py (detector crops against training crops)."""
+shift between two arithmetics), benchmarks/box_errors.py (detector crops against training crops)
+and benchmarks/val_by_set.py (joint hits)."""
 import runpy
 
 import pytest
@@ -147,3 +148,22 @@ def test_denoise_settings_parse_and_the_choice_is_the_best_mean(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(noisy, same))
     costs = denoise["costs"](runs=2)
     assert set(costs) == {"150x200", "640x480", "1920x1080"} and all(v["noise_sigma_ms"] > 0 for v in costs.values())
+
+
+def test_val_by_set_hits_count_annotated_joints_within_a_fifth_of_the_torso():
+    """benchmarks/val_by_set.py's joint hits: within 0.2 x the torso (left shoulder to right hip),
+    on the boundary included, never for an unannotated joint."""
+    import numpy as np
+
+    from posekit.skeleton import TORSO_PAIR
+
+    hits = runpy.run_path("benchmarks/val_by_set.py")["hits"]
+    gt = np.zeros((1, 14, 2))
+    gt[0, TORSO_PAIR[0]], gt[0, TORSO_PAIR[1]] = (0.0, 0.0), (0.0, 50.0)  # torso 50 px: threshold 10 px
+    pred = gt.copy()
+    pred[0, 0] += (10.0, 0.0)  # on the threshold: a hit
+    pred[0, 1] += (6.0, 8.01)  # 10.006 px: a miss
+    mask = np.ones((1, 14))
+    mask[0, 2] = 0  # unannotated: never a hit
+    h = hits({"pred": pred, "gt": gt, "mask": mask})
+    assert h.shape == (1, 14) and h[0, 0] and not h[0, 1] and not h[0, 2] and h.sum() == 12
