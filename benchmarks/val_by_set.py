@@ -39,13 +39,14 @@ def with_settings(model: str, source: str, folder: str) -> str:
     return out
 
 
-def hits(res: dict) -> np.ndarray:
-    """(N, K) bool: each annotated joint within 0.2 x torso of its label (False where unannotated)."""
-    from posekit.skeleton import TORSO_PAIR
+def hits(res: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, counted), each (N, K) bool, as PCK@0.2 counts them (:func:`posekit.metrics.pck`:
+    a joint is counted when annotated on an image whose torso is annotated and not 0, and correct
+    within 0.2 x torso of its label)."""
+    from posekit.metrics import _pck_counts
 
-    gt = res["gt"]
-    torso = np.linalg.norm(gt[:, TORSO_PAIR[0]] - gt[:, TORSO_PAIR[1]], axis=-1)
-    return (np.linalg.norm(res["pred"] - gt, axis=-1) <= 0.2 * torso[:, None]) & (res["mask"] > 0)
+    return _pck_counts(np.asarray(res["pred"], np.float64), np.asarray(res["gt"], np.float64),
+                       np.asarray(res["mask"]) > 0, 0.2)
 
 
 def main() -> int:
@@ -62,6 +63,12 @@ def main() -> int:
     from posekit.metrics import evaluate_keypoints
 
     rows, first = [], None
+
+    def write():
+        if a.json:
+            Path(a.json).write_text(json.dumps({"split": "val (whole photos)", "settings_from": a.settings_from,
+                                                "models": rows}, indent=1))
+
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for model in a.model:
@@ -73,25 +80,26 @@ def main() -> int:
                     sel = np.array([i.startswith(name + "/") for i in ids])
                     k = evaluate_keypoints(res["pred"][sel], res["gt"][sel], res["sizes"][sel], res["mask"][sel])
                     row[name] = {"n": int(sel.sum()), "pck": k["pck"], "pcp": k["pcp"]}
-                h = hits(res)
+                correct, counted = hits(res)
                 if first is None:
-                    first = (h, ids)
+                    first = (correct, counted, ids)
+                elif ids != first[2]:
+                    raise PosekitError(f"{model}: its validation split is not {a.model[0]}'s; joints are paired "
+                                       f"only between models of one split")
                 else:
-                    sel = np.array([i.startswith("lsp/") for i in ids])[:, None] & (res["mask"] > 0)
-                    row["lsp_joints_against_first"] = {"only_first": int((first[0] & ~h & sel).sum()),
-                                                       "only_this": int((h & ~first[0] & sel).sum())}
+                    sel = np.array([i.startswith("lsp/") for i in ids])[:, None] & counted & first[1]
+                    row["lsp_joints_against_first"] = {"only_first": int((first[0] & ~correct & sel).sum()),
+                                                       "only_this": int((correct & ~first[0] & sel).sum())}
                 if a.whole_image:
                     row["whole_image_pck"] = evaluate(path, a.data, "val", batch_size=16, detector=False)[0]["pck"]
                 if a.multi:
                     row["val_multi_pck"] = evaluate(path, a.data, "val-multi")[0]["multi_pck"]
                 rows.append(row)
                 print(json.dumps(row))
-    except PosekitError as e:
+                write()  # after each model: a later failure keeps the rows measured
+    except (PosekitError, OSError, KeyError, ValueError, RuntimeError) as e:
         print(f"val_by_set: error: {e}", file=sys.stderr)
         return 2
-    if a.json:
-        Path(a.json).write_text(json.dumps({"split": "val (whole photos)", "settings_from": a.settings_from,
-                                            "models": rows}, indent=1))
     return 0
 
 

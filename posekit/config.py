@@ -68,7 +68,8 @@ class DataConfig(Section):
     limit_val: int | None = Field(None, ge=0)  # the first N validation samples; 0 = none
     # times each set's training images are drawn per epoch (oversampling, e.g. {lsp: 4}: LSP's
     # careful labels against LSPe's crowd-sourced ones); a set not named is drawn once
-    repeat: dict[Literal["lsp", "lspet"], int] = Field(default_factory=dict)
+    # (pose recipes; applied after limit_train, so a quick run's count includes the copies)
+    repeat: dict[Literal["lsp", "lspet"], Annotated[int, Field(ge=1, le=100, strict=True)]] = Field(default_factory=dict)
 
     @field_validator("fractions")
     @classmethod
@@ -86,18 +87,11 @@ class DataConfig(Section):
 
     @field_validator("repeat")
     @classmethod
-    def _whole_times(cls, v):
-        bad = {k: n for k, n in v.items() if not 1 <= n <= 100}
-        if bad:
-            raise ValueError(f"times per epoch must be whole numbers from 1 to 100, got {bad}")
-        return v
-
-    @model_validator(mode="after")
-    def _repeat_of_sets(self):
-        extra = sorted(set(self.repeat) - set(self.sets))
+    def _repeat_of_sets(cls, v, info):
+        extra = sorted(set(v) - set(info.data.get("sets") or []))
         if extra:
-            raise ValueError(f"repeat names {', '.join(extra)}, not among data.sets {self.sets}")
-        return self
+            raise ValueError(f"names {', '.join(extra)}, not among data.sets {info.data.get('sets')}")
+        return v
 
 
 class AugmentConfig(Section):
@@ -320,11 +314,15 @@ class Recipe(Section):
                       if k not in DETECT_AUGMENTS and _changed(self.augment, k)]
             unused += [f"{section}.{k}" for section in ("distill", "cascade")
                        for k in type(getattr(self, section)).model_fields if _changed(getattr(self, section), k)]
+            unused += ["data.repeat"] if self.data.repeat else []
             if unused:
                 scenes = ", ".join("augment." + k for k in DETECT_AUGMENTS)
                 raise ValueError(f"'{unused[0]}': a detector recipe (task: detect) does not use it"
                                  + (f"; its scenes take {scenes}" if unused[0].startswith("augment.") else ""))
         else:
+            if self.data.repeat and (self.cascade.stage1 or self.cascade.stages):
+                raise ValueError("'data.repeat': a cascade's stages train on stage 1's estimates of each image once; "
+                                 "oversampling is for pose recipes")
             unused = [f"detect.{k}" for k in DETECT_TRAINING if _changed(self.detect, k)]
             if unused:
                 raise ValueError(f"'{unused[0]}': only a detector recipe (task: detect) trains on scenes; a pose "

@@ -150,20 +150,25 @@ def test_denoise_settings_parse_and_the_choice_is_the_best_mean(monkeypatch):
     assert set(costs) == {"150x200", "640x480", "1920x1080"} and all(v["noise_sigma_ms"] > 0 for v in costs.values())
 
 
-def test_val_by_set_hits_count_annotated_joints_within_a_fifth_of_the_torso():
-    """benchmarks/val_by_set.py's joint hits: within 0.2 x the torso (left shoulder to right hip),
-    on the boundary included, never for an unannotated joint."""
+def test_val_by_set_hits_count_joints_as_pck_does():
+    """benchmarks/val_by_set.py's joint hits are PCK@0.2's: correct within 0.2 x the torso (left
+    shoulder to right hip), on the boundary included; an unannotated joint, and every joint of an
+    image whose torso is not annotated, is not counted."""
     import numpy as np
 
+    from posekit.metrics import pck
     from posekit.skeleton import TORSO_PAIR
 
     hits = runpy.run_path("benchmarks/val_by_set.py")["hits"]
-    gt = np.zeros((1, 14, 2))
-    gt[0, TORSO_PAIR[0]], gt[0, TORSO_PAIR[1]] = (0.0, 0.0), (0.0, 50.0)  # torso 50 px: threshold 10 px
+    gt = np.zeros((2, 14, 2))
+    gt[:, TORSO_PAIR[0]], gt[:, TORSO_PAIR[1]] = (0.0, 0.0), (0.0, 50.0)  # torso 50 px: threshold 10 px
     pred = gt.copy()
-    pred[0, 0] += (10.0, 0.0)  # on the threshold: a hit
-    pred[0, 1] += (6.0, 8.01)  # 10.006 px: a miss
-    mask = np.ones((1, 14))
-    mask[0, 2] = 0  # unannotated: never a hit
-    h = hits({"pred": pred, "gt": gt, "mask": mask})
-    assert h.shape == (1, 14) and h[0, 0] and not h[0, 1] and not h[0, 2] and h.sum() == 12
+    pred[0, 0] += (10.0, 0.0)  # on the threshold: correct
+    pred[0, 1] += (6.0, 8.01)  # 10.006 px: wrong
+    mask = np.ones((2, 14))
+    mask[0, 3] = 0  # unannotated: not counted
+    mask[1, TORSO_PAIR[1]] = 0  # no torso: the whole image is not counted
+    correct, counted = hits({"pred": pred, "gt": gt, "mask": mask})
+    assert counted[0].sum() == 13 and not counted[1].any()
+    assert correct[0, 0] and not correct[0, 1] and not correct[0, 3] and correct.sum() == 12
+    assert correct.sum() / counted.sum() == pytest.approx(pck(pred, gt, mask > 0)[0])

@@ -152,7 +152,8 @@ def test_validation_frames_the_person_like_training(synth_root):
 
 def test_repeat_oversamples_a_set(synth_root):
     """data.repeat draws each training image of a named set that many times per epoch (each copy
-    augmented on its own); naming a set the recipe does not use, or 0 times, is refused."""
+    augmented on its own); naming a set the recipe does not use, a count that is not a whole number
+    from 1 to 100, and a detector or cascade recipe (which would ignore it) are refused."""
     from posekit.errors import ConfigError
     from posekit.pose_task import build_datasets
 
@@ -166,8 +167,13 @@ def test_repeat_oversamples_a_set(synth_root):
     assert more.ids[k] == more.ids[k + 1] and not torch.equal(more[k]["image"], more[k + 1]["image"])
     with pytest.raises(ConfigError, match="lspet, not among data.sets"):
         _cfg(synth_root, **{"data.sets": "[lsp]", "data.repeat": "{lspet: 2}"})
-    with pytest.raises(ConfigError, match="repeat"):
-        _cfg(synth_root, **{"data.repeat": "{lsp: 0}"})
+    for bad in ("{lsp: 0}", "{lsp: 101}", "{lsp: '3'}", "{lsp: true}", "{lsp: 2.5}"):
+        with pytest.raises(ConfigError, match="data.repeat.lsp"):
+            _cfg(synth_root, **{"data.repeat": bad})
+    with pytest.raises(ConfigError, match="'data.repeat': a detector recipe"):  # detectors and cascades would ignore it
+        load_config("configs/detector.yaml", ["data.repeat={lsp: 2}"])
+    with pytest.raises(ConfigError, match="'data.repeat': a cascade"):
+        _cfg(synth_root, **{"data.repeat": "{lsp: 2}", "cascade.stage1": "stage1.pt"})
 
 
 def test_init_from_copies_matching_weights(synth_root, tmp_path):
