@@ -38,6 +38,13 @@ def test_pack_round_trip_and_train_from_it(synth_root, tmp_path, capsys):
                  *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}", "augment.person_crop=0.2"]) == 0
     saved = json.loads((run / "split.json").read_text())
     assert saved["train"] == split["train"]
+    # data.repeat oversamples a set from a pack too (its sample ids name their set)
+    capsys.readouterr()
+    assert main(["train", "--config", "configs/poster.yaml", "--out", str(tmp_path / "rep"), "--epochs", "1",
+                 "--no-progress", *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}",
+                 "augment.person_crop=0.2", "data.repeat={lsp: 3}"]) == 0
+    n_lsp = sum(i.startswith("lsp/") for i in split["train"])
+    assert 0 < n_lsp and f"(train {len(split['train']) + 2 * n_lsp}, " in capsys.readouterr().out
     # a recipe that wants more of the image than the pack holds is refused
     assert main(["train", "--config", "configs/poster.yaml", "--out", str(tmp_path / "r2"), "--epochs", "1",
                  "--no-progress", *tiny_overrides(tmp_path / "no-such-root"), f"data.pack={out}"]) == 2
