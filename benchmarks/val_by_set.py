@@ -25,17 +25,17 @@ from pathlib import Path
 import numpy as np
 
 
-def with_settings(model: str, source: str, folder: str) -> str:
-    """A copy of checkpoint ``model`` carrying the ``infer`` and ``detect`` settings of ``source``."""
-    import torch
+def with_settings_of(model: str, source: str, folder: str) -> str:
+    """A copy of checkpoint ``model`` in ``folder`` run with the ``infer`` and ``detect`` settings of
+    ``source`` (:func:`posekit.checkpoint.with_settings`)."""
+    from posekit.checkpoint import read_checkpoint, save_checkpoint, with_settings
 
-    from posekit.checkpoint import read_checkpoint, resolve_checkpoint_path
-
-    ck = torch.load(resolve_checkpoint_path(model), map_location="cpu", weights_only=True)
+    ck = read_checkpoint(model)
     src = read_checkpoint(source)["config"]
-    ck["config"]["infer"], ck["config"]["detect"] = dict(src["infer"]), dict(src["detect"])
+    config = with_settings(ck["config"], {s: src[s] for s in ("infer", "detect")}, model)
     out = os.path.join(folder, f"{len(os.listdir(folder))}.pt")
-    torch.save({k: v for k, v in ck.items() if k not in ("optimizer", "train_model")}, out)
+    keep = {k: v for k, v in ck.items() if k not in ("config", "recipe", "path", "format", "optimizer", "train_model")}
+    save_checkpoint(out, **keep, config=config)
     return out
 
 
@@ -72,7 +72,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for model in a.model:
-                path = with_settings(model, a.settings_from, tmp) if a.settings_from else model
+                path = with_settings_of(model, a.settings_from, tmp) if a.settings_from else model
                 m, ex = evaluate(path, a.data, "val", batch_size=16)
                 res, ids = ex["res"], ex["ids"]
                 row = {"model": model, "all": {"n": m["n"], "pck": m["pck"], "pcp": m["pcp"]}}

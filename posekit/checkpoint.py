@@ -83,6 +83,18 @@ def save_checkpoint(path: str | os.PathLike, **payload) -> None:
     atomic_torch_save({"format": FORMAT, **plain(payload)}, path)
 
 
+def with_settings(config: dict, settings: dict | None, where: str = "settings") -> dict:
+    """A copy of a checkpoint's raw ``config`` with ``settings`` ({section: {key: value}}) laid over
+    its ``infer``, ``detect`` and ``video`` sections: how the trained network is run, never what
+    was trained. Raises PosekitError for any other section."""
+    out = dict(config)
+    for section, values in (settings or {}).items():
+        if section not in ("infer", "detect", "video"):
+            raise PosekitError(f"{where}: {section!r} settings cannot be changed after training (infer, detect, video)")
+        out[section] = {**out.get(section, {}), **values}
+    return out
+
+
 DEFAULT_MODEL = "posekit-lsp"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 

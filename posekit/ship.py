@@ -7,7 +7,7 @@ import datetime as dt
 import subprocess
 from pathlib import Path
 
-from posekit.checkpoint import DEFAULT_MODEL, model_from_config, read_checkpoint, save_checkpoint
+from posekit.checkpoint import DEFAULT_MODEL, model_from_config, read_checkpoint, save_checkpoint, with_settings
 from posekit.config import Recipe, complete_config
 from posekit.errors import PosekitError
 from posekit.models import count_parameters, model_flops
@@ -130,12 +130,7 @@ def ship(run: str, name: str, metrics: dict, commands: list[str], settings: dict
 
     Raises PosekitError for metrics of other settings or a file over ``max_mb``."""
     ck = read_checkpoint(run)
-    raw = ck["config"]
-    for section, values in (settings or {}).items():
-        if section not in ("infer", "detect", "video"):
-            raise PosekitError(f"ship: {section!r} settings cannot be changed at shipping (infer, detect, video)")
-        raw[section] = {**raw.get(section, {}), **values}
-    cfg = complete_config(raw, str(run))
+    cfg = complete_config(with_settings(ck["config"], settings, "ship"), str(run))
     shipped = {"refine": cfg.infer.refine, "refine_weight": cfg.infer.refine_weight if cfg.infer.refine else 0.0,
                "crop_border": (DEFAULT_CROP_BORDER if cfg.infer.crop_border is None else cfg.infer.crop_border)
                if cfg.infer.refine else None, "detector": cfg.detect.model,

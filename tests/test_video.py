@@ -96,6 +96,19 @@ def _poser(pred):
     return video.FramePoser(pred, settings=VideoConfig(smooth=False, roi_margin=None))
 
 
+def _stub_cli(monkeypatch):
+    """The stub in place of the CLI's Predictor (no smoothing, no following, person threshold 0.3):
+    ``posekit predict`` on a video runs it. Returns the stub."""
+    from types import SimpleNamespace
+
+    from posekit.config import VideoConfig
+
+    stub = StubPredictor()
+    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
+    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    return stub
+
+
 @pytest.fixture
 def vfr_clip(tmp_path):
     return write_clip(tmp_path / "clip.mp4", VFR_TICKS)
@@ -230,10 +243,8 @@ def test_a_truncated_video_is_an_error_and_writes_no_files(tmp_path, capsys, mon
     it and the frames, exit code 2; as any error midway, the records already emitted stay and no .jsonl or
     _pose.mp4 is written (an earlier one is kept). A whole file, --max-frames stopping first, and
     a container that declares no length are not truncations."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     whole = _mjpg_avi(tmp_path / "whole.avi", n=60)  # 6 s at 10 frames/s
     cut = tmp_path / "cut.avi"
@@ -256,9 +267,7 @@ def test_a_truncated_video_is_an_error_and_writes_no_files(tmp_path, capsys, mon
     assert video.predict_stream(_poser(StubPredictor()), cut, "c", None, False, lambda r: None) == n
     monkeypatch.setattr(video, "declared_length", real)
 
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    _stub_cli(monkeypatch)
     assert main(["predict", str(cut), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()
     assert cap.err.strip() == f"posekit: error: {e.value}"
@@ -289,10 +298,8 @@ def test_a_short_truncated_avi_names_its_frames(tmp_path, capsys, monkeypatch, f
     count (a shortfall in seconds let most of a short clip go missing), in the documented words,
     exit code 2, no files; one frame short (a decoder may drop a last one) and the whole clip
     are read."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     whole = _mjpg_avi(tmp_path / "clip.avi", n=frames, fps=fps)
     cut = _cut_before(whole, kept, tmp_path / "t_clip.avi")
@@ -303,9 +310,7 @@ def test_a_short_truncated_avi_names_its_frames(tmp_path, capsys, monkeypatch, f
         video.predict_stream(_poser(StubPredictor()), cut, "t_clip", out, True, recs.append)
     assert str(e.value) == f"{cut}: truncated: {kept} of {frames} frames decoded"
     assert len(recs) == kept and not list(out.glob("*"))  # nothing written, no temporary file left
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    _stub_cli(monkeypatch)
     assert main(["predict", str(cut), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()
     assert cap.err.strip() == f"posekit: error: {cut}: truncated: {kept} of {frames} frames decoded"
@@ -363,10 +368,8 @@ def test_a_video_s_files_appear_together(vfr_clip, tmp_path, capsys, monkeypatch
     """The records and the drawn video of one input are renamed into place together: a folder in
     the way of the .jsonl leaves no _pose.mp4 either, and no temporary file. The message names the
     input and the output that could not be written (not a temporary file)."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     out = tmp_path / "out"
     (out / "clip.jsonl").mkdir(parents=True)
@@ -374,9 +377,7 @@ def test_a_video_s_files_appear_together(vfr_clip, tmp_path, capsys, monkeypatch
         video.predict_stream(_poser(StubPredictor()), vfr_clip, "clip", out, True, lambda r: None)
     assert e.value.filename == str(out / "clip.jsonl")
     assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl"]
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    _stub_cli(monkeypatch)
     assert main(["predict", str(vfr_clip), "--json", "--out", str(out), "--draw"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"posekit: error: {vfr_clip}: cannot write {out / 'clip.jsonl'}: a folder is in the way", err
@@ -386,19 +387,15 @@ def test_a_video_s_files_appear_together(vfr_clip, tmp_path, capsys, monkeypatch
 def test_an_image_s_files_appear_together(tmp_path, capsys, monkeypatch):
     """An image's .json and _pose.png appear together or not at all; the message names both the
     input and the output in the way."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     img = tmp_path / "two.png"
     cv2.imwrite(str(img), np.full((48, 64, 3), 90, np.uint8))
     out = tmp_path / "out"
     (out / "two_pose.png").mkdir(parents=True)
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
+    stub = _stub_cli(monkeypatch)
     stub.name, stub.detector = "stub", None
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
     monkeypatch.setattr("posekit.cli.predict.reported_poses", lambda pred, im, people, box: [pred.predict(im)])
     monkeypatch.setattr("posekit.cli.predict.pose_records", lambda poses, **w: [{**w, "found": True}])
     assert main(["predict", str(img), "--out", str(out), "--draw", "--json"]) == 2
@@ -418,16 +415,12 @@ def test_a_frame_size_change_is_refused_and_ts_is_a_video(tmp_path, capsys, monk
     """MPEG-TS segments joined end to end at two sizes: OpenCV scales every frame to the first
     size, so the joints would be wrong; refused, exit 2, one line with the time and both sizes,
     nothing written. A plain .ts (and the other video extensions) is read as a video."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     joined = tmp_path / "joined.ts"
     joined.write_bytes(_ts_segment(tmp_path / "a.ts", (320, 240), 10, 0) + _ts_segment(tmp_path / "b.ts", (480, 360), 10, 10))
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    _stub_cli(monkeypatch)
     out = tmp_path / "out"
     assert main(["predict", str(joined), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()
@@ -475,10 +468,8 @@ def test_a_frame_size_change_in_h264_ts_is_refused(tmp_path, capsys, monkeypatch
     whether the timestamps run on or restart at the join (times then run on, as the records'
     do), and where the second size lasts a fraction of a second, with no key frame after the one
     it starts with, before the first size comes back. One segment alone is read."""
-    from types import SimpleNamespace
 
     from posekit.cli import main
-    from posekit.config import VideoConfig
 
     enc = _h264_encoder()
     if enc is None:
@@ -497,9 +488,7 @@ def test_a_frame_size_change_in_h264_ts_is_refused(tmp_path, capsys, monkeypatch
     video.check_one_frame_size(tmp_path / "a.ts", "a.ts")
     video.check_one_frame_size(tmp_path / "b.ts", "b.ts")
     video.check_one_frame_size(joined, "joined.ts", until=1.5)  # --max-frames ending before the change: read
-    stub = StubPredictor()
-    stub.config, stub.threshold = SimpleNamespace(video=VideoConfig(smooth=False, roi_margin=None)), 0.3
-    monkeypatch.setattr("posekit.cli.predict.Predictor", lambda **k: stub)
+    _stub_cli(monkeypatch)
     out = tmp_path / "out"
     assert main(["predict", str(joined), "--json", "--out", str(out)]) == 2
     cap = capsys.readouterr()

@@ -92,7 +92,7 @@ def test_ship_and_load_by_name(run_dir, synth_root, tmp_path, monkeypatch):
     from posekit.errors import PosekitError
     from posekit.ship import ship as ship_fn
 
-    with pytest.raises(PosekitError, match="'train' settings cannot be changed at shipping"):
+    with pytest.raises(PosekitError, match="ship: 'train' settings cannot be changed after training"):
         ship_fn(str(run_dir), "tiny3", {}, ["x"], {"train": {"lr": 1.0}})
     assert not (weights / "tiny3.pt").exists()
     from posekit.ship import _select_line
@@ -158,3 +158,17 @@ def test_a_pickle_with_code_is_refused_without_warnings(tmp_path):
         with pytest.raises(ck.PosekitError, match="refused: the file holds Python objects"):
             ck.read_checkpoint(evil)
     assert [str(w.message) for w in seen] == []
+
+
+def test_with_settings_lays_run_settings_over_a_config_and_leaves_training_alone():
+    """checkpoint.with_settings (used by ship and benchmarks/val_by_set.py): the keys given replace
+    the config's, the others stay, the input is not changed, and a training section is refused."""
+    from posekit.checkpoint import with_settings
+    from posekit.errors import PosekitError
+
+    raw = {"infer": {"flip_test": False, "person_threshold": 0.3}, "train": {"lr": 0.1}}
+    out = with_settings(raw, {"infer": {"flip_test": True}, "video": {"beta": 30.0}})
+    assert out["infer"] == {"flip_test": True, "person_threshold": 0.3} and out["video"] == {"beta": 30.0}
+    assert out["train"] == {"lr": 0.1} and raw["infer"]["flip_test"] is False
+    with pytest.raises(PosekitError, match="^run.pt: 'data' settings cannot be changed after training"):
+        with_settings(raw, {"data": {"input_size": 192}}, "run.pt")
